@@ -1,0 +1,149 @@
+"""``surgkit demo``: run every pipeline on a small synthetic world and write a report.
+
+Each capability contributes one *step*: a function ``step(ctx: DemoContext) -> DemoSection``
+living in its own package (``surgkit/<pkg>/demo.py``). Steps run in the order of
+:data:`DEMO_STEPS`, share data through ``ctx.artifacts``, and each becomes one section of
+``report.html``. A failing step is reported (in the terminal, the report and ``results.json``)
+and the others still run; the command then exits non-zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from collections.abc import Callable
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from surgkit.errors import SurgkitError
+
+# "module:function", in run order. A step may read what earlier steps put in ctx.artifacts.
+DEMO_STEPS: tuple[str, ...] = ("surgkit.synth.demo:demo_step",)
+
+SIZES = ("tiny", "demo")
+
+
+@dataclasses.dataclass
+class DemoContext:
+    """What a demo step receives: the working folder, the size preset and shared artifacts."""
+
+    workdir: Path
+    size: str = "demo"  # "tiny" (test suite) or "demo" (the default, minutes on 2 cores)
+    seed: int = 0
+    device: str = "cpu"
+    artifacts: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def tiny(self) -> bool:
+        return self.size == "tiny"
+
+
+@dataclasses.dataclass
+class DemoSection:
+    """One section of the report: text, a metric table, optional tables and figures.
+
+    ``figures`` are image paths (PNG) with captions; they are embedded in report.html.
+    ``notes`` state the protocol and legacy quirks the numbers use (shown under the table).
+    """
+
+    key: str
+    title: str
+    summary: str = ""
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    tables: list[tuple[str, list[str], list[list[Any]]]] = dataclasses.field(default_factory=list)
+    figures: list[tuple[Path, str]] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+    status: str = "ok"
+    seconds: float = 0.0
+
+
+def _load_step(spec: str) -> Callable[[DemoContext], DemoSection]:
+    module, func = spec.split(":")
+    return getattr(import_module(module), func)
+
+
+def run_demo(
+    workdir: str | Path = "surgkit-demo",
+    size: str = "demo",
+    seed: int = 0,
+    device: str = "cpu",
+    steps: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
+    """Run all demo steps into ``workdir``; write ``report.html`` and ``results.json``.
+
+    Returns the results dict (also written to ``results.json``).
+    """
+    from surgkit import __version__
+    from surgkit.report.html import write_report
+    from surgkit.utils.io import write_json
+    from surgkit.utils.progress import console
+
+    if size not in SIZES:
+        raise SurgkitError(f"unknown demo size '{size}' (choose from {', '.join(SIZES)})")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ctx = DemoContext(workdir=workdir, size=size, seed=seed, device=device)
+    sections: list[DemoSection] = []
+    t_all = time.perf_counter()
+    for spec in steps or DEMO_STEPS:
+        step = _load_step(spec)
+        console.rule(f"[bold]{spec.split(':')[0].split('.')[1]}")
+        t0 = time.perf_counter()
+        try:
+            section = step(ctx)
+        except Exception as e:  # a failing step must not hide the others
+            console.print(f"[bold red]step {spec} failed:[/] {e}")
+            section = DemoSection(
+                key=spec,
+                title=f"{spec} (failed)",
+                summary=f"{type(e).__name__}: {e}",
+                status="failed",
+                notes=[traceback.format_exc(limit=6)],
+            )
+        section.seconds = time.perf_counter() - t0
+        sections.append(section)
+
+    results = {
+        "surgkit_version": __version__,
+        "size": size,
+        "seed": seed,
+        "device": device,
+        "seconds": round(time.perf_counter() - t_all, 2),
+        "steps": {
+            s.key: {
+                "title": s.title,
+                "status": s.status,
+                "seconds": round(s.seconds, 2),
+                "metrics": s.metrics,
+                "notes": s.notes,
+            }
+            for s in sections
+        },
+    }
+    write_json(workdir / "results.json", results)
+    write_report(workdir / "report.html", sections, results)
+    console.print(f"report: {workdir / 'report.html'}  results: {workdir / 'results.json'}")
+    return results
+
+
+def demo(
+    workdir: Path = typer.Option(
+        Path("surgkit-demo"), "--workdir", "-o", help="Working folder for all outputs."
+    ),
+    size: str = typer.Option("demo", help="'demo' (default, a few minutes on 2 cores) or 'tiny' (seconds)."),
+    seed: int = typer.Option(0, help="Seed of the synthetic world and of every training run."),
+    device: str = typer.Option("cpu", help="Torch device for the model steps, e.g. cpu or cuda."),
+) -> None:
+    """Generate a synthetic surgical world, run every pipeline on it, and write report.html."""
+    results = run_demo(workdir, size=size, seed=seed, device=device)
+    failed = [k for k, v in results["steps"].items() if v["status"] != "ok"]
+    if failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

@@ -1,0 +1,1 @@
+"""Report generation: report.html with plots and sample frames."""

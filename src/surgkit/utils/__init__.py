@@ -1,0 +1,1 @@
+"""Shared mechanisms: atomic file IO, progress bars, model save/load, training setup."""

@@ -1,0 +1,40 @@
+"""Test-wide settings: offline hub, deterministic torch threads, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run ``surgkit ARGS`` in-process through the real entry point; return (exit_code, stdout, stderr)."""
+    from surgkit.cli import main
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        code = 0
+        try:
+            main([str(a) for a in args])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return _run
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The ../shared folder beside the repository (specs, fixtures)."""
+    if not SHARED.is_dir():
+        raise RuntimeError(f"expected the shared folder at {SHARED}")
+    return SHARED
