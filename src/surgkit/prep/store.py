@@ -1,0 +1,307 @@
+"""Per-segment feature store: one safetensors file per (video, modality) plus a JSON index.
+
+Layout (format ``surgkit-features/1``)::
+
+    <root>/index.json
+    <root>/<modality>/<video_id>.safetensors    # tensor "features" float32 [T, D]
+                                                 # optional "valid" uint8 [T] (0 = zero-padded tail)
+
+``index.json``::
+
+    {"format": "surgkit-features/1", "backbone": str, "backbone_sha256": str | null,
+     "fps": float, "segment_frames": int, "stride_frames": int,
+     "modalities": [...], "feature_dim": {modality: D},
+     "videos": {video_id: {"num_frames": int, "num_segments": int, "source": str,
+                           "modalities": [...]}}}
+
+T is the number of segments of the video (SurgFusion-Net: non-overlapping 32-frame segments, so
+``T = ceil(frames / 32)`` with a zero-padded tail, or ``floor`` when the tail is dropped); all
+modalities of a video share T, and :meth:`FeatureStore.load_all` checks it. Nothing is pickled:
+the replacement for MAQA's ``np.load(..., allow_pickle=True)`` dicts (spec skill.md §1.4).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from surgkit.errors import DataFormatError, SurgkitError
+from surgkit.utils.io import save_tensors, write_json
+
+FORMAT = "surgkit-features/1"
+INDEX_NAME = "index.json"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*$")
+
+
+def check_name(name: str, what: str = "video id") -> str:
+    """Refuse ids that are not a plain file name (no separators, no leading dot)."""
+    if not isinstance(name, str) or not _SAFE_ID.match(name):
+        raise SurgkitError(f"invalid {what} {name!r}: use letters, digits, '.', '_', '-', '+'")
+    return name
+
+
+def feature_path(root: str | Path, video_id: str, modality: str) -> Path:
+    """Where the features of ``video_id`` for ``modality`` live under ``root``."""
+    return Path(root) / check_name(modality, "modality") / f"{check_name(video_id)}.safetensors"
+
+
+def read_index(root: str | Path) -> dict[str, Any]:
+    """Read and validate ``<root>/index.json``."""
+    path = Path(root) / INDEX_NAME
+    if not path.is_file():
+        raise SurgkitError(f"{path}: no feature index (run `surgkit prep features` first)")
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataFormatError(f"invalid JSON ({e.msg})", path=path, line=e.lineno) from e
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        found = index.get("format") if isinstance(index, dict) else type(index).__name__
+        raise DataFormatError(f"not a {FORMAT} index (format={found!r})", path=path)
+    for key in ("backbone", "fps", "segment_frames", "stride_frames", "modalities", "feature_dim", "videos"):
+        if key not in index:
+            raise DataFormatError(f"missing key '{key}'", path=path)
+    return index
+
+
+class FeatureStore:
+    """Read-only view of a feature store folder.
+
+    >>> store = FeatureStore("features/")                         # doctest: +SKIP
+    >>> store.load_all("Suturing_B001", ["rgb", "flow", "mask"])   # doctest: +SKIP
+    {'rgb': array[T, D], 'flow': array[T, D], 'mask': array[T, D]}
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.index = read_index(self.root)
+
+    # -- metadata -----------------------------------------------------------------------------
+    @property
+    def video_ids(self) -> list[str]:
+        return sorted(self.index["videos"])
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.index["modalities"])
+
+    @property
+    def backbone(self) -> str:
+        return str(self.index["backbone"])
+
+    @property
+    def fps(self) -> float:
+        return float(self.index["fps"])
+
+    @property
+    def segment_frames(self) -> int:
+        return int(self.index["segment_frames"])
+
+    @property
+    def stride_frames(self) -> int:
+        return int(self.index["stride_frames"])
+
+    def feature_dim(self, modality: str) -> int:
+        return int(self.index["feature_dim"][modality])
+
+    def info(self, video_id: str) -> dict[str, Any]:
+        """The index entry of one video (num_frames, num_segments, source, modalities)."""
+        try:
+            return dict(self.index["videos"][video_id])
+        except KeyError:
+            raise SurgkitError(
+                f"{self.root / INDEX_NAME}: unknown video '{video_id}' ({len(self.index['videos'])} videos)"
+            ) from None
+
+    def path(self, video_id: str, modality: str) -> Path:
+        return feature_path(self.root, video_id, modality)
+
+    # -- tensors ------------------------------------------------------------------------------
+    def _read(self, video_id: str, modality: str) -> dict[str, np.ndarray]:
+        info = self.info(video_id)
+        if modality not in info.get("modalities", []):
+            raise SurgkitError(
+                f"{self.root / INDEX_NAME}: video '{video_id}' has no '{modality}' features "
+                f"(has {', '.join(info.get('modalities', [])) or 'none'})"
+            )
+        path = self.path(video_id, modality)
+        if not path.is_file():
+            raise DataFormatError("feature file listed in index.json is missing", path=path)
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise DataFormatError(f"unreadable safetensors file ({e})", path=path) from e
+        if "features" not in tensors:
+            raise DataFormatError(f"no 'features' tensor (has {sorted(tensors)})", path=path)
+        feats = tensors["features"]
+        if feats.ndim != 2:
+            raise DataFormatError(f"'features' must be [T, D], got shape {feats.shape}", path=path)
+        want_d = self.index["feature_dim"].get(modality)
+        if want_d is not None and feats.shape[1] != int(want_d):
+            raise DataFormatError(f"feature dim {feats.shape[1]} != index feature_dim {want_d}", path=path)
+        want_t = info.get("num_segments")
+        if want_t is not None and feats.shape[0] != int(want_t):
+            raise DataFormatError(
+                f"video '{video_id}': {feats.shape[0]} segments in file, index says {want_t}", path=path
+            )
+        valid = tensors.get("valid")
+        if valid is not None and valid.shape != (feats.shape[0],):
+            raise DataFormatError(f"'valid' has shape {valid.shape}, expected ({feats.shape[0]},)", path=path)
+        return tensors
+
+    def load(self, video_id: str, modality: str) -> np.ndarray:
+        """Features of one video and modality, float32 [T, D]."""
+        return self._read(video_id, modality)["features"].astype(np.float32, copy=False)
+
+    def load_valid(self, video_id: str, modality: str) -> np.ndarray:
+        """Bool [T]: False where a segment is (partly) zero padding; all True if not stored."""
+        tensors = self._read(video_id, modality)
+        valid = tensors.get("valid")
+        if valid is None:
+            return np.ones(tensors["features"].shape[0], dtype=bool)
+        return valid.astype(bool)
+
+    def load_all(self, video_id: str, modalities: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Features of several modalities of one video; all must share T (else DataFormatError)."""
+        mods = list(self.modalities if modalities is None else modalities)
+        out = {m: self.load(video_id, m) for m in mods}
+        lengths = {m: a.shape[0] for m, a in out.items()}
+        if len(set(lengths.values())) > 1:
+            detail = ", ".join(f"{m}={t} ({self.path(video_id, m)})" for m, t in lengths.items())
+            raise DataFormatError(
+                f"video '{video_id}': modalities disagree on the number of segments T: {detail}",
+                path=self.path(video_id, mods[0]),
+            )
+        return out
+
+
+class FeatureStoreWriter:
+    """Write features into a store; each tensor file and the index are written atomically.
+
+    Re-opening an existing store merges with its index (resume), provided the settings agree
+    (backbone, fps, segment and stride length); otherwise :class:`SurgkitError` is raised so
+    features from different settings never mix. The index is rewritten after every
+    :meth:`write`, so a killed job leaves an index that lists exactly the finished files.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        backbone: str,
+        fps: float,
+        segment_frames: int,
+        stride_frames: int | None = None,
+        backbone_sha256: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ):
+        self.root = Path(root)
+        stride = int(segment_frames if stride_frames is None else stride_frames)
+        if segment_frames < 1 or stride < 1:
+            raise SurgkitError(
+                f"segment_frames and stride_frames must be >= 1 (got {segment_frames}, {stride})"
+            )
+        settings = {
+            "backbone": str(backbone),
+            "backbone_sha256": backbone_sha256,
+            "fps": float(fps),
+            "segment_frames": int(segment_frames),
+            "stride_frames": stride,
+        }
+        self.index: dict[str, Any] = {"format": FORMAT, **settings, "modalities": [], "feature_dim": {}}
+        if extra:
+            self.index["extra"] = dict(extra)
+        self.index["videos"] = {}
+        if (self.root / INDEX_NAME).is_file():
+            old = read_index(self.root)
+            clash = [k for k, v in settings.items() if old.get(k) != v]
+            if clash:
+                detail = "; ".join(f"{k}: store has {old.get(k)!r}, now {settings[k]!r}" for k in clash)
+                raise SurgkitError(
+                    f"{self.root / INDEX_NAME}: existing store was made with other settings ({detail}); "
+                    "use a new output folder or --overwrite"
+                )
+            self.index["modalities"] = list(old["modalities"])
+            self.index["feature_dim"] = dict(old["feature_dim"])
+            self.index["videos"] = dict(old["videos"])
+            if "extra" in old and "extra" not in self.index:
+                self.index["extra"] = old["extra"]
+
+    def has(self, video_id: str, modality: str) -> bool:
+        """True when the index lists this (video, modality) and its file exists."""
+        entry = self.index["videos"].get(video_id)
+        return (
+            bool(entry)
+            and modality in entry["modalities"]
+            and feature_path(self.root, video_id, modality).is_file()
+        )
+
+    def write(
+        self,
+        video_id: str,
+        modality: str,
+        features: Any,
+        *,
+        num_frames: int,
+        source: str = "",
+        valid: Any = None,
+    ) -> Path:
+        """Atomically write float32 [T, D] ``features`` (and optional bool [T] ``valid``)."""
+        feats = np.asarray(features.detach().cpu() if hasattr(features, "detach") else features)
+        feats = np.ascontiguousarray(feats, dtype=np.float32)
+        path = feature_path(self.root, video_id, modality)
+        if feats.ndim != 2:
+            raise SurgkitError(f"{path}: features must be [T, D], got shape {feats.shape}")
+        dim = self.index["feature_dim"].get(modality)
+        if dim is not None and int(dim) != feats.shape[1]:
+            raise SurgkitError(
+                f"{path}: feature dim {feats.shape[1]} != {dim} already in the store for '{modality}'"
+            )
+        entry = self.index["videos"].get(video_id)
+        if entry and entry["modalities"] and int(entry["num_segments"]) != feats.shape[0]:
+            raise SurgkitError(
+                f"{path}: {feats.shape[0]} segments, but video '{video_id}' has {entry['num_segments']} "
+                f"in its other modalities ({', '.join(entry['modalities'])})"
+            )
+        tensors = {"features": feats}
+        if valid is not None:
+            v = np.asarray(valid).astype(np.uint8).reshape(-1)
+            if v.shape != (feats.shape[0],):
+                raise SurgkitError(f"{path}: valid has shape {v.shape}, expected ({feats.shape[0]},)")
+            tensors["valid"] = v
+        save_tensors(path, tensors, metadata={"video_id": video_id, "modality": modality, "format": FORMAT})
+        if modality not in self.index["modalities"]:
+            self.index["modalities"].append(modality)
+        self.index["feature_dim"][modality] = int(feats.shape[1])
+        mods = list(entry["modalities"]) if entry else []
+        if modality not in mods:
+            mods.append(modality)
+        self.index["videos"][video_id] = {
+            "num_frames": int(num_frames),
+            "num_segments": int(feats.shape[0]),
+            "source": str(source or (entry or {}).get("source", "")),
+            "modalities": mods,
+        }
+        self.flush()
+        return path
+
+    def flush(self) -> Path:
+        """Atomically (re)write index.json."""
+        self.index["videos"] = dict(sorted(self.index["videos"].items()))
+        return write_json(self.root / INDEX_NAME, self.index)
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> FeatureStoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
