@@ -1,0 +1,111 @@
+"""The shared average-precision primitive (spec §0), vectorised over many classes at once.
+
+AP is the step-wise, non-interpolated area under the precision-recall curve, equal to
+``sklearn.metrics.average_precision_score``:
+
+    AP = Σ_k (R_k − R_{k−1}) · P_k,   thresholds θ_k = the distinct score values, descending,
+
+where tied scores enter together. Equivalently (used here), every positive item j contributes
+``P(θ(j)) / #positives`` with θ(j) the threshold of j's tie group, so one sort per column,
+cumulative sums and a reverse running minimum give every class's AP without a Python loop.
+
+The NaN rule is the toolkit's own and independent of sklearn's version: a class without any
+positive has AP = NaN (sklearn returned NaN before 1.1, −0.0 in 1.1–1.5 and +0.0 from 1.6,
+spec §0 and §2.3). Callers that reproduce a reference which averages such classes as 0
+(SurgVISTA's clip mAP, spec §3.3b) pass ``no_positive=0.0``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from surgkit.errors import SurgkitError
+
+__all__ = ["average_precision", "check_binary_targets", "check_finite_scores", "mean_ap"]
+
+
+def check_finite_scores(scores: np.ndarray, name: str = "scores") -> None:
+    """Raise :class:`SurgkitError` naming the first (row, column) whose score is NaN or infinite."""
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise SurgkitError(f"{name} contain a non-finite value ({scores[where]}) at index {where}")
+
+
+def check_binary_targets(targets: np.ndarray, name: str = "targets") -> np.ndarray:
+    """Return ``targets`` as a bool array; raise naming the first entry that is not 0 or 1."""
+    t = np.asarray(targets)
+    if t.dtype == bool:
+        return t
+    bad = ~((t == 0) | (t == 1))
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise SurgkitError(f"{name} must be 0/1, found {t[where]!r} at index {where}")
+    return t.astype(bool)
+
+
+def average_precision(targets, scores, no_positive: float = np.nan) -> np.ndarray | float:
+    """AP of every column of ``scores`` against binary ``targets`` (spec §0), sklearn-equal.
+
+    Parameters
+    ----------
+    targets : (N,) or (N, C) array of 0/1 (or bool).
+    scores : same shape, finite floats; higher means "more positive".
+    no_positive : the value for a column without positives (default NaN, the toolkit rule).
+
+    Returns a float for 1-D input, else a (C,) float64 array.
+
+    Algorithm: sort each column by descending score (stable), TP_i = cumulative positives,
+    the tie group of position i ends at e(i) (last index with the same score), and
+    AP = Σ_i y_i · TP_{e(i)} / (e(i) + 1) / #positives. Equal to sklearn up to float rounding
+    (|Δ| ≲ 1e-15).
+    """
+    y = np.asarray(targets)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.shape != s.shape:
+        raise SurgkitError(f"targets have shape {y.shape} but scores have shape {s.shape}")
+    if y.ndim not in (1, 2):
+        raise SurgkitError(f"expected 1-D or 2-D arrays, got {y.ndim}-D")
+    single = y.ndim == 1
+    if single:
+        y, s = y[:, None], s[:, None]
+    y = check_binary_targets(y)
+    check_finite_scores(s)
+    n, c = s.shape
+    out = np.full(c, float(no_positive))
+    if n == 0:
+        return out[0] if single else out
+    # Work on (C, N) rows: sorting along the contiguous last axis is much faster. The order
+    # inside a tie group is irrelevant (tied items enter together), so an unstable sort is fine.
+    s_rows = np.ascontiguousarray(s.T)
+    order = np.argsort(s_rows, axis=1)[:, ::-1]
+    s_sorted = np.take_along_axis(s_rows, order, axis=1)
+    y_sorted = np.take_along_axis(np.ascontiguousarray(y.T), order, axis=1)
+    ties_end = s_sorted[:, :-1] != s_sorted[:, 1:]
+    if ties_end.all():
+        # No tied scores: each positive's precision is (its rank among positives)/(its rank).
+        rows, cols = np.nonzero(y_sorted)
+        n_pos = np.bincount(rows, minlength=c)
+        first = np.cumsum(n_pos) - n_pos
+        k_th = np.arange(1, rows.size + 1) - first[rows]
+        total = np.bincount(rows, weights=k_th / (cols + 1.0), minlength=c)
+    else:
+        # Precision at the last position of each item's tie group (tied items enter together).
+        tp = np.cumsum(y_sorted, axis=1, dtype=np.int64)
+        end = np.empty((c, n), dtype=np.int64)
+        end[:, -1] = n - 1
+        end[:, :-1] = np.where(ties_end, np.arange(n - 1), n)
+        end = np.minimum.accumulate(end[:, ::-1], axis=1)[:, ::-1]
+        precision = np.take_along_axis(tp, end, axis=1) / (end + 1.0)
+        n_pos = tp[:, -1]
+        total = np.where(y_sorted, precision, 0.0).sum(axis=1)
+    has_pos = n_pos > 0
+    out[has_pos] = total[has_pos] / n_pos[has_pos]
+    return float(out[0]) if single else out
+
+
+def mean_ap(ap: np.ndarray) -> float:
+    """nanmean of per-class AP values; NaN (not a warning) when every class is NaN."""
+    ap = np.asarray(ap, dtype=np.float64)
+    valid = ~np.isnan(ap)
+    return float(ap[valid].mean()) if valid.any() else float("nan")
