@@ -93,6 +93,7 @@ class SurgVistaClassifierConfig(SurgVistaEncoderConfig):
     final_norm: bool = False  # the pre-trained ``norm`` is dropped (spec §8)
     num_classes: int = 7
     fc_drop_rate: float = 0.5
+    fc_norm_eps: float = 1e-6  # official 1e-6; HF VideoMAE hard-codes 1e-5
     head_init_scale: float = 0.0
     multi_label: bool = False
     label_names: tuple[str, ...] = ()

@@ -282,3 +282,17 @@ def load_official(
             f"{path}: weights do not fit the model: missing {bad_missing[:6]}, unexpected {unexpected[:6]}"
         )
     return model, report
+
+
+def save_official_conversion(src: str | Path, out: str | Path, **kwargs) -> Path:
+    """Convert an official checkpoint file and save it as a surgkit folder with ``conversion.json``."""
+    from surgkit.utils.io import write_json
+
+    model, report = load_official(src, **kwargs)
+    out = Path(out)
+    model.save_pretrained(out)
+    write_json(
+        out / "conversion.json",
+        {"source": str(src), "layout": report.layout, "mapped": report.mapped, "dropped": report.dropped},
+    )
+    return out

@@ -198,7 +198,7 @@ class SurgVistaForClassification(PretrainedModel):
         for m in self.encoder.modules():  # unified_base_st init for a from-scratch encoder
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
-        self.fc_norm = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
+        self.fc_norm = nn.LayerNorm(c.embed_dim, eps=c.fc_norm_eps)
         self.fc_dropout = nn.Dropout(c.fc_drop_rate)
         self.head = nn.Linear(c.embed_dim, c.num_classes)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
@@ -221,3 +221,29 @@ class SurgVistaForClassification(PretrainedModel):
 
 def _as_encoder_config(config: SurgVistaEncoderConfig) -> SurgVistaEncoderConfig:
     return SurgVistaEncoderConfig(**config.encoder_fields())
+
+
+MODEL_CLASSES = {
+    "surgvista": SurgVistaForPretraining,
+    "surgvista-classifier": SurgVistaForClassification,
+    "surgvista-encoder": SurgVistaEncoder,
+}
+
+
+def load_model(folder, map_location: str = "cpu", **overrides):
+    """Load any surgkit SurgVISTA folder (pretraining, classifier or encoder) by its ``model_type``."""
+    import json
+    from pathlib import Path
+
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise SurgkitError(f"{path}: not found (expected a surgkit model folder)")
+    try:
+        model_type = json.loads(path.read_text()).get("model_type")
+    except json.JSONDecodeError as e:
+        raise SurgkitError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    if model_type not in MODEL_CLASSES:
+        raise SurgkitError(
+            f"{path}: model_type {model_type!r} is not a SurgVISTA model ({', '.join(MODEL_CLASSES)})"
+        )
+    return MODEL_CLASSES[model_type].from_pretrained(folder, map_location=map_location, **overrides)
