@@ -73,8 +73,10 @@ def main() -> None:
         groups.append(("i", "v", "t", "iv", "it", "ivt"))
     report = {"videos": args.videos, "frames_per_video": args.frames, "classes": 100, "mode": "video"}
     for comps in groups:
-        t_ivt, ref = best_time(lambda: run_ivtmetrics(data, comps), 1 if len(comps) > 1 else args.repeats)
-        t_sk, ours = best_time(lambda: run_surgkit(data, comps), args.repeats)
+        t_ivt, ref = best_time(
+            lambda comps=comps: run_ivtmetrics(data, comps), 1 if len(comps) > 1 else args.repeats
+        )
+        t_sk, ours = best_time(lambda comps=comps: run_surgkit(data, comps), args.repeats)
         delta = max(
             max(float(np.nanmax(np.abs(ref[c]["AP"] - ours[c]["AP"]))), abs(ref[c]["mAP"] - ours[c]["mAP"]))
             for c in comps

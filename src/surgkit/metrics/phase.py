@@ -127,7 +127,7 @@ def _validate(labels, preds, num_phases: int, video_names=None) -> tuple[list, l
     if num_phases < 1:
         raise SurgkitError(f"num_phases must be >= 1, got {num_phases}")
     gs, ps = [], []
-    for name, g, p in zip(names, g_all, p_all):
+    for name, g, p in zip(names, g_all, p_all, strict=True):
         if g.size == 0:
             raise SurgkitError(f"video {name} is empty")
         if g.shape != p.shape:
@@ -155,13 +155,15 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """Maximal runs [start, end] (inclusive) of True in ``mask``, in temporal order."""
     padded = np.concatenate([[False], mask, [False]])
     edges = np.flatnonzero(padded[1:] != padded[:-1])
-    return [(int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2])]
+    return [(int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2], strict=True)]
 
 
 def _window(fps: float) -> int:
     window = 10.0 * fps
     if window < 1 or abs(window - round(window)) > 1e-9:
-        raise SurgkitError(f"fps={fps}: the relaxed window 10*fps must be a positive integer number of frames")
+        raise SurgkitError(
+            f"fps={fps}: the relaxed window 10*fps must be a positive integer number of frames"
+        )
     return int(round(window))
 
 
@@ -282,7 +284,7 @@ def _prf_sklearn(g: np.ndarray, p: np.ndarray, num_phases: int):
 
 def _sklearn_protocol(gs, ps, num_phases: int, pooled: bool) -> dict:
     keys = {"P": "precision", "R": "recall", "F": "f1", "J": "jaccard"}
-    acc = np.array([np.mean(g == p) for g, p in zip(gs, ps)])
+    acc = np.array([np.mean(g == p) for g, p in zip(gs, ps, strict=True)])
     out: dict = {"video_accuracy": float(acc.mean()), "video_accuracy_std": float(np.std(acc))}
     if pooled:
         res = _prf_sklearn(np.concatenate(gs), np.concatenate(ps), num_phases)
@@ -290,7 +292,7 @@ def _sklearn_protocol(gs, ps, num_phases: int, pooled: bool) -> dict:
             out[name] = float(_nanmean(res[k]))
             out[f"{name}_per_phase"] = res[k]
         return out
-    per_video = [_prf_sklearn(g, p, num_phases) for g, p in zip(gs, ps)]
+    per_video = [_prf_sklearn(g, p, num_phases) for g, p in zip(gs, ps, strict=True)]
     for k, name in keys.items():
         stack = np.array([r[k] for r in per_video])  # (V, K), NaN = class absent from the video
         video_means = _nanmean(stack, axis=1)
@@ -332,7 +334,7 @@ def evaluate(
     if protocol not in PROTOCOLS:
         raise SurgkitError(f"unknown phase protocol '{protocol}' (choose from {', '.join(PROTOCOLS)})")
     gs, ps, names = _validate(labels, preds, num_phases, video_names)
-    image_acc = float(sum(int((g == p).sum()) for g, p in zip(gs, ps)) / sum(g.size for g in gs))
+    image_acc = float(sum(int((g == p).sum()) for g, p in zip(gs, ps, strict=True)) / sum(g.size for g in gs))
     info: dict = {"name": protocol, "units": "fraction", "video_names": names}
     if protocol.startswith("sklearn"):
         res = _sklearn_protocol(gs, ps, num_phases, pooled=protocol == "sklearn-pooled")
@@ -355,7 +357,7 @@ def evaluate(
             )
         _window(fps)
         precision_zero = VARIANTS[variant]["never_predicted_precision_zero"]
-        us = [relaxed_difference(g, p, fps, variant, relaxed_fixed) for g, p in zip(gs, ps)]
+        us = [relaxed_difference(g, p, fps, variant, relaxed_fixed) for g, p in zip(gs, ps, strict=True)]
         info.update(
             reference=VARIANTS[variant]["reference"] + " + Main.m",
             variant=variant,
@@ -370,7 +372,7 @@ def evaluate(
             ],
         )
     else:
-        us = [p - g for g, p in zip(gs, ps)]
+        us = [p - g for g, p in zip(gs, ps, strict=True)]
         info.update(reference="per-video recipe of spec §1.4 with Main.m aggregation (plain matches)")
     info["aggregation"] = (
         "Main.m: clip>100%, nanmean over videos; jaccard/recall mean and precision nanmean over phases, "
@@ -379,13 +381,18 @@ def evaluate(
     )
     J, P, R = (np.empty((num_phases, len(gs))) for _ in range(3))
     acc = np.empty(len(gs))
-    for v, (g, p, u) in enumerate(zip(gs, ps, us)):
+    for v, (g, p, u) in enumerate(zip(gs, ps, us, strict=True)):
         J[:, v], P[:, v], R[:, v] = _per_video_jpr(g, p, u, num_phases, precision_zero)
         acc[v] = 100.0 * np.count_nonzero(u == 0) / u.size
     out = {"image_accuracy": image_acc, **_mainm_aggregate(J, P, R, acc)}
     if protocol == "relaxed":
         out["relaxed_image_accuracy"] = float(sum(int((u == 0).sum()) for u in us) / sum(u.size for u in us))
-    out["per_video"] = {"accuracy": acc / 100.0, "jaccard": J / 100.0, "precision": P / 100.0, "recall": R / 100.0}
+    out["per_video"] = {
+        "accuracy": acc / 100.0,
+        "jaccard": J / 100.0,
+        "precision": P / 100.0,
+        "recall": R / 100.0,
+    }
     out["protocol"] = info
     return out
 
@@ -420,12 +427,12 @@ def _paired_videos(labels, preds) -> list[tuple[list, list]]:
     gl, pl = _as_videos(labels, "labels"), _as_videos(preds, "preds")
     if len(gl) != len(pl):
         raise SurgkitError(f"{len(gl)} label videos but {len(pl)} prediction videos")
-    for v, (g, p) in enumerate(zip(gl, pl)):
+    for v, (g, p) in enumerate(zip(gl, pl, strict=True)):
         if g.size == 0:
             raise SurgkitError(f"video {v} is empty")
         if g.shape != p.shape:
             raise SurgkitError(f"video {v}: {g.size} labels but {p.size} predictions")
-    return [(g.tolist(), p.tolist()) for g, p in zip(gl, pl)]
+    return [(g.tolist(), p.tolist()) for g, p in zip(gl, pl, strict=True)]
 
 
 def edit_score(labels, preds, bg_class: Sequence = ()) -> float:

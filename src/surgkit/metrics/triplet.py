@@ -21,7 +21,7 @@ the 6 null triplets (ids 94–99) of component ``ivt`` only, after the per-class
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -48,7 +48,7 @@ def _check_component(component: str) -> None:
         raise SurgkitError(f"unknown triplet component '{component}' (choose from {', '.join(COMPONENTS)})")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _grouping(component: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(class ids, triplet column order grouped by class, start of each group in that order)."""
     from surgkit.vocab import triplet_map
@@ -92,7 +92,7 @@ def _as_frames(targets, scores, video_ids):
             video_ids = list(range(len(targets)))
         if len(video_ids) != len(targets):
             raise SurgkitError(f"{len(targets)} videos but {len(video_ids)} video ids")
-        for name, t, s in zip(video_ids, targets, scores):
+        for name, t, s in zip(video_ids, targets, scores, strict=True):
             if np.shape(t) != np.shape(s):
                 raise SurgkitError(f"video {name}: targets {np.shape(t)} vs scores {np.shape(s)}")
             if np.shape(t)[0] == 0:
