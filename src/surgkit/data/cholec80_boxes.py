@@ -1,0 +1,96 @@
+"""Cholec80-Boxes reader (Data 2025, 10(1):7): tool boxes at 1 Hz on Cholec80 frames.
+
+One CSV, one row per box (spec metrics_formats.md §7.10)::
+
+    Surgery_num,Dir,FrameName,NumBBox_inFrame,ToolName,BBox_X,BBox_Y,BBox_Width,BBox_Height
+    3,video03,Video_03_00125.png,1,Grasper,402,88,131,97
+
+FrameName is ``Video_SS_fffff.png``; the frame number fffff is kept as written (the 1-Hz frame index of
+the extracted frames [U]); boxes are top-left x, y, width, height in pixels of the extracted frame [U].
+Tool names must be Cholec80 tools (case-insensitive). Frame images are attached from ``<root>/<Dir>/``
+when present.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from surgkit.data._parse import check_range, lookup, parse_float, parse_int, read_csv_dicts
+from surgkit.data.model import Box, Dataset, Video
+from surgkit.errors import DataFormatError
+from surgkit.vocab import CHOLEC80_TOOLS
+
+COLUMNS = (
+    "Surgery_num",
+    "Dir",
+    "FrameName",
+    "NumBBox_inFrame",
+    "ToolName",
+    "BBox_X",
+    "BBox_Y",
+    "BBox_Width",
+    "BBox_Height",
+)
+FRAME_RE = re.compile(r"Video_(\d+)_(\d+)\.(?:png|jpg)", re.IGNORECASE)
+
+
+def _find_csv(root: Path) -> Path:
+    if root.is_file():
+        return root
+    found = sorted(root.glob("*.csv"))
+    if len(found) != 1:
+        raise DataFormatError(f"expected one box CSV in the folder, found {len(found)}", path=root)
+    return found[0]
+
+
+def load(root: str | Path) -> Dataset:
+    """Read the Cholec80-Boxes CSV at ``root`` (the file or the folder holding it)."""
+    root = Path(root)
+    path = _find_csv(root)
+    folder = path.parent
+    ds = Dataset(name="cholec80_boxes", root=folder, split_scheme="cholec80-32/8/40")
+    ds.classes["tool"] = CHOLEC80_TOOLS
+    lower = tuple(t.lower() for t in CHOLEC80_TOOLS)
+    for line, row in read_csv_dicts(path, COLUMNS):
+        number = parse_int(row["Surgery_num"], path, line, "Surgery_num")
+        m = FRAME_RE.fullmatch(row["FrameName"])
+        if not m:
+            raise DataFormatError(
+                f"FrameName {row['FrameName']!r} is not Video_SS_fffff.png", path=path, line=line
+            )
+        if int(m.group(1)) != number:
+            raise DataFormatError(
+                f"FrameName video {m.group(1)} != Surgery_num {number}", path=path, line=line
+            )
+        tool = CHOLEC80_TOOLS[lookup(row["ToolName"].lower(), lower, path, line, "tool")]
+        x, y, w, h = (parse_float(row[c], path, line, c) for c in COLUMNS[5:])
+        check_range(min(x, y), 0, float("inf"), path, line, "box corner")
+        if w <= 0 or h <= 0:
+            raise DataFormatError(
+                f"box width/height must be positive, got {w:g} x {h:g}", path=path, line=line
+            )
+        index = parse_int(row["NumBBox_inFrame"], path, line, "NumBBox_inFrame")
+        vid = f"video{number:02d}"
+        frame = int(m.group(2))
+        image = folder / row["Dir"] / row["FrameName"]
+        if vid not in ds.videos:
+            vdir = folder / row["Dir"]
+            ds.videos[vid] = Video(
+                vid, vdir if vdir.is_dir() else None, 1.0, extra={"number": number, "frames": {}}
+            )
+        if image.is_file():
+            ds.videos[vid].extra["frames"][frame] = image
+        ds.boxes.append(
+            Box(vid, frame, tool, (x, y, w, h), "pixel", index, {"file": row["FrameName"], "line": line})
+        )
+    if not ds.boxes:
+        raise DataFormatError("no box rows", path=path)
+    for v in ds.videos.values():
+        v.num_frames = len(v.extra["frames"]) or None
+        if v.path is None:
+            ds.skip(v.id, "frame folder not found (boxes only)", folder)
+    ds.notes.append(
+        "frame = number in FrameName (1 Hz); boxes are x, y, w, h in pixels [U: of the extracted frame]"
+    )
+    return ds
