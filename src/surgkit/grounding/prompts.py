@@ -1,0 +1,223 @@
+"""Prompt vocabularies for zero-shot classification: templates as data, label normalisation.
+
+Templates (``templates.json`` beside this file, or a user JSON file of the same shape) are format
+strings with named fields, one list per task (vlm_bench spec §3; seed 001 §4.1):
+
+* instrument: ``an image showing a {instrument} in use``
+* triplet:    ``I use a {instrument} to {verb} the {target}``
+* verb:       ``I am performing {verb}`` (the secondary prompt, whose heatmap gives ARS)
+
+Class labels are normalised before rendering and matching: an optional display-name map,
+CamelCase split, ``_``/``-`` to spaces, lower case (``SpecimenBag`` -> ``specimen bag``,
+``cystic_duct`` -> ``cystic duct``). The a/an article fix is off by default so the templates stay
+literal. Null classes (``null_verb``, ``null_target``) are excluded by default; with
+``null_policy="render"`` they are rendered through the display map.
+Every rendered prompt and its template id are kept and written into the results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from surgkit.errors import SurgkitError
+from surgkit.vocab import INSTRUMENTS, TARGETS, TRIPLET_COMPONENTS, VERBS
+
+TASKS = ("instrument", "triplet", "verb")
+DEFAULT_TEMPLATES = Path(__file__).with_name("templates.json")
+NULL_LABELS = ("null_verb", "null_target")
+NULL_DISPLAY = {"null_verb": "no action", "null_target": "nothing"}
+
+
+def normalise_label(label: str, display: Mapping[str, str] | None = None) -> str:
+    """Display-map lookup, CamelCase split, ``_``/``-`` -> space, lower case, single spaces."""
+    text = (display or {}).get(label, label)
+    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", text)
+    text = re.sub(r"[_\-]+", " ", text)
+    return " ".join(text.lower().split())
+
+
+def fix_articles(text: str) -> str:
+    """``a`` -> ``an`` before a word starting with a vowel letter (simple orthographic rule)."""
+    return re.sub(r"\b([Aa]) (?=[aeiouAEIOU])", lambda m: m.group(1) + "n ", text)
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+    id: str
+    text: str
+
+    def fields(self) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(self.text) if name}
+
+
+def load_templates(path: str | Path | None = None) -> dict[str, list[Template]]:
+    """Read a templates JSON file: ``{task: [{"id": ..., "text": ...}, ...]}``."""
+    path = Path(path) if path is not None else DEFAULT_TEMPLATES
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SurgkitError(f"{path}: templates file not found") from None
+    except json.JSONDecodeError as e:
+        raise SurgkitError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    out: dict[str, list[Template]] = {}
+    for task in TASKS:
+        items = raw.get(task, [])
+        try:
+            out[task] = [Template(str(t["id"]), str(t["text"])) for t in items]
+        except (KeyError, TypeError):
+            raise SurgkitError(f"{path}: every '{task}' template needs an 'id' and a 'text'") from None
+    return out
+
+
+@dataclasses.dataclass
+class ClassPrompts:
+    """One class: its key (normalised label), rendered fields, prompts and their template ids."""
+
+    key: str
+    fields: dict[str, str]
+    prompts: list[str]
+    template_ids: list[str]
+    components: tuple[int, ...] | None = None  # (instrument, verb, target) vocab ids for triplets
+
+
+@dataclasses.dataclass
+class PromptSet:
+    """The candidate classes of one task with their rendered prompts."""
+
+    task: str
+    classes: list[ClassPrompts]
+
+    def __post_init__(self) -> None:
+        keys = [c.key for c in self.classes]
+        if len(set(keys)) != len(keys):
+            raise SurgkitError(f"duplicate class names in the {self.task} prompt vocabulary")
+        self._index = {k: i for i, k in enumerate(keys)}
+
+    @property
+    def keys(self) -> list[str]:
+        return [c.key for c in self.classes]
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def index(self, key: str, where: str = "") -> int:
+        """Index of a class key; a clear error for names not in the prompt vocabulary."""
+        try:
+            return self._index[key]
+        except KeyError:
+            at = f"{where}: " if where else ""
+            shown = ", ".join(self.keys[:12]) + (" ..." if len(self) > 12 else "")
+            raise SurgkitError(
+                f"{at}class '{key}' is not in the {self.task} prompt vocabulary ({shown})"
+            ) from None
+
+    def flat(self) -> tuple[list[str], list[int]]:
+        """All prompts and, per prompt, its class index (for batched encoding and ensembling)."""
+        prompts, owner = [], []
+        for i, c in enumerate(self.classes):
+            prompts += c.prompts
+            owner += [i] * len(c.prompts)
+        return prompts, owner
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "classes": [dataclasses.asdict(c) for c in self.classes]}
+
+
+def _render(
+    task: str,
+    templates: Sequence[Template],
+    key: str,
+    fields: dict[str, str],
+    articles: bool,
+    components: tuple[int, ...] | None = None,
+) -> ClassPrompts:
+    if not templates:
+        raise SurgkitError(f"no templates for task '{task}'")
+    prompts = []
+    for t in templates:
+        missing = t.fields() - set(fields)
+        if missing:
+            raise SurgkitError(f"template '{t.id}' uses unknown field(s) {sorted(missing)} for task '{task}'")
+        text = t.text.format(**fields)
+        prompts.append(fix_articles(text) if articles else text)
+    return ClassPrompts(key, fields, prompts, [t.id for t in templates], components)
+
+
+def instrument_prompts(
+    labels: Iterable[str],
+    templates: dict[str, list[Template]] | None = None,
+    display: Mapping[str, str] | None = None,
+    articles: bool = False,
+) -> PromptSet:
+    """Instrument classification prompts; class keys are the normalised labels."""
+    tpl = (templates or load_templates())["instrument"]
+    classes = []
+    for label in labels:
+        key = normalise_label(label)
+        classes.append(
+            _render("instrument", tpl, key, {"instrument": normalise_label(label, display)}, articles)
+        )
+    return PromptSet("instrument", classes)
+
+
+def _null_ok(label: str, null_policy: str) -> bool:
+    if null_policy not in ("exclude", "render"):
+        raise SurgkitError(f"unknown null policy '{null_policy}' (exclude or render)")
+    return null_policy == "render" or label not in NULL_LABELS
+
+
+def verb_prompts(
+    verbs: Iterable[str] = VERBS,
+    templates: dict[str, list[Template]] | None = None,
+    display: Mapping[str, str] | None = None,
+    articles: bool = False,
+    null_policy: str = "exclude",
+) -> PromptSet:
+    """Secondary-prompt vocabulary ``I am performing {verb}``; ``null_verb`` excluded by default."""
+    tpl = (templates or load_templates())["verb"]
+    shown = {**NULL_DISPLAY, **(display or {})}
+    classes = [
+        _render("verb", tpl, normalise_label(v), {"verb": normalise_label(v, shown)}, articles)
+        for v in verbs
+        if _null_ok(v, null_policy)
+    ]
+    return PromptSet("verb", classes)
+
+
+def triplet_key(instrument: str, verb: str, target: str) -> str:
+    """Class key of a triplet: its CholecT50 name, e.g. ``grasper,retract,gallbladder``."""
+    return f"{instrument},{verb},{target}"
+
+
+def triplet_prompts(
+    triplets: Iterable[tuple[int, int, int]] | None = None,
+    templates: dict[str, list[Template]] | None = None,
+    display: Mapping[str, str] | None = None,
+    articles: bool = False,
+    null_policy: str = "exclude",
+) -> PromptSet:
+    """Triplet prompts over (instrument, verb, target) vocab ids (default: the 100 CholecT50 triplets).
+
+    ``null_policy="exclude"`` drops the 6 null triplets (``null_verb``/``null_target``) from the pool.
+    """
+    tpl = (templates or load_templates())["triplet"]
+    shown = {**NULL_DISPLAY, **(display or {})}
+    classes = []
+    for comp in triplets if triplets is not None else TRIPLET_COMPONENTS:
+        i, v, t = (int(c) for c in comp)
+        if not (_null_ok(VERBS[v], null_policy) and _null_ok(TARGETS[t], null_policy)):
+            continue
+        fields = {
+            "instrument": normalise_label(INSTRUMENTS[i], shown),
+            "verb": normalise_label(VERBS[v], shown),
+            "target": normalise_label(TARGETS[t], shown),
+        }
+        key = triplet_key(INSTRUMENTS[i], VERBS[v], TARGETS[t])
+        classes.append(_render("triplet", tpl, key, fields, articles, (i, v, t)))
+    return PromptSet("triplet", classes)
