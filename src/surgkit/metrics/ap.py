@@ -29,7 +29,7 @@ def check_finite_scores(scores: np.ndarray, name: str = "scores") -> None:
     bad = ~np.isfinite(scores)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise SurgkitError(f"{name} contain a non-finite value ({scores[where]}) at index {where}")
+        raise SurgkitError(f"{name} contain a non-finite value ({scores[where].item()}) at index {where}")
 
 
 def check_binary_targets(targets: np.ndarray, name: str = "targets") -> np.ndarray:
@@ -40,7 +40,7 @@ def check_binary_targets(targets: np.ndarray, name: str = "targets") -> np.ndarr
     bad = ~((t == 0) | (t == 1))
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise SurgkitError(f"{name} must be 0/1, found {t[where]!r} at index {where}")
+        raise SurgkitError(f"{name} must be 0/1, found {t[where].item()!r} at index {where}")
     return t.astype(bool)
 
 
@@ -66,11 +66,11 @@ def average_precision(targets, scores, no_positive: float = np.nan) -> np.ndarra
         raise SurgkitError(f"targets have shape {y.shape} but scores have shape {s.shape}")
     if y.ndim not in (1, 2):
         raise SurgkitError(f"expected 1-D or 2-D arrays, got {y.ndim}-D")
+    y = check_binary_targets(y)
+    check_finite_scores(s)
     single = y.ndim == 1
     if single:
         y, s = y[:, None], s[:, None]
-    y = check_binary_targets(y)
-    check_finite_scores(s)
     n, c = s.shape
     out = np.full(c, float(no_positive))
     if n == 0:
