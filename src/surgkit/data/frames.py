@@ -74,9 +74,11 @@ def probe(path: str | Path, fps: float | None = None) -> MediaInfo:
 
 
 class FolderReader(FrameReader):
-    def __init__(self, folder: Path, fps: float | None = None):
+    """Frames of a folder in natural file order, or of an explicit list of image ``files``."""
+
+    def __init__(self, folder: Path | None, fps: float | None = None, files: Sequence[Path] | None = None):
         self.folder = folder
-        self.files = list_images(folder)
+        self.files = list(files) if files is not None else list_images(folder)
         if not self.files:
             raise DataFormatError(f"no frame images ({', '.join(IMAGE_EXTS)}) in folder", path=folder)
         first = self._imread(self.files[0], None, False)

@@ -1,0 +1,342 @@
+"""Train/test leakage guard: overlap by id and by *content* (perceptual video fingerprints).
+
+The same surgery can sit in two datasets under two names (SurgVISTA's authors found five Cholec80
+test videos inside M2CAI16 by hand), re-encoded, resized, at another frame rate. A name check cannot
+see that; this module compares what the videos show.
+
+**Fingerprint** (:func:`fingerprint`). Sample frames every ``interval`` seconds (widened so that at
+most ``max_frames`` are taken), decode each one once at low resolution (PyAV seeks to the nearest
+keyframe and scales inside libswscale; no full-resolution RGB frame is built), convert to 64x64 grey,
+subtract the video's mean sampled frame (removes what every frame shares: endoscope vignette, black
+borders, overlays), and hash each frame with a DCT perceptual hash: 2-D DCT-II of the 32x32
+area-downsampled frame, the 8x8 lowest frequencies without the DC term (63 coefficients), one bit per
+coefficient above their median (pHash, Zauner 2010). Near-uniform frames (std < ``min_std`` grey
+levels, e.g. blacked-out out-of-body frames) get no hash.
+
+**Similarity** (:func:`similarity`) of videos A and B. Frame pairs match when their Hamming distance is
+<= ``max_bits`` (default 12 of 63). Matches are then binned by their time offset t_B - t_A (bin =
+the larger sampling interval); the similarity is the number of A frames matched at the best offset
+(that bin and its two neighbours) divided by the valid frames of the shorter video. Requiring one
+consistent offset makes chance matches between different surgeries (which look alike at 64x64)
+scatter over offsets and score low, while a trimmed, re-encoded, resized or resampled copy scores
+near 1. Videos are flagged at similarity >= ``threshold`` (default 0.5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from surgkit.data._parse import IMAGE_EXTS, VIDEO_EXTS, natural_key
+from surgkit.data.model import Dataset, Video
+from surgkit.errors import DataFormatError, LeakageError
+
+HASH_SIZE = 8  # 8x8 DCT block -> 63 bits without DC
+GRID = 64  # grey frame side used for the mean subtraction
+DCT_SIDE = 32
+
+
+@dataclasses.dataclass
+class Fingerprint:
+    """Per-video perceptual fingerprint: sample times (s), 64-bit hashes, validity of each hash."""
+
+    key: str
+    source: str
+    times: np.ndarray  # (K,) float64 seconds
+    hashes: np.ndarray  # (K,) uint64
+    valid: np.ndarray  # (K,) bool
+    interval: float
+    duration: float
+    frames_decoded: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "source": self.source,
+            "times": self.times.tolist(),
+            "hashes": [f"{int(h):016x}" for h in self.hashes],
+            "valid": self.valid.astype(int).tolist(),
+            "interval": self.interval,
+            "duration": self.duration,
+            "frames_decoded": self.frames_decoded,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Fingerprint:
+        return cls(
+            d["key"],
+            d["source"],
+            np.asarray(d["times"], np.float64),
+            np.asarray([int(h, 16) for h in d["hashes"]], np.uint64),
+            np.asarray(d["valid"], bool),
+            float(d["interval"]),
+            float(d["duration"]),
+            int(d["frames_decoded"]),
+        )
+
+
+@dataclasses.dataclass
+class LeakPair:
+    """Two videos that overlap: by 'id' (same dataset and id), 'file' (same media file) or 'content'."""
+
+    a: str
+    b: str
+    similarity: float
+    kind: str
+    offset_s: float | None = None
+
+    def __str__(self) -> str:
+        off = f", offset {self.offset_s:+.1f} s" if self.offset_s is not None else ""
+        return f"{self.a} <-> {self.b} ({self.kind}, similarity {self.similarity:.2f}{off})"
+
+
+# --- hashing -----------------------------------------------------------------------------------------
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    """Orthonormal DCT-II matrix C with C @ x = DCT(x)."""
+    k = np.arange(n)[:, None]
+    i = np.arange(n)[None, :]
+    c = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    c[0] /= np.sqrt(2.0)
+    return c
+
+
+_DCT = _dct_matrix(DCT_SIDE)
+
+
+def phash(frames: np.ndarray) -> np.ndarray:
+    """DCT perceptual hashes of grey frames (T, 64, 64) float -> (T,) uint64 (63 bits used)."""
+    t = frames.shape[0]
+    small = frames.reshape(t, DCT_SIDE, GRID // DCT_SIDE, DCT_SIDE, GRID // DCT_SIDE).mean(axis=(2, 4))
+    coeff = _DCT @ small @ _DCT.T  # (T, 32, 32)
+    low = coeff[:, :HASH_SIZE, :HASH_SIZE].reshape(t, -1)[:, 1:]  # drop DC
+    bits = low > np.median(low, axis=1, keepdims=True)
+    weights = np.left_shift(np.uint64(1), np.arange(bits.shape[1], dtype=np.uint64))
+    return (bits.astype(np.uint64) * weights).sum(axis=1).astype(np.uint64)
+
+
+def sample_times(
+    duration: float, interval: float, max_frames: int, min_frames: int = 16
+) -> tuple[np.ndarray, float]:
+    """Sample times every ``interval`` s, widened to fit ``max_frames`` and narrowed so that a short
+    video still gets ``min_frames``; centred in their slots."""
+    step = max(interval, duration / max_frames) if duration > 0 else interval
+    if duration > 0:
+        step = min(step, duration / min_frames)
+    n = max(1, int(duration // step))
+    return (np.arange(n) + 0.5) * step, step
+
+
+def fingerprint(
+    path: str | Path,
+    key: str | None = None,
+    fps: float | None = None,
+    interval: float = 2.0,
+    max_frames: int = 256,
+    min_frames: int = 16,
+    min_std: float = 2.0,
+) -> Fingerprint:
+    """Fingerprint one video file or frame folder (``fps`` is needed for folders; default 1)."""
+    from surgkit.data.frames import open_frames
+
+    path = Path(path)
+    with open_frames(path, fps=fps) as reader:
+        rate = reader.info.fps or fps or 1.0
+        duration = reader.info.num_frames / rate
+        times, step = sample_times(duration, interval, max_frames, min_frames)
+        idx = np.minimum(np.round(times * rate).astype(np.int64), max(reader.info.num_frames - 1, 0))
+        grey = reader.read(idx.tolist(), size=(GRID, GRID), gray=True).astype(np.float64)
+    valid = grey.reshape(len(grey), -1).std(axis=1) >= min_std
+    centred = grey - (grey[valid].mean(axis=0) if valid.any() else 0.0)
+    hashes = phash(centred)
+    return Fingerprint(key or path.stem, str(path), times, hashes, valid, step, duration, len(idx))
+
+
+# --- comparing ----------------------------------------------------------------------------------------
+
+
+def similarity(a: Fingerprint, b: Fingerprint, max_bits: int = 12) -> tuple[float, float | None]:
+    """Offset-consistent fraction of matching frames (see the module docstring) and the offset (s)."""
+    ha, hb = a.hashes[a.valid], b.hashes[b.valid]
+    if len(ha) == 0 or len(hb) == 0:
+        return 0.0, None
+    dist = np.bitwise_count(ha[:, None] ^ hb[None, :])
+    ia, ib = np.nonzero(dist <= max_bits)
+    if len(ia) == 0:
+        return 0.0, None
+    ta, tb = a.times[a.valid][ia], b.times[b.valid][ib]
+    width = max(a.interval, b.interval)
+    bins = np.round((tb - ta) / width).astype(np.int64)
+    best, best_bin = 0, 0
+    for centre in np.unique(bins):
+        near = np.abs(bins - centre) <= 1
+        count = min(len(np.unique(ia[near])), len(np.unique(ib[near])))
+        if count > best:
+            best, best_bin = count, centre
+    return best / min(len(ha), len(hb)), float(best_bin * width)
+
+
+def collect_media(root: str | Path) -> dict[str, Path]:
+    """Video files and frame folders under ``root``, keyed by their path relative to ``root``."""
+    root = Path(root)
+    if root.is_file():
+        return {root.name: root}
+    if not root.is_dir():
+        raise DataFormatError("folder does not exist", path=root)
+    out: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = Path(dirpath)
+        images = [f for f in filenames if Path(f).suffix.lower() in IMAGE_EXTS]
+        if len(images) >= 8 and here != root:
+            out[str(here.relative_to(root))] = here
+        for f in filenames:
+            if Path(f).suffix.lower() in VIDEO_EXTS and not f.startswith("."):
+                out[str((here / f).relative_to(root))] = here / f
+    return dict(sorted(out.items(), key=lambda kv: natural_key(kv[0])))
+
+
+VideoSet = Dataset | Mapping[str, "str | Path | Video"] | Iterable[Video]
+
+
+def _items(videos: VideoSet, label: str) -> tuple[dict[str, tuple[Path | None, float | None]], str]:
+    """Normalise a video set to {key: (media path, fps)} with keys '<dataset>:<id>'."""
+    if isinstance(videos, Dataset):
+        return {f"{videos.name}:{v.id}": (v.path, v.fps) for v in videos.videos.values()}, videos.name
+    if isinstance(videos, Mapping):
+        out = {}
+        for k, v in videos.items():
+            out[f"{label}:{k}"] = (v.path, v.fps) if isinstance(v, Video) else (Path(v), None)
+        return out, label
+    return {f"{label}:{v.id}": (v.path, v.fps) for v in videos}, label
+
+
+def _cache_file(cache_dir: Path, path: Path, params: dict) -> Path:
+    st = path.stat()
+    ident = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{sorted(params.items())}"
+    return cache_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}.json"
+
+
+def fingerprint_set(
+    items: Mapping[str, tuple[Path | None, float | None]],
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    **params: Any,
+) -> tuple[dict[str, Fingerprint], list[str]]:
+    """Fingerprints of every item with media; returns (fingerprints, keys without media)."""
+    import json
+
+    from surgkit.utils.io import write_json
+    from surgkit.utils.progress import track
+
+    prints: dict[str, Fingerprint] = {}
+    missing = [k for k, (p, _) in items.items() if p is None or not Path(p).exists()]
+    todo = [(k, Path(p), f) for k, (p, f) in items.items() if k not in missing]
+    for key, path, fps in track(todo, "fingerprinting", unit="videos", disable=not progress):
+        cache = _cache_file(Path(cache_dir), path, {**params, "fps": fps}) if cache_dir else None
+        if cache is not None and cache.is_file():
+            fp = Fingerprint.from_json(json.loads(cache.read_text()))
+            fp.key = key
+        else:
+            fp = fingerprint(path, key=key, fps=fps, **params)
+            if cache is not None:
+                write_json(cache, fp.to_json())
+        prints[key] = fp
+    return prints, missing
+
+
+def compare_sets(
+    a: Mapping[str, Fingerprint],
+    b: Mapping[str, Fingerprint],
+    threshold: float = 0.5,
+    max_bits: int = 12,
+    same_set: bool = False,
+) -> list[LeakPair]:
+    """Content pairs with similarity >= threshold (within one set when ``same_set``: each pair once)."""
+    out = []
+    keys_b = list(b)
+    for i, ka in enumerate(a):
+        for kb in keys_b[i + 1 :] if same_set else keys_b:
+            s, off = similarity(a[ka], b[kb], max_bits)
+            if s >= threshold:
+                out.append(LeakPair(ka, kb, round(s, 4), "content", off))
+    return sorted(out, key=lambda p: -p.similarity)
+
+
+def find_leaks(
+    train: VideoSet,
+    test: VideoSet,
+    by_content: bool = True,
+    threshold: float = 0.5,
+    max_bits: int = 12,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    **params: Any,
+) -> tuple[list[LeakPair], list[str]]:
+    """All train/test overlaps (id, same file, content) and the keys that had no media to compare."""
+    tr, _ = _items(train, "train")
+    te, _ = _items(test, "test")
+    pairs = [LeakPair(k, k, 1.0, "id") for k in tr if k in te]
+    files_tr = {Path(p).resolve(): k for k, (p, _) in tr.items() if p is not None and Path(p).exists()}
+    for k, (p, _) in te.items():
+        if (
+            p is not None
+            and Path(p).exists()
+            and Path(p).resolve() in files_tr
+            and files_tr[Path(p).resolve()] != k
+        ):
+            pairs.append(LeakPair(files_tr[Path(p).resolve()], k, 1.0, "file"))
+    unchecked: list[str] = []
+    if by_content:
+        fa, ma = fingerprint_set(tr, cache_dir, progress, **params)
+        fb, mb = fingerprint_set(te, cache_dir, progress, **params)
+        unchecked = ma + mb
+        seen = {(p.a, p.b) for p in pairs}
+        pairs += [p for p in compare_sets(fa, fb, threshold, max_bits) if (p.a, p.b) not in seen]
+    return pairs, unchecked
+
+
+def check_leakage(train: VideoSet, test: VideoSet, allow: bool = False, **kwargs: Any) -> list[LeakPair]:
+    """Refuse train/test overlap: raise :class:`LeakageError` listing the pairs unless ``allow``.
+
+    Training commands call this (through :func:`guard_split`) before they start; ``--allow-leakage``
+    maps to ``allow=True``, which returns the pairs instead of raising.
+    """
+    pairs, _ = find_leaks(train, test, **kwargs)
+    if pairs and not allow:
+        shown = "; ".join(str(p) for p in pairs[:10])
+        more = f" (+{len(pairs) - 10} more)" if len(pairs) > 10 else ""
+        raise LeakageError(
+            f"{len(pairs)} train/test overlap(s): {shown}{more}. Pass --allow-leakage to proceed anyway."
+        )
+    return pairs
+
+
+def guard_split(
+    ds: Dataset, split, extra_train: Iterable[VideoSet] = (), allow: bool = False, **kwargs: Any
+) -> list[LeakPair]:
+    """Check one :class:`~surgkit.data.splits.Split` of ``ds`` before training.
+
+    Train = the split's train (and val) videos plus any ``extra_train`` corpora (e.g. a pretraining
+    set); test = its test videos. Raises :class:`LeakageError` unless ``allow``.
+    """
+    train_sets: list[Any] = [ds.subset(list(split.train) + list(split.val))]
+    train_sets += list(extra_train)
+    test = ds.subset(split.test)
+    pairs: list[LeakPair] = []
+    for tr in train_sets:
+        pairs += check_leakage(tr, test, allow=True, **kwargs)
+    if pairs and not allow:
+        raise LeakageError(
+            f"{len(pairs)} train/test overlap(s): "
+            + "; ".join(str(p) for p in pairs[:10])
+            + ". Pass --allow-leakage to proceed anyway."
+        )
+    return pairs
