@@ -133,11 +133,15 @@ def _validate(labels, preds, num_phases: int, video_names=None) -> tuple[list, l
         if g.shape != p.shape:
             raise SurgkitError(f"video {name}: {g.size} labels but {p.size} predictions")
         for what, x in (("label", g), ("prediction", p)):
+            if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+                raise SurgkitError(f"video {name}: {what}s must be integer phase ids, got dtype {x.dtype}")
             if not np.issubdtype(x.dtype, np.integer):
-                if not np.issubdtype(x.dtype, np.floating) or not np.all(np.isfinite(x) & (x == np.round(x))):
+                if not np.all(np.isfinite(x) & (x == np.round(x))):
                     bad = np.flatnonzero(~np.isfinite(np.asarray(x, float)) | (x != np.round(x)))
                     i = int(bad[0]) if bad.size else 0
-                    raise SurgkitError(f"video {name}, frame {i}: {what} {x[i]!r} is not an integer phase id")
+                    raise SurgkitError(
+                        f"video {name}, frame {i}: {what} {x[i].item()!r} is not an integer phase id"
+                    )
                 x = x.astype(np.int64)
             out = np.flatnonzero((x < 0) | (x >= num_phases))
             if out.size:
