@@ -325,8 +325,10 @@ def validate_chain(text: str, rec: Record, check_answer: bool = True) -> list[Ch
         )
         levels = levels or {1: think, 2: "", 3: ""}
     if check_answer:
+        from surgkit.reasoning.rewards import answer_correct
+
         label, _ = parse_payload(extract_answer(text))
-        if not answers_match(label, rec.answer, rec.answer_aliases, rec.task):
+        if not answer_correct(text, rec):
             issues.append(
                 ChainIssue("answer", f"final answer {label!r} differs from ground truth {rec.answer!r}")
             )
