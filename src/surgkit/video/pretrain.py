@@ -1,0 +1,340 @@
+"""SurgVISTA pretraining: masked video reconstruction + image-teacher distillation (spec §4, §6).
+
+One command on one CPU, one GPU or many (``accelerate launch``). The recipe defaults are those of
+the official ``pretrain.sh``: AdamW (0.9, 0.95), eps 1e-8, weight decay 0.05 (no decay on 1-D
+parameters and biases; the quirk that mask tokens *are* decayed is kept), base lr 1.5e-4 and
+min lr 1e-4, both scaled by ``global_batch / 256``, per-step linear warm-up then cosine, tube mask
+0.85, loss ``1.0·L_rec + 0.05·L_distill``, drop path 0.1.
+
+Determinism and resumption. The sample plan is a pure function of ``(seed, draw id)``: draw ``d``
+(``d = (step·accum + micro)·global_micro_batch + k``) picks a dataset by weight, an anchor, a
+crop and a tube mask from its own generator. Rank ``r`` takes the slice ``k ∈ [r·B, (r+1)·B)``.
+The same global batch therefore gives the same samples on 1 or N processes, and a resumed run
+continues with exactly the samples, optimizer, scheduler and RNG state an uninterrupted one has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from surgkit.errors import SurgkitError
+from surgkit.video.clips import ClipReader, ClipSource, discover_sources, online_clip_steps
+from surgkit.video.config import PRESETS, SurgVistaConfig, preset
+from surgkit.video.masking import sample_generator, sample_seed, tube_mask
+
+
+@dataclasses.dataclass
+class DataSpec:
+    """One pretraining dataset: a folder of videos/frame folders and its mixing weight."""
+
+    path: str
+    weight: float = 1.0
+    frame_fps: float = 1.0  # fps of frame folders (videos carry their own)
+
+
+@dataclasses.dataclass
+class PretrainSettings:
+    """Everything a pretraining run needs; saved as ``run_dir/settings.json``."""
+
+    data: list[DataSpec]
+    run_dir: str = "surgvista-pretrain"
+    model: str = "tiny"  # preset name (tiny/small/base/large) or a surgkit SurgVISTA folder to continue from
+    model_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    teacher: str = "random-vit"  # none | random-vit | HF ViT folder/id | surgkit image-teacher folder
+    num_frames: int = 16
+    interval: int = 4
+    step_fps: float = 1.0
+    augment: bool = True
+    batch_size: int = 8  # per device and micro-step
+    grad_accum: int = 1
+    steps: int = 100  # optimizer steps
+    warmup_steps: int = 10
+    base_lr: float = 1.5e-4
+    base_min_lr: float = 1e-4
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    mixed_precision: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    save_every: int = 50
+    log_every: int = 10
+    num_workers: int = 0
+    test_data: list[str] = dataclasses.field(
+        default_factory=list
+    )  # downstream test sets for the leakage guard
+    allow_leakage: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PretrainSettings:
+        d = dict(d)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise SurgkitError(f"unknown pretraining settings: {', '.join(unknown)}")
+        data = [DataSpec(**x) if isinstance(x, dict) else DataSpec(str(x)) for x in d.pop("data", [])]
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return cls(data=data, **d)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> PretrainSettings:
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise SurgkitError(f"{path}: settings file not found") from None
+        except json.JSONDecodeError as e:
+            raise SurgkitError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+        except TypeError as e:
+            raise SurgkitError(f"{path}: {e}") from None
+
+
+# ------------------------------------------------------------------------------------------ sampling
+
+
+class PretrainClips(torch.utils.data.Dataset):
+    """Serves ``(clip 3×T×S×S, tube mask N)`` for a draw key ``(source_index, anchor, draw_id)``."""
+
+    def __init__(self, sources: list[ClipSource], config: SurgVistaConfig, settings: PretrainSettings):
+        self.sources, self.config, self.settings = sources, config, settings
+        self.reader: ClipReader | None = None
+
+    def __len__(self) -> int:
+        return sum(s.num_steps for s in self.sources)
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict[str, torch.Tensor]:
+        src_i, anchor, draw = key
+        if self.reader is None:  # one reader per worker process
+            self.reader = ClipReader(self.config.img_size, self.config.mean, self.config.std)
+        s = self.settings
+        steps = online_clip_steps(anchor, s.num_frames, s.interval)
+        rng = np.random.default_rng(sample_seed(s.seed, draw, 0, "crop")) if s.augment else None
+        clip = self.reader.clip(self.sources[src_i], steps, rng)
+        mask = tube_mask(self.config.grid, self.config.mask_ratio, sample_generator(s.seed, draw, 0, "mask"))
+        return {"video": clip, "mask": mask, "draw": torch.tensor(draw)}
+
+
+def plan_draws(
+    sources: list[ClipSource], groups: list[list[int]], weights: list[float], seed: int, draws: range
+) -> list[tuple[int, int, int]]:
+    """Keys for ``draws``: dataset by weight, then a video ∝ its length, then a uniform anchor."""
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    lengths = [np.asarray([sources[i].num_steps for i in g], dtype=np.float64) for g in groups]
+    keys = []
+    for d in draws:
+        rng = np.random.default_rng(sample_seed(seed, d, 0, "pick"))
+        gi = int(rng.choice(len(groups), p=w))
+        p = lengths[gi] / lengths[gi].sum()
+        src = groups[gi][int(rng.choice(len(p), p=p))]
+        keys.append((src, int(rng.integers(sources[src].num_steps)), d))
+    return keys
+
+
+def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+# ------------------------------------------------------------------------------------- optimisation
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Official grouping: no decay for ndim 1, ``.bias`` and the exact names pos_embed/cls_token/mask_token."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim == 1 or name.endswith(".bias") or name in ("pos_embed", "cls_token", "mask_token"):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_cosine(step: int, warmup: int, total: int, lr: float, min_lr: float) -> float:
+    """Per-step lr: linear from 0 over ``warmup`` steps, then cosine from ``lr`` to ``min_lr``."""
+    if step < warmup:
+        return lr * step / max(1, warmup)
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def scaled_lrs(settings: PretrainSettings, world_size: int) -> tuple[float, float, int]:
+    """``(lr, min_lr, global_batch)`` with the linear scaling rule ``lr = base · global_batch / 256``."""
+    global_batch = settings.batch_size * settings.grad_accum * world_size
+    return settings.base_lr * global_batch / 256, settings.base_min_lr * global_batch / 256, global_batch
+
+
+# ----------------------------------------------------------------------------------------- the run
+
+
+def build_student(settings: PretrainSettings, distill_dim: int | None) -> Any:
+    from surgkit.video.model import SurgVistaForPretraining
+
+    if settings.model in PRESETS:
+        over = dict(settings.model_overrides)
+        over["num_frames"] = settings.num_frames
+        if distill_dim is not None:
+            over["distill_target_dim"] = distill_dim
+        else:
+            over["distill_loss_weight"] = 0.0
+        return SurgVistaForPretraining(preset(settings.model, **over))
+    if not Path(settings.model).is_dir():
+        raise SurgkitError(f"model '{settings.model}' is neither a size ({', '.join(PRESETS)}) nor a folder")
+    return SurgVistaForPretraining.from_pretrained(settings.model, **settings.model_overrides)
+
+
+def _leakage_guard(settings: PretrainSettings, sources: list[ClipSource]) -> dict[str, Any]:
+    """Refuse to pretrain on any downstream test video (by id and, when available, by content)."""
+    from surgkit.video.leakage import check_pretraining_leakage
+
+    return check_pretraining_leakage(sources, settings.test_data, allow=settings.allow_leakage)
+
+
+def pretrain(
+    settings: PretrainSettings, max_steps: int | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Run (or resume) pretraining into ``settings.run_dir``; returns the run summary.
+
+    ``max_steps`` stops early after that optimizer step (for tests of resumption) while keeping the
+    schedule of ``settings.steps``. The final model is saved as ``run_dir/model`` (a surgkit folder).
+    """
+    from surgkit.utils.io import write_json
+    from surgkit.utils.progress import console, make_progress
+    from surgkit.utils.training import latest_checkpoint, load_checkpoint, make_accelerator, save_checkpoint
+    from surgkit.video.teacher import load_teacher, teacher_tokens
+
+    if not settings.data:
+        raise SurgkitError("no pretraining data given")
+    run_dir = Path(settings.run_dir)
+    groups, sources = [], []
+    for spec in settings.data:
+        found = discover_sources(spec.path, spec.frame_fps, settings.step_fps)
+        groups.append(list(range(len(sources), len(sources) + len(found))))
+        sources.extend(found)
+    leakage = _leakage_guard(settings, sources)
+
+    probe_cfg = preset(settings.model, num_frames=settings.num_frames, **settings.model_overrides) if (
+        settings.model in PRESETS) else SurgVistaConfig.load(settings.model)  # fmt: skip
+    grid_hw = probe_cfg.grid[1:]
+    teacher = load_teacher(settings.teacher, seed=settings.seed, img_size=grid_hw[0] * 8, patch_size=8)
+    handlers = []
+    if teacher is None:  # the distillation decoder then gets no gradient
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
+    acc = make_accelerator(settings.device, settings.mixed_precision, kwargs_handlers=handlers)
+    torch.manual_seed(settings.seed)  # identical initial weights on every process
+    model = build_student(settings, None if teacher is None else teacher.dim)
+    cfg: SurgVistaConfig = model.config
+    lr, min_lr, global_batch = scaled_lrs(settings, acc.num_processes)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, settings.weight_decay), lr=lr, betas=settings.betas, eps=1e-8
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, settings.warmup_steps, settings.steps, lr, min_lr) / lr
+    )
+    model, optimizer = acc.prepare(model, optimizer)  # the scheduler steps once per update, by hand
+    if teacher is not None:
+        teacher = teacher.to(acc.device)
+
+    start, history = 0, []
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is not None:
+        meta = load_checkpoint(
+            ckpt, model, optimizer, scheduler, accelerator=acc, map_location=str(acc.device)
+        )
+        start, history = int(meta["step"]), list(meta.get("history", []))
+        if acc.is_main_process:
+            console.print(f"resuming from {ckpt} (step {start})")
+    if acc.is_main_process:
+        write_json(run_dir / "settings.json", {**dataclasses.asdict(settings), "leakage": leakage})
+
+    stop = min(settings.steps, max_steps if max_steps is not None else settings.steps)
+    plan = DrawPlan(sources, groups, [d.weight for d in settings.data], settings, start, stop,
+                    acc.num_processes, acc.process_index)  # fmt: skip
+    loader = torch.utils.data.DataLoader(
+        PretrainClips(sources, cfg, settings), batch_sampler=plan, num_workers=settings.num_workers,
+        collate_fn=_collate, generator=torch.Generator().manual_seed(settings.seed),  # keeps the global RNG untouched
+    )  # fmt: skip
+    batches = iter(loader)
+    t0 = time.perf_counter()
+    with make_progress(disable=not (progress and acc.is_main_process)) as bar:
+        task = bar.add_task("pretraining", total=stop, completed=start, unit="steps")
+        for step in range(start, stop):
+            model.train()
+            losses = []
+            for m in range(settings.grad_accum):
+                batch = next(batches)
+                video, mask = batch["video"].to(acc.device), batch["mask"].to(acc.device)
+                tokens = (
+                    None if teacher is None else teacher_tokens(teacher, video, cfg.tubelet_size, grid_hw)
+                )
+                sync = m == settings.grad_accum - 1
+                with contextlib.ExitStack() as stack:
+                    if not sync:
+                        stack.enter_context(acc.no_sync(model))
+                    with acc.autocast():
+                        out = model(video, mask, tokens)
+                    if not torch.isfinite(out.loss):
+                        raise SurgkitError(
+                            f"non-finite loss {out.loss.item()} at step {step} (lower the lr?)"
+                        )
+                    acc.backward(out.loss / settings.grad_accum)
+                zero = out.loss.new_zeros(())
+                losses.append(torch.stack([out.loss.detach(), out.loss_rec.detach(),
+                                           zero if out.loss_distill is None else out.loss_distill.detach()]))  # fmt: skip
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            vals = acc.reduce(torch.stack(losses).mean(0).float(), reduction="mean").tolist()
+            history.append({"step": step + 1, "loss": vals[0], "loss_rec": vals[1], "loss_distill": vals[2],
+                            "lr": scheduler.get_last_lr()[0]})  # fmt: skip
+            bar.update(task, advance=1, description=f"pretraining loss {vals[0]:.4f}")
+            if (step + 1) % settings.save_every == 0 or step + 1 == stop:
+                meta = {"history": history, "global_batch": global_batch}
+                save_checkpoint(run_dir, step + 1, model, optimizer, scheduler, meta, accelerator=acc)
+    summary = {
+        "steps_done": stop, "steps_total": settings.steps, "global_batch": global_batch, "lr": lr, "min_lr": min_lr,
+        "processes": acc.num_processes, "videos": len(sources), "history": history,
+        "seconds": round(time.perf_counter() - t0, 2), "leakage": leakage,
+        "protocol": "SurgVISTA pretrain.sh recipe: tube mask, online clips "
+                    f"{settings.num_frames}x{settings.interval} at {settings.step_fps} fps, "
+                    f"L = {cfg.recon_loss_weight} L_rec + {cfg.distill_loss_weight} L_distill, teacher {settings.teacher}",
+    }  # fmt: skip
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        acc.unwrap_model(model).save_pretrained(run_dir / "model")
+        write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+class DrawPlan:
+    """Batch sampler: for each (step, micro-step), this rank's keys of the global micro-batch."""
+
+    def __init__(self, sources, groups, weights, settings: PretrainSettings, start: int, stop: int,
+                 world: int, rank: int):  # fmt: skip
+        self.sources, self.groups, self.weights, self.s = sources, groups, weights, settings
+        self.start, self.stop, self.world, self.rank = start, stop, world, rank
+
+    def __len__(self) -> int:
+        return (self.stop - self.start) * self.s.grad_accum
+
+    def __iter__(self):
+        b = self.s.batch_size
+        micro = b * self.world
+        for step in range(self.start, self.stop):
+            for m in range(self.s.grad_accum):
+                first = (step * self.s.grad_accum + m) * micro + self.rank * b
+                yield plan_draws(
+                    self.sources, self.groups, self.weights, self.s.seed, range(first, first + b)
+                )

@@ -1,0 +1,175 @@
+"""Pretraining: masking, clip sampling, resumption, multi-process equivalence, leakage guard, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from surgkit.errors import LeakageError, SurgkitError
+from surgkit.video.clips import even_clip_steps, online_clip_steps
+from surgkit.video.masking import batch_tube_masks, sample_generator, tube_mask
+from surgkit.video.pretrain import PretrainSettings, pretrain
+
+
+def make_frame_folders(root: Path, videos: int = 3, frames: int = 12, size=(48, 40), seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for v in range(videos):
+        d = root / f"video{v:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        base = rng.integers(0, 255, (6, 6, 3)).astype(np.uint8)
+        for f in range(frames):
+            img = cv2.resize(np.roll(base, f % 6, axis=1), size, interpolation=cv2.INTER_LINEAR)
+            cv2.imwrite(str(d / f"{f:05d}.png"), img)
+    return root
+
+
+@pytest.fixture(scope="module")
+def frame_data(tmp_path_factory):
+    return make_frame_folders(tmp_path_factory.mktemp("pretrain_data"))
+
+
+def _settings(data: Path, run_dir: Path, **kw) -> PretrainSettings:
+    base = dict(
+        data=[str(data)], run_dir=str(run_dir), model="tiny",
+        model_overrides=dict(img_size=32, depth=1, drop_path_rate=0.0), num_frames=4, interval=2,
+        batch_size=2, steps=4, warmup_steps=1, save_every=100, teacher="random-vit", device="cpu",
+    )  # fmt: skip
+    base.update(kw)
+    return PretrainSettings.from_dict(base)
+
+
+# ------------------------------------------------------------------------------------------ masking
+
+
+def test_tube_mask_counts_identity_and_seed():
+    grid = (8, 14, 14)
+    m = tube_mask(grid, 0.85, torch.Generator().manual_seed(0))
+    assert m.dtype == torch.bool and m.numel() == 1568
+    assert int(m.sum()) == 8 * 166  # int(0.85*196) = 166 per slice, as the official generator
+    slices = m.view(8, 196)
+    assert all(torch.equal(slices[0], slices[t]) for t in range(8))  # a tube: same pattern in time
+    b = batch_tube_masks(4, grid, 0.85, torch.Generator().manual_seed(1))
+    assert (b.sum(1) == 1328).all() and not torch.equal(b[0], b[1])
+    again = batch_tube_masks(4, grid, 0.85, torch.Generator().manual_seed(1))
+    assert torch.equal(b, again)
+    g1, g2 = sample_generator(0, 5, 0), sample_generator(0, 6, 0)
+    assert not torch.equal(tube_mask(grid, 0.85, g1), tube_mask(grid, 0.85, g2))
+
+
+def test_fixture_mask_has_official_structure(golden):
+    inp, _ = golden
+    mask = inp["mask"]  # made by the official generator: 12 of 16 per slice, tubes
+    assert (mask.sum(1) == 24).all()
+    assert torch.equal(mask[:, :16], mask[:, 16:])
+    ours = tube_mask((2, 4, 4), 0.75, torch.Generator().manual_seed(0))
+    assert int(ours.sum()) == 24 and torch.equal(ours[:16], ours[16:])
+
+
+def test_online_clip_ends_at_anchor_and_repeats_earliest():
+    assert online_clip_steps(100) == list(range(40, 101, 4))
+    # anchor 5, stride 4: 5 → 1, then 1 repeats (a step below 0 is not taken)
+    assert online_clip_steps(5) == [1] * 15 + [5]
+    assert online_clip_steps(0, 4, 2) == [0, 0, 0, 0]
+    assert even_clip_steps(3, 5) == [0, 1, 2, 2, 2]  # short clip padded with its last frame
+    assert even_clip_steps(31, 4) == [0, 10, 20, 30]
+
+
+# ------------------------------------------------------------------------------------- pretraining
+
+
+def test_resume_equals_uninterrupted(tmp_path, frame_data):
+    full = pretrain(_settings(frame_data, tmp_path / "full", model_overrides=dict(img_size=32, depth=1)),
+                    progress=False)  # drop path 0.1: the restored RNG state matters  # fmt: skip
+    s = _settings(frame_data, tmp_path / "cut", save_every=2, model_overrides=dict(img_size=32, depth=1))
+    part = pretrain(s, max_steps=2, progress=False)
+    assert part["steps_done"] == 2
+    resumed = pretrain(s, progress=False)  # picks up checkpoint-2
+    assert [h["step"] for h in resumed["history"]] == [1, 2, 3, 4]
+    for a, b in zip(full["history"], resumed["history"], strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6, abs=1e-7)
+        assert a["lr"] == pytest.approx(b["lr"], rel=1e-9)
+    from safetensors.torch import load_file
+
+    wa = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=1e-5)
+    assert full["history"][0]["loss"] > 0 and full["history"][0]["loss_distill"] > 0
+
+
+def test_two_processes_equal_one_process(tmp_path, frame_data):
+    """2 CPU processes (gloo, torch.distributed.run) × batch 2 == 1 process × batch 4."""
+    one = pretrain(_settings(frame_data, tmp_path / "one", batch_size=4, steps=3), progress=False)
+    cfg = dataclasses.asdict(_settings(frame_data, tmp_path / "two", batch_size=2, steps=3))
+    (tmp_path / "s.json").write_text(json.dumps(cfg))
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import json, sys\nfrom surgkit.video.pretrain import PretrainSettings, pretrain\n"
+        "pretrain(PretrainSettings.from_dict(json.load(open(sys.argv[1]))), progress=False)\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    port = str(29500 + os.getpid() % 1000)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+           str(script), str(tmp_path / "s.json")]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert two["processes"] == 2 and two["global_batch"] == one["global_batch"] == 4
+    for a, b in zip(one["history"], two["history"], strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6)
+
+
+def test_leakage_guard_finds_renamed_resized_copy(tmp_path, frame_data):
+    test_root = tmp_path / "downstream_test"
+    src = frame_data / "video01"
+    dst = test_root / "case_A"
+    dst.mkdir(parents=True)
+    for f in sorted(src.glob("*.png")):  # the same surgery, renamed, resized and re-encoded as JPEG
+        img = cv2.resize(cv2.imread(str(f)), (64, 52))
+        cv2.imwrite(str(dst / (f.stem + ".jpg")), img, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    make_frame_folders(tmp_path / "other_src", videos=1, seed=99)
+    (tmp_path / "other_src" / "video00").rename(tmp_path / "case_B")
+    (test_root / "other").mkdir()
+    (tmp_path / "case_B").rename(test_root / "other" / "case_B")
+    s = _settings(frame_data, tmp_path / "leak", test_data=[str(test_root)], steps=1)
+    with pytest.raises(LeakageError, match="video01.*case_A"):
+        pretrain(s, progress=False)
+    from surgkit.video.clips import discover_sources
+    from surgkit.video.leakage import find_pairs
+
+    clean = find_pairs(discover_sources(frame_data), discover_sources(test_root / "other"))
+    assert clean == []  # different videos are not flagged
+
+
+def test_bad_inputs(tmp_path, frame_data, fixture_cfgs):
+    from surgkit.video.model import SurgVistaForPretraining
+
+    model = SurgVistaForPretraining(fixture_cfgs[0])
+    with pytest.raises(SurgkitError, match="expected B×C×T×H×W = B×3×4×32×32"):
+        model(torch.zeros(1, 3, 4, 48, 48), torch.zeros(1, 32, dtype=torch.bool))
+    uneven = torch.zeros(2, 32, dtype=torch.bool)
+    uneven[0, :3] = True
+    with pytest.raises(SurgkitError, match="same number of tokens"):
+        model(torch.zeros(2, 3, 4, 32, 32), uneven)
+    broken = tmp_path / "broken" / "vid"
+    broken.mkdir(parents=True)
+    for f in sorted((frame_data / "video00").glob("*.png"))[:4]:
+        shutil.copy(f, broken / f.name)
+    (broken / "00002.png").write_bytes(b"not a png")  # a corrupt frame: the run stops and names it
+    from surgkit.errors import DataFormatError
+
+    with pytest.raises(DataFormatError, match="00002.png"):
+        pretrain(_settings(broken.parent, tmp_path / "r", steps=2, batch_size=4, interval=1), progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SurgkitError, match="no video files"):
+        pretrain(_settings(tmp_path / "empty", tmp_path / "r2"), progress=False)
