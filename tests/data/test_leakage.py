@@ -1,0 +1,92 @@
+"""Leakage guard: re-encoded/resized/resampled/renamed copies are found; different videos are not."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from surgkit.data.leakage import check_leakage, collect_media, find_leaks, fingerprint, phash, similarity
+from surgkit.data.model import Dataset, Video
+from surgkit.errors import LeakageError
+
+from .helpers import encode, resample, textured_frames
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("leak")
+    frames = {k: textured_frames(k, 80, size=96) for k in range(5)}
+    paths = {f"v{k}": encode(root / "a" / f"v{k}.mp4", f, fps=10) for k, f in frames.items()}
+    # the same surgery under another name: smaller, much lower quality, another frame rate, trimmed by 1.3 s
+    copy = resample(frames[2], 10, 6)[8:]
+    paths["renamed"] = encode(root / "b" / "case_0193.mp4", copy, fps=6, size=(64, 64), crf=40)
+    folder = root / "b" / "frames_of_v4"
+    folder.mkdir(parents=True)
+    for i, f in enumerate(resample(frames[4], 10, 2)):  # a 2-fps frame folder of v4
+        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.resize(f[:, :, ::-1], (80, 80)))
+    paths["folder"] = folder
+    return root, paths
+
+
+def test_phash_matches_scipy_dct():
+    # oracle: scipy's orthonormal 2-D DCT-II on the 32x32 area-downsampled frame
+    from scipy.fft import dctn
+
+    img = np.random.default_rng(0).random((1, 64, 64)) * 255
+    small = img[0].reshape(32, 2, 32, 2).mean(axis=(1, 3))
+    low = dctn(small, norm="ortho")[:8, :8].reshape(-1)[1:]
+    bits = low > np.median(low)
+    expected = sum(1 << k for k, b in enumerate(bits) if b)
+    assert int(phash(img)[0]) == expected
+
+
+def test_copies_found_and_different_videos_not(videos):
+    _, paths = videos
+    fps = {k: fingerprint(p, fps=2.0 if k == "folder" else None) for k, p in paths.items()}
+    score = {(a, b): similarity(fps[a], fps[b])[0] for a in fps for b in fps if a < b}
+    assert score[("renamed", "v2")] >= 0.8
+    assert score[("folder", "v4")] >= 0.8
+    flagged = {pair for pair, s in score.items() if s >= 0.5}
+    assert flagged == {("renamed", "v2"), ("folder", "v4")}, score
+    offset = similarity(fps["v2"], fps["renamed"])[1]
+    assert offset == pytest.approx(-1.3, abs=max(fps["v2"].interval, fps["renamed"].interval) * 1.01)
+    # never every frame: a handful of sampled frames per video
+    assert all(f.frames_decoded <= 16 for f in fps.values())
+
+
+def test_check_leakage_raises_and_allow(videos, tmp_path):
+    root, paths = videos
+    train = {k: paths[k] for k in ("v0", "v1", "v2")}
+    test = {"case_0193": paths["renamed"], "v3": paths["v3"]}
+    with pytest.raises(
+        LeakageError, match=r"1 train/test overlap\(s\): train:v2 <-> test:case_0193 \(content"
+    ):
+        check_leakage(train, test, progress=False, cache_dir=tmp_path / "cache")
+    pairs = check_leakage(train, test, allow=True, progress=False, cache_dir=tmp_path / "cache")
+    assert [(p.a, p.b, p.kind) for p in pairs] == [("train:v2", "test:case_0193", "content")]
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 5  # cached fingerprints are reused
+    assert check_leakage({"v0": paths["v0"]}, {"v3": paths["v3"]}, progress=False) == []
+
+
+def test_id_and_file_overlap_without_decoding(tmp_path):
+    ds = Dataset(
+        "cholec80", tmp_path, videos={"video01": Video("video01", None), "video02": Video("video02", None)}
+    )
+    pairs, unchecked = find_leaks(ds.subset(["video01", "video02"]), ds.subset(["video02"]), progress=False)
+    assert [(p.a, p.b, p.kind) for p in pairs] == [("cholec80:video02", "cholec80:video02", "id")]
+    assert sorted(unchecked) == ["cholec80:video01", "cholec80:video02", "cholec80:video02"]
+
+
+def test_collect_media(videos):
+    root, _ = videos
+    found = collect_media(root)
+    assert set(found) == {
+        "a/v0.mp4",
+        "a/v1.mp4",
+        "a/v2.mp4",
+        "a/v3.mp4",
+        "a/v4.mp4",
+        "b/case_0193.mp4",
+        "b/frames_of_v4",
+    }
