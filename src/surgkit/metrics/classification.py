@@ -91,7 +91,9 @@ def merge_views(view_scores, view_labels, clip_ids, from_logits: bool = True):
     mismatch = np.flatnonzero(y != labels[clip])
     if mismatch.size:
         v = int(mismatch[0])
-        raise SurgkitError(f"clip {ids[v]!r}: views disagree on the label ({y[v]} vs {labels[clip[v]]})")
+        raise SurgkitError(
+            f"clip {ids[v].item()!r}: views disagree on the label ({y[v]} vs {labels[clip[v]]})"
+        )
     return [names[i].item() for i in order], sums / counts[:, None], labels
 
 

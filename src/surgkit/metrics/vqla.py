@@ -64,13 +64,14 @@ def _boxes(b, name: str) -> np.ndarray:
     a = np.asarray(b, dtype=np.float64)
     if a.shape[-1:] != (4,):
         raise SurgkitError(f"{name} must have a last dimension of 4 (x1, y1, x2, y2), got shape {a.shape}")
-    bad = np.argwhere(~np.isfinite(a))
-    if bad.size:
-        raise SurgkitError(f"{name} contain a non-finite value at index {tuple(int(i) for i in bad[0])}")
+    if not np.all(np.isfinite(a)):
+        raise SurgkitError(
+            f"{name} contain a non-finite value at index {tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])}"
+        )
     return a
 
 
-def box_iou(a, b) -> np.ndarray:
+def box_iou(a, b) -> np.ndarray | float:
     """True IoU of boxes ``(..., 4)`` in x1, y1, x2, y2, elementwise with numpy broadcasting.
 
     For all pairs of two box lists use ``box_iou(a[:, None], b[None, :])`` (as
@@ -79,16 +80,18 @@ def box_iou(a, b) -> np.ndarray:
     """
     a, b = _boxes(a, "boxes a"), _boxes(b, "boxes b")
     for name, x in (("a", a), ("b", b)):
-        bad = np.argwhere((x[..., 2] < x[..., 0]) | (x[..., 3] < x[..., 1]))
-        if bad.size:
-            raise SurgkitError(f"box {name}{tuple(int(i) for i in bad[0])} has x2 < x1 or y2 < y1")
+        inverted = (x[..., 2] < x[..., 0]) | (x[..., 3] < x[..., 1])
+        if np.any(inverted):
+            where = tuple(int(i) for i in np.argwhere(np.atleast_1d(inverted))[0]) if inverted.ndim else ()
+            raise SurgkitError(f"box {name}{where} has x2 < x1 or y2 < y1")
     iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
     ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
     inter = iw * ih
     area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
     area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
     union = area_a + area_b - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    return float(iou) if iou.ndim == 0 else iou
 
 
 def miou(pred_boxes, gt_boxes) -> float:
@@ -99,7 +102,7 @@ def miou(pred_boxes, gt_boxes) -> float:
     return float(np.mean(box_iou(p, g)))
 
 
-def legacy_iou(pred_boxes, gt_boxes) -> np.ndarray:
+def legacy_iou(pred_boxes, gt_boxes) -> np.ndarray | float:
     """Per-pair Surgical-VQLA reference score (legacy, NOT an IoU), normalised xyxy boxes.
 
     inter = (min x2 − max x1 + 1)(min y2 − max y1 + 1) without clamping; area = (x2 − x1 + 1)(y2 − y1 + 1);
@@ -111,7 +114,8 @@ def legacy_iou(pred_boxes, gt_boxes) -> np.ndarray:
     )
     area_p = (p[..., 2] - p[..., 0] + 1) * (p[..., 3] - p[..., 1] + 1)
     area_g = (g[..., 2] - g[..., 0] + 1) * (g[..., 3] - g[..., 1] + 1)
-    return inter / np.maximum(area_p + area_g - inter, 1.0)
+    score = inter / np.maximum(area_p + area_g - inter, 1.0)
+    return float(score) if np.ndim(score) == 0 else score
 
 
 def miou_legacy(pred_boxes, gt_boxes) -> float:
