@@ -340,3 +340,33 @@ def guard_split(
             + ". Pass --allow-leakage to proceed anyway."
         )
     return pairs
+
+
+def compare_roots(
+    roots: list[str | Path],
+    within: bool = False,
+    threshold: float = 0.5,
+    max_bits: int = 12,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    **params: Any,
+) -> tuple[list[LeakPair], dict[str, int]]:
+    """Content overlap between the media of several folders (every pair of roots; inside each root too
+    when ``within``). Keys are '<root name>:<relative path>'. Returns the pairs and the media count per root."""
+    prints: list[dict[str, Fingerprint]] = []
+    counts: dict[str, int] = {}
+    for root in roots:
+        label = Path(root).name or str(root)
+        media = collect_media(root)
+        counts[str(root)] = len(media)
+        fps, _ = fingerprint_set(
+            {f"{label}:{k}": (p, None) for k, p in media.items()}, cache_dir, progress, **params
+        )
+        prints.append(fps)
+    pairs: list[LeakPair] = []
+    for i in range(len(prints)):
+        if within:
+            pairs += compare_sets(prints[i], prints[i], threshold, max_bits, same_set=True)
+        for j in range(i + 1, len(prints)):
+            pairs += compare_sets(prints[i], prints[j], threshold, max_bits)
+    return sorted(pairs, key=lambda p: -p.similarity), counts
