@@ -1,0 +1,158 @@
+"""``surgkit ground``: zero-shot VLM grounding benchmark (commands only; logic in surgkit.grounding)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+sub = typer.Typer(
+    help="Zero-shot VLM benchmark with heatmaps and grounding metrics (τ-AC, τ-AA, ARS).",
+    no_args_is_help=True,
+)
+
+
+@sub.command("bench")
+def bench_cmd(
+    model: str = typer.Option(
+        ...,
+        "--model",
+        "-m",
+        help="HF CLIP folder, surgkit SurgicalVLM folder, or a SurgVLP/HecVL/PeskaVLP checkpoint file.",
+    ),
+    dataset: str = typer.Option(
+        ..., "--dataset", "-d", help="cholec80_boxes, copesd, cholect45, cholect50 or synth."
+    ),
+    root: Path = typer.Option(..., "--root", "-r", help="Dataset root (or synthetic world root)."),
+    task: str = typer.Option("instrument", help="instrument (τ-AC, τ-AA) or triplet (ARS, V/T, Z/V)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Run folder (default ground-runs/<model>-<task>)."
+    ),
+    boxes_root: Path | None = typer.Option(
+        None, help="Triplet task: Cholec80-boxes root joined on (video, frame)."
+    ),
+    frame_map: str | None = typer.Option(
+        None, help="Map box frame numbers to triplet frames: identity or divN."
+    ),
+    videos: str | None = typer.Option(None, help="Comma-separated video ids to keep (e.g. video42,video43)."),
+    vocab: Path | None = typer.Option(None, help="Bio_ClinicalBERT vocab.txt (SurgVLP checkpoint files)."),
+    variant: str = typer.Option("surgvlp", help="SurgVLP-family variant name of a checkpoint file."),
+    trust_checkpoint: bool = typer.Option(
+        False, help="Allow torch.load(weights_only=True) of a pickle-based .pth."
+    ),
+    native: bool = typer.Option(
+        False, help="Model-native preprocessing (centre crops) instead of full-frame resize."
+    ),
+    start_layer: int = typer.Option(0, help="Rollout: first attention block (0 = all, -1 = last only)."),
+    score_scale: float | None = typer.Option(
+        None, help="Rollout target scale (default logit_scale.exp(); 1 = cosine)."
+    ),
+    heatmap_target: str = typer.Option("predicted", help="Explain the predicted or the gt class."),
+    tau: float = typer.Option(0.5, help="Attention threshold τ (attended = normalised heatmap ≥ τ)."),
+    batch_size: int = typer.Option(8, help="Frames per batch (and per resumable shard)."),
+    max_frames: int | None = typer.Option(None, help="Benchmark at most this many frames."),
+    templates: Path | None = typer.Option(
+        None, help="Prompt templates JSON (default: the seed's templates)."
+    ),
+    null_policy: str = typer.Option("exclude", help="null_verb/null_target prompts: exclude or render."),
+    articles: bool = typer.Option(False, help="Fix 'a' -> 'an' before vowels in rendered prompts."),
+    no_heatmaps: bool = typer.Option(False, help="Do not save heatmaps."),
+    name: str | None = typer.Option(None, help="Model name in tables (default: folder name / variant)."),
+    allow_leakage: bool = typer.Option(False, help="Benchmark even on videos the model was trained on."),
+    device: str = typer.Option("cpu", help="Torch device."),
+) -> None:
+    """Zero-shot classification + heatmaps + grounding metrics; writes predictions, heatmaps and tables."""
+    from surgkit.grounding.api import bench
+    from surgkit.grounding.tables import print_tables
+
+    options: dict = {}
+    if Path(model).is_file():
+        options = {"vocab": vocab, "variant": variant, "trust_checkpoint": trust_checkpoint, "native": native}
+    else:
+        options = {"native": native}
+        if start_layer != 0:
+            options["start_layer"] = start_layer
+        if score_scale is not None:
+            options["score_scale"] = score_scale
+    summary = bench(
+        model, dataset, root, task, out, device=device, boxes_root=boxes_root, frame_map=frame_map,
+        videos=[v.strip() for v in videos.split(",")] if videos else None, allow_leakage=allow_leakage,
+        name=name, model_options=options, tau=tau, batch_size=batch_size, heatmap_target=heatmap_target,
+        null_policy=null_policy, articles=articles, templates=str(templates) if templates else None,
+        save_heatmaps=not no_heatmaps, max_frames=max_frames,
+    )  # fmt: skip
+    print_tables([summary])
+
+
+@sub.command("table")
+def table_cmd(
+    runs: list[Path] = typer.Argument(..., help="Run folders of `surgkit ground bench`."),
+    markdown: Path | None = typer.Option(None, help="Also write the tables as Markdown to this file."),
+) -> None:
+    """Compare runs: the seed's Table 1 (instrument) and Table 2 (triplet) layouts."""
+    from surgkit.grounding.api import compare
+    from surgkit.grounding.tables import print_tables, run_markdown
+    from surgkit.utils.io import write_text
+
+    summaries = compare(runs)
+    print_tables(summaries)
+    if markdown:
+        write_text(markdown, run_markdown(summaries))
+
+
+@sub.command("figure")
+def figure_cmd(
+    runs: list[Path] = typer.Argument(..., help="Run folders (one row per model)."),
+    out: Path = typer.Option(..., "--out", "-o", help="PNG file."),
+    frames: int = typer.Option(4, help="Number of shared frames (columns)."),
+    kind: str = typer.Option("primary", help="primary (class prompt) or verb (secondary ARS prompt)."),
+) -> None:
+    """Heatmap overlays for the same frames across models (the seed's Figure 2)."""
+    from surgkit.grounding.visuals import grid_figure
+
+    typer.echo(str(grid_figure(runs, out, n=frames, kind=kind)))
+
+
+@sub.command("convert-surgvlp")
+def convert_cmd(
+    checkpoint: Path = typer.Argument(..., help="Official SurgVLP/HecVL/PeskaVLP .pth (or .safetensors)."),
+    vocab: Path = typer.Option(..., help="Bio_ClinicalBERT vocab.txt."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output folder (config.json, model.safetensors, vocab.txt)."
+    ),
+    variant: str = typer.Option("surgvlp", help="surgvlp, hecvl or peskavlp (metadata)."),
+    trust_checkpoint: bool = typer.Option(
+        False, help="Allow torch.load(weights_only=True) of a pickle-based file."
+    ),
+) -> None:
+    """Convert an official checkpoint (reference key layout) into a safetensors SurgicalVLM folder."""
+    from surgkit.grounding.surgvlp import SurgicalVLMConfig, convert_reference_checkpoint
+
+    folder = convert_reference_checkpoint(
+        checkpoint, vocab, out, SurgicalVLMConfig(variant=variant), trust_checkpoint
+    )
+    typer.echo(str(folder))
+
+
+@sub.command("train-clip")
+def train_clip_cmd(
+    world: Path = typer.Option(..., "--world", "-w", help="Synthetic world root (surgkit synth)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output HF CLIP folder."),
+    size: str = typer.Option("tiny", help="Model size: test, tiny or small."),
+    steps: int = typer.Option(300, help="Optimisation steps."),
+    batch_size: int = typer.Option(32, help="Image-caption pairs per step."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW, cosine decay)."),
+    holdout: float = typer.Option(0.34, help="Share of videos held out of training (benchmark them)."),
+    seed: int = typer.Option(0, help="Seed."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+) -> None:
+    """Train the small CLIP-style dual encoder on the world's image-caption pairs (resumable)."""
+    from surgkit.grounding.train_clip import TrainSettings, train_clip
+
+    result = train_clip(world, out, TrainSettings(size=size, steps=steps, batch_size=batch_size, lr=lr,
+                                                  holdout=holdout, seed=seed, device=device))  # fmt: skip
+    typer.echo(f"{result['out']}  (held-out videos: {', '.join(result['heldout_videos'])})")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(sub, name="ground")

@@ -1,0 +1,127 @@
+"""Benchmark data sources: which reader(s) of :mod:`surgkit.data` feed which task.
+
+* instrument task: any dataset with tool boxes - ``cholec80_boxes``, ``copesd`` (and ``cholect50``
+  when its JSON carries boxes);
+* triplet task: ``cholect45``/``cholect50`` triplet labels joined with a box dataset
+  (``--boxes-root``, Cholec80-boxes by default) on (video number, frame), as in the seed, which
+  kept the two videos (42, 43) the datasets share; without ``--boxes-root`` the triplet dataset's
+  own boxes are used;
+* ``synth``: a synthetic world root written by ``surgkit synth``; its Cholec80-boxes and CholecT50
+  layouts are read by the same readers.
+
+This is the one place that knows the readers' layouts; everything else sees
+:class:`~surgkit.grounding.frames.GroundingFrame`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from surgkit.errors import SurgkitError
+from surgkit.grounding.frames import (
+    GroundingFrame,
+    frames_from_boxes,
+    frames_from_triplets,
+    join_frames,
+)
+from surgkit.vocab import CHOLEC80_TOOLS, INSTRUMENTS
+
+BOX_DATASETS = ("cholec80_boxes", "copesd", "cholect50")
+TRIPLET_DATASETS = ("cholect45", "cholect50")
+# Sub-folders of a synthetic world root (written by surgkit.synth).
+SYNTH_LAYOUT = {"boxes": "cholec80_boxes", "triplets": "cholect50"}
+
+
+@dataclasses.dataclass
+class FrameSource:
+    """Frames ready for the benchmark, the instrument vocabulary and what happened on the way."""
+
+    frames: list[GroundingFrame]
+    vocabulary: list[str]
+    notes: list[str]
+    join: dict[str, Any] | None = None
+
+
+def _load(name: str, root: str | Path, **kwargs: Any) -> Any:
+    from surgkit.data import load
+
+    return load(name, root, **kwargs)
+
+
+def frame_mapper(spec: str | None) -> Callable[[int], int] | None:
+    """``None``/``identity``, or ``divN`` (box frame number // N, e.g. div25 for 25-fps numbering)."""
+    if spec in (None, "", "identity"):
+        return None
+    if spec.startswith("div") and spec[3:].isdigit() and int(spec[3:]) > 0:
+        n = int(spec[3:])
+        return lambda f: f // n
+    raise SurgkitError(f"unknown frame map '{spec}' (identity or divN, e.g. div25)")
+
+
+def _synth_roots(root: Path) -> tuple[Path, Path]:
+    boxes, trips = root / SYNTH_LAYOUT["boxes"], root / SYNTH_LAYOUT["triplets"]
+    if not boxes.exists():
+        raise SurgkitError(
+            f"{root}: no {SYNTH_LAYOUT['boxes']}/ folder (write the world with `surgkit synth`)"
+        )
+    return boxes, trips
+
+
+def load_frames(
+    dataset: str,
+    root: str | Path,
+    task: str,
+    boxes_root: str | Path | None = None,
+    boxes_dataset: str = "cholec80_boxes",
+    frame_map: str | None = None,
+) -> FrameSource:
+    """Frames of ``dataset`` at ``root`` for ``task`` (instrument or triplet)."""
+    name = dataset.strip().lower().replace("-", "_")
+    root = Path(root)
+    notes: list[str] = []
+    if name == "synth":
+        box_root, trip_root = _synth_roots(root)
+        if task == "instrument":
+            return load_frames("cholec80_boxes", box_root, task)
+        return load_frames("cholect50", trip_root, task, boxes_root=box_root, boxes_dataset="cholec80_boxes")
+    if task == "instrument":
+        if name not in BOX_DATASETS:
+            raise SurgkitError(
+                f"the instrument task needs boxes: dataset must be one of {', '.join(BOX_DATASETS)}"
+            )
+        ds = _load(name, root, require_media=False) if name == "cholect50" else _load(name, root)
+        frames, vocab = frames_from_boxes(ds)
+        if name == "cholect50":
+            vocab = list(INSTRUMENTS)
+        notes += list(ds.notes) + [f"skipped by reader: {s.item}: {s.reason}" for s in ds.skipped]
+        return FrameSource(frames, vocab, notes)
+    if task != "triplet":
+        raise SurgkitError(f"unknown task '{task}' (instrument or triplet)")
+    if name not in TRIPLET_DATASETS:
+        raise SurgkitError(
+            f"the triplet task needs triplet labels: dataset must be one of {', '.join(TRIPLET_DATASETS)}"
+        )
+    ds = _load(name, root, require_media=False)
+    notes += list(ds.notes)
+    trip_frames = frames_from_triplets(ds)
+    if boxes_root is None:
+        box_frames, _ = frames_from_boxes(ds)
+        notes.append(f"boxes from {name}'s own label files")
+    else:
+        bds = _load(boxes_dataset, boxes_root)
+        box_frames, _ = frames_from_boxes(bds)
+        notes += list(bds.notes)
+    joined, report = join_frames(box_frames, trip_frames, frame_mapper(frame_map))
+    notes.append(report.describe())
+    if not joined:
+        raise SurgkitError(
+            f"{root}: no frame has both triplet labels and boxes ({report.describe()}); check --boxes-root and --frame-map"
+        )
+    return FrameSource(joined, list(INSTRUMENTS), notes, report.to_dict())
+
+
+def cholec80_tool_vocabulary() -> list[str]:
+    return list(CHOLEC80_TOOLS)

@@ -1,0 +1,225 @@
+"""The embedded default VLM: a small CLIP trained contrastively on the synthetic world's image-caption pairs.
+
+The real surgical VLMs cannot be downloaded by the toolkit, so the benchmark ships a model that has
+actually learned something: a small ``transformers.CLIPModel`` (ViT image tower, eager attention)
+trained with the symmetric InfoNCE loss of CLIP on (frame, caption) pairs of the synthetic world,
+saved as a normal HF CLIP folder so it is loaded exactly like a real checkpoint.
+
+* Pairs: the world's caption records when it ships them (``captions.jsonl``), otherwise captions
+  derived from its CholecT50 triplet labels with phrasings *different* from the benchmark prompts.
+* Captions shared by several images in a batch are all positives (multi-positive soft targets).
+* Split: the last ``holdout`` share of the videos is never trained on; their names are written to
+  ``surgkit_training.json`` in the model folder and ``surgkit ground bench`` refuses to benchmark the
+  model on its training videos unless ``--allow-leakage`` is given.
+* Resumable: checkpoints (safetensors + JSON) every ``save_every`` steps in ``<out>.train/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from surgkit.errors import SurgkitError
+from surgkit.grounding.frames import GroundingFrame, triplet_names, video_number
+from surgkit.grounding.geometry import CLIP_MEAN, CLIP_STD, Preprocess
+from surgkit.grounding.prompts import instrument_prompts, triplet_prompts, verb_prompts
+from surgkit.vocab import CHOLEC80_TOOLS, INSTRUMENTS
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    size: str = "tiny"
+    steps: int = 300
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: int = 20
+    holdout: float = 0.34
+    seed: int = 0
+    device: str = "auto"
+    save_every: int = 100
+    max_pairs: int | None = None
+
+
+def caption_variants(frame: GroundingFrame) -> list[str]:
+    """Captions of a frame from its triplets and boxes, phrased unlike the benchmark templates."""
+    out = []
+    instruments = sorted({triplet_names(c)[0] for c in frame.triplets} | set(frame.boxes))
+    for comp in frame.triplets:
+        i, v, t = triplet_names(comp)
+        if v == "null verb":
+            out.append(f"the {i} is idle in the field of view")
+        else:
+            out += [f"the {i} is used to {v} the {t}", f"{v} the {t} with the {i}"]
+    if instruments:
+        out.append("laparoscopic view with " + " and ".join(f"the {i}" for i in instruments))
+    return out or ["laparoscopic view without instruments"]
+
+
+def _caption_file(world: Path) -> Path | None:
+    for name in ("captions.jsonl", "vlm/captions.jsonl", "captions/captions.jsonl"):
+        if (world / name).is_file():
+            return world / name
+    return None
+
+
+def load_pairs(world: str | Path) -> tuple[list[GroundingFrame], list[list[str]], str]:
+    """(frames, captions per frame, source description) of a synthetic world root."""
+    world = Path(world)
+    cap = _caption_file(world)
+    if cap is not None:
+        frames, captions = [], []
+        for line_no, line in enumerate(cap.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                image = (cap.parent / rec["image"]).resolve()
+                caps = rec["captions"] if "captions" in rec else [rec["caption"]]
+                video = str(rec.get("video", image.parent.name))
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise SurgkitError(f"{cap}:{line_no}: bad caption record ({e})") from None
+            frames.append(
+                GroundingFrame(video, int(rec.get("frame", line_no)), image, source=f"{cap}:{line_no}")
+            )
+            captions.append([str(c) for c in caps])
+        return frames, captions, str(cap)
+    from surgkit.grounding.sources import load_frames
+
+    source = load_frames("synth", world, "triplet")
+    return source.frames, [caption_variants(f) for f in source.frames], "captions derived from triplet labels"
+
+
+def split_videos(videos: list[str], holdout: float) -> tuple[list[str], list[str]]:
+    """Sorted by video number; the last ``round(holdout * n)`` videos are held out (at least 1)."""
+    ordered = sorted(set(videos), key=video_number)
+    if len(ordered) < 2:
+        raise SurgkitError(f"need at least 2 videos to hold one out of training, found {len(ordered)}")
+    n_out = min(len(ordered) - 1, max(1, round(holdout * len(ordered))))
+    return ordered[:-n_out], ordered[-n_out:]
+
+
+def tokenizer_corpus(captions: list[list[str]]) -> list[str]:
+    """Captions plus every benchmark prompt, so the BPE vocabulary covers both."""
+    prompts = []
+    for ps in (
+        instrument_prompts(CHOLEC80_TOOLS),
+        instrument_prompts(INSTRUMENTS),
+        triplet_prompts(),
+        verb_prompts(),
+    ):
+        prompts += ps.flat()[0]
+    return [c for caps in captions for c in caps] + prompts
+
+
+def contrastive_loss(
+    img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, caption_ids: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric InfoNCE with multi-positive targets (pairs with the same caption are positives)."""
+    logits = scale * F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T
+    pos = (caption_ids[:, None] == caption_ids[None, :]).float()
+    targets = pos / pos.sum(dim=1, keepdim=True)
+    loss_i = -(targets * logits.log_softmax(dim=1)).sum(1).mean()
+    loss_t = -(targets * logits.T.log_softmax(dim=1)).sum(1).mean()
+    return 0.5 * (loss_i + loss_t)
+
+
+def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | None = None, progress: bool = True
+               ) -> dict[str, Any]:  # fmt: skip
+    """Train the small CLIP on the world's training videos and save it as an HF CLIP folder in ``out``."""
+    from surgkit.grounding.tiny_clip import SIZES, build_clip, build_tokenizer, save_clip_folder
+    from surgkit.utils.progress import make_progress
+    from surgkit.utils.training import (
+        latest_checkpoint,
+        load_checkpoint,
+        make_accelerator,
+        save_checkpoint,
+        seed_everything,
+    )
+
+    s = settings or TrainSettings()
+    if s.size not in SIZES:
+        raise SurgkitError(f"unknown CLIP size '{s.size}' (choose from {', '.join(SIZES)})")
+    out = Path(out)
+    frames, captions, source = load_pairs(world)
+    train_v, held_v = split_videos([f.video for f in frames], s.holdout)
+    keep = [k for k, f in enumerate(frames) if f.video in set(train_v)]
+    if s.max_pairs is not None:
+        keep = keep[: s.max_pairs]
+    if not keep:
+        raise SurgkitError(f"{world}: no training frames")
+    seed_everything(s.seed)
+    tokenizer = build_tokenizer(tokenizer_corpus(captions), vocab_size=600)
+    model = build_clip(tokenizer, s.size, seed=s.seed).train()
+    size = int(model.config.vision_config.image_size)
+    pre = Preprocess("resize", size, CLIP_MEAN, CLIP_STD)
+    pixels = torch.cat([pre([frames[k].load_image()])[0] for k in keep])
+    texts = sorted({c for k in keep for c in captions[k]})
+    text_index = {c: j for j, c in enumerate(texts)}
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=77, return_tensors="pt")
+    pair_caps = [[text_index[c] for c in captions[k]] for k in keep]
+
+    acc = make_accelerator(s.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda t: (
+            min(1.0, (t + 1) / max(1, s.warmup)) * 0.5 * (1 + math.cos(math.pi * min(t, s.steps) / s.steps))
+        ),
+    )
+    model, opt = acc.prepare(model, opt)
+    run_dir = out.with_name(out.name + ".train")
+    start, losses = 0, []
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is not None:
+        meta = load_checkpoint(ckpt, model, opt, sched, accelerator=acc)
+        if meta.get("settings") != dataclasses.asdict(s) or meta.get("train_videos") != train_v:
+            raise SurgkitError(
+                f"{run_dir}: holds a training run with other settings; remove it or use another --out"
+            )
+        start, losses = int(meta["step"]), list(meta.get("losses", []))
+    rng = np.random.default_rng([s.seed, start])
+    dev = acc.device
+    with make_progress(disable=not progress) as bar:
+        task = bar.add_task("train tiny CLIP", total=s.steps, completed=start, unit="steps")
+        for step in range(start, s.steps):
+            idx = rng.choice(len(keep), size=min(s.batch_size, len(keep)), replace=False)
+            cap_ids = torch.as_tensor([pair_caps[i][rng.integers(len(pair_caps[i]))] for i in idx])
+            unwrapped = acc.unwrap_model(model)
+            img = unwrapped.visual_projection(
+                unwrapped.vision_model(pixel_values=pixels[idx].to(dev)).pooler_output
+            )
+            t_out = unwrapped.text_model(input_ids=enc["input_ids"][cap_ids].to(dev),
+                                         attention_mask=enc["attention_mask"][cap_ids].to(dev))  # fmt: skip
+            txt = unwrapped.text_projection(t_out.pooler_output)
+            loss = contrastive_loss(img, txt, unwrapped.logit_scale.exp().clamp(max=100.0), cap_ids.to(dev))
+            opt.zero_grad()
+            acc.backward(loss)
+            opt.step()
+            sched.step()
+            losses.append(round(float(loss.detach()), 5))
+            bar.advance(task)
+            if (step + 1) % s.save_every == 0 and step + 1 < s.steps:
+                save_checkpoint(run_dir, step + 1, model, opt, sched, accelerator=acc,
+                                meta={"settings": dataclasses.asdict(s), "train_videos": train_v, "losses": losses})  # fmt: skip
+    final = acc.unwrap_model(model).eval().cpu()
+    record = {
+        "train_videos": train_v,
+        "heldout_videos": held_v,
+        "pairs": len(keep),
+        "captions": len(texts),
+        "caption_source": source,
+        "settings": dataclasses.asdict(s),
+        "loss_first": losses[0] if losses else None,
+        "loss_last_mean": float(np.mean(losses[-20:])) if losses else None,
+        "losses": losses,
+    }
+    save_clip_folder(final, tokenizer, out, extra=record)
+    return {"out": str(out), **record}
