@@ -399,7 +399,12 @@ def predict(
         task = prog.add_task("generating answers", total=len(todo), unit="answers")
         for i in range(0, len(todo), batch_size):
             batch = todo[i : i + batch_size]
-            for rec, text in zip(batch, generate(batch), strict=True):
+            try:
+                texts = generate(batch)
+            except BaseException:
+                save_predictions(out_path, rows)  # partial results; the next run resumes after them
+                raise
+            for rec, text in zip(batch, texts, strict=True):
                 rows[rec.id] = {"id": rec.id, "completion": text, "model": model_name}
             since += len(batch)
             prog.advance(task, len(batch))

@@ -174,8 +174,12 @@ def sft(
     settings: SFTSettings = SFTSettings(),
     device: str = "auto",
     resume: bool = False,
+    extra_simple: list[Record] | None = None,
 ) -> Path:
-    """Stage 1/2 SFT with TRL ``SFTTrainer`` (prompt/completion rows, completion-only loss)."""
+    """Stage 1/2 SFT with TRL ``SFTTrainer`` (prompt/completion rows, completion-only loss).
+
+    ``extra_simple`` records are added with Stage-1 sentence targets (the anti-forgetting slice of Stage 4).
+    """
     _env_offline()
     from trl import SFTConfig, SFTTrainer
 
@@ -187,6 +191,7 @@ def sft(
     mode = "sentence" if settings.stage == "simple" else "cot"
     box = BoxSettings(frame=settings.box_frame)
     rows = [sft_example(r, mode, image_root, box) for r in records]
+    rows += [sft_example(r, "sentence", image_root, box) for r in extra_simple or []]
     out = Path(out_dir)
     lora_cfg = _lora(settings.lora, settings.lora_r, settings.lora_alpha, settings.lora_targets)
     model, done, how = _start_model(Path(model_path), out / "checkpoints", resume, device, lora_cfg)

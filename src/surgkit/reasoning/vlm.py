@@ -183,6 +183,15 @@ def load_processor(path: str | Path):
     return proc
 
 
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when available else 'cpu'; other values unchanged."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_vlm(path: str | Path, device: str = "cpu", dtype: str = "auto"):
     """(model, processor) of an HF vision-language model folder (or hub id when online)."""
     import torch
@@ -191,7 +200,7 @@ def load_vlm(path: str | Path, device: str = "cpu", dtype: str = "auto"):
     if not (Path(path).is_dir() or "/" in str(path)):
         raise SurgkitError(f"{path}: not a model folder")
     torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype).to(device)
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype).to(resolve_device(device))
     return model, load_processor(path)
 
 

@@ -1,0 +1,299 @@
+"""``surgkit reason``: build records, validate chains, train (SFT, GRPO, self-improvement), evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+sub = typer.Typer(
+    help="Surgical VQA/VQLA with three-level chain of thought: records, SFT → GRPO → self-improvement, strict eval.",
+    no_args_is_help=True,
+)
+
+ROOT_HELP = "Folder the records' image paths are relative to."
+DEVICE_HELP = "auto, cpu or cuda (under `accelerate launch` the launcher decides)."
+
+
+def _echo_json(obj) -> None:
+    from surgkit.utils.io import to_json
+
+    typer.echo(to_json(obj))
+
+
+@sub.command("build")
+def build_cmd(
+    source: str = typer.Option(
+        ..., "--from", help="endovis18_vqla, endovis17_vqla, cholect50, cholec80, endoscapes or synth."
+    ),
+    root: Path = typer.Option(..., help="Dataset root (for synth: the world folder)."),
+    out: Path = typer.Option(..., help="Records JSONL to write."),
+    cot: bool = typer.Option(False, "--cot", help="Attach validated template chains (reasoning field)."),
+    stride: int = typer.Option(1, help="Keep every N-th labelled frame (CholecT50)."),
+    frames_dir: Path = typer.Option(
+        None, help="Where decoded Cholec80 frames go (default ROOT/surgkit_frames)."
+    ),
+) -> None:
+    """Turn a dataset (or the synthetic world) into unified reasoning records."""
+    from surgkit.reasoning.pipeline import build_records_file
+
+    res = build_records_file(source, root, out, cot, stride, frames_dir)
+    typer.echo(f"wrote {res['written']} records to {out}: {res['by_task']}")
+    for item, why in res["skipped"][:20]:
+        typer.echo(f"skipped {item}: {why}", err=True)
+    if len(res["skipped"]) > 20:
+        typer.echo(f"... {len(res['skipped']) - 20} more skipped", err=True)
+    for rid, issues in res["template_failures"][:10]:
+        typer.echo(f"template chain rejected for {rid}: {issues}", err=True)
+
+
+@sub.command("validate")
+def validate_cmd(
+    records: Path = typer.Argument(..., help="Records JSONL."),
+    root: Path = typer.Option(None, help=ROOT_HELP),
+    check_images: bool = typer.Option(False, help="Also check that every image exists."),
+) -> None:
+    """Check every line and every chain (stored or template); exit 1 if anything is wrong."""
+    from surgkit.reasoning.pipeline import validate_records_file
+
+    res = validate_records_file(records, root, check_images)
+    for p in res["line_errors"] + res["chain_problems"]:
+        typer.echo(p, err=True)
+    typer.echo(
+        f"{res['records']} records, {res['chains_valid']} valid chains, {len(res['line_errors'])} line errors"
+    )
+    if res["line_errors"] or res["chain_problems"]:
+        raise typer.Exit(1)
+
+
+@sub.command("tiny-model")
+def tiny_cmd(
+    records: Path = typer.Option(..., help="Records JSONL (its texts train the tokenizer)."),
+    out: Path = typer.Option(..., help="Model folder to write."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Create the embedded tiny Qwen2-VL (random init) with a tokenizer trained on the records."""
+    from surgkit.reasoning.pipeline import make_tiny_model
+
+    typer.echo(f"tiny model: {make_tiny_model(records, out, seed)}")
+
+
+def _common_train(records: Path, split: str, allow_leakage: bool, limit: int):
+    from surgkit.reasoning.pipeline import load_train_records
+
+    return load_train_records(records, split, allow_leakage, limit)
+
+
+@sub.command("sft")
+def sft_cmd(
+    model: Path = typer.Option(..., help="HF vision-language model folder (Qwen2-VL family)."),
+    records: Path = typer.Option(..., help="Records JSONL."),
+    root: Path = typer.Option(None, help=ROOT_HELP),
+    out: Path = typer.Option(..., help="Run folder (checkpoints/, model/, train_log.json)."),
+    stage: str = typer.Option(
+        "cot", help="'simple' (Stage 1, sentence targets) or 'cot' (Stage 2 cold start)."
+    ),
+    epochs: float = typer.Option(3.0),
+    max_steps: int = typer.Option(-1, help="Stop after N steps (-1: epochs decide)."),
+    lr: float = typer.Option(5e-5),
+    batch_size: int = typer.Option(1),
+    lora: bool = typer.Option(True, help="LoRA r32/α64 all-linear (off: train all weights)."),
+    split: str = typer.Option("train", help="Records split to train on."),
+    allow_leakage: bool = typer.Option(False, help="Allow training on test records."),
+    limit: int = typer.Option(0, help="Use only the first N records (0: all)."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    resume: bool = typer.Option(False, help="Resume from the newest checkpoint in OUT."),
+    box_frame: str = typer.Option("norm1000", help="Box coordinate frame of prompts/answers."),
+) -> None:
+    """Stage 1/2: supervised fine-tuning with TRL SFTTrainer."""
+    from surgkit.reasoning.train import SFTSettings, sft
+
+    recs = _common_train(records, split, allow_leakage, limit)
+    s = SFTSettings(
+        stage=stage,
+        epochs=epochs,
+        max_steps=max_steps,
+        learning_rate=lr,
+        batch_size=batch_size,
+        lora=lora,
+        box_frame=box_frame,
+    )
+    typer.echo(f"model: {sft(model, recs, root, out, s, device, resume)}")
+
+
+def _grpo_settings(**kw):
+    from surgkit.reasoning.pipeline import parse_weights
+    from surgkit.reasoning.rewards import CoherenceConfig
+    from surgkit.reasoning.train import GRPOSettings
+
+    weights = parse_weights(kw.pop("rewards"))
+    coh = CoherenceConfig(
+        joint=kw.pop("coherence_joint"),
+        quadrant=kw.pop("coherence_quadrant"),
+        reasoning=kw.pop("coherence_reasoning"),
+    )
+    s = GRPOSettings(coherence=coh, **kw)
+    if weights is not None:
+        s.rewards = weights
+    return s
+
+
+@sub.command("grpo")
+def grpo_cmd(
+    model: Path = typer.Option(..., help="Model folder (usually the Stage-2 SFT output)."),
+    records: Path = typer.Option(..., help="Records JSONL (answer-only ground truth is used)."),
+    root: Path = typer.Option(None, help=ROOT_HELP),
+    out: Path = typer.Option(..., help="Run folder."),
+    rewards: str = typer.Option(
+        None, help="name=weight,... (default format_hierarchical=0.5,accuracy=1,iou=1,coherence=1)."
+    ),
+    beta: float = typer.Option(0.04, help="KL coefficient (0: no reference model)."),
+    loss_type: str = typer.Option("dapo", help="TRL loss_type: dapo, grpo, dr_grpo, bnpo, ..."),
+    num_generations: int = typer.Option(6),
+    batch_size: int = typer.Option(6),
+    temperature: float = typer.Option(0.9),
+    lr: float = typer.Option(1e-5),
+    max_completion_length: int = typer.Option(1024),
+    max_steps: int = typer.Option(-1),
+    epochs: float = typer.Option(1.0),
+    lora: bool = typer.Option(True, help="LoRA r8/α32 all-linear."),
+    coherence_joint: bool = typer.Option(True, help="Coherence term 1: answer right AND IoU ≥ 0.5."),
+    coherence_quadrant: bool = typer.Option(True, help="Coherence term 2: box quadrant = location answer."),
+    coherence_reasoning: bool = typer.Option(
+        False, help="Coherence term 3: positions in <think> agree with the box."
+    ),
+    split: str = typer.Option("train"),
+    allow_leakage: bool = typer.Option(False),
+    limit: int = typer.Option(0),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    resume: bool = typer.Option(False),
+    box_frame: str = typer.Option("norm1000"),
+) -> None:
+    """Stage 3: GRPO with rule-based rewards (TRL GRPOTrainer)."""
+    from surgkit.reasoning.train import grpo
+
+    recs = _common_train(records, split, allow_leakage, limit)
+    s = _grpo_settings(
+        rewards=rewards,
+        beta=beta,
+        loss_type=loss_type,
+        num_generations=num_generations,
+        batch_size=batch_size,
+        temperature=temperature,
+        learning_rate=lr,
+        max_completion_length=max_completion_length,
+        max_steps=max_steps,
+        epochs=epochs,
+        lora=lora,
+        coherence_joint=coherence_joint,
+        coherence_quadrant=coherence_quadrant,
+        coherence_reasoning=coherence_reasoning,
+        box_frame=box_frame,
+    )
+    typer.echo(f"model: {grpo(model, recs, root, out, s, device, resume)}")
+
+
+@sub.command("self-improve")
+def self_improve_cmd(
+    model: Path = typer.Option(..., help="Model folder (after Stage 3)."),
+    records: Path = typer.Option(...),
+    root: Path = typer.Option(None, help=ROOT_HELP),
+    out: Path = typer.Option(...),
+    rounds: int = typer.Option(1),
+    samples: int = typer.Option(4, help="Chains sampled per question."),
+    temperature: float = typer.Option(0.9),
+    max_new_tokens: int = typer.Option(512),
+    sft_steps: int = typer.Option(-1),
+    grpo_steps: int = typer.Option(-1),
+    num_generations: int = typer.Option(6),
+    lora: bool = typer.Option(True),
+    split: str = typer.Option("train"),
+    allow_leakage: bool = typer.Option(False),
+    limit: int = typer.Option(0),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+) -> None:
+    """Stage 4: sample chains, keep validated ones (fallback: template), SFT + GRPO again, R rounds."""
+    from surgkit.reasoning.selfimprove import SelfImproveSettings, self_improve
+    from surgkit.reasoning.train import GRPOSettings, SFTSettings
+
+    recs = _common_train(records, split, allow_leakage, limit)
+    final, hist = self_improve(
+        model,
+        recs,
+        root,
+        out,
+        SelfImproveSettings(
+            rounds=rounds, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens
+        ),
+        SFTSettings(max_steps=sft_steps, lora=lora),
+        GRPOSettings(
+            max_steps=grpo_steps, lora=lora, num_generations=num_generations, batch_size=num_generations
+        ),
+        device,
+    )
+    for h in hist:
+        typer.echo(f"round {h['round']}: accepted {h['accepted_self']}/{h['questions']} self chains")
+    typer.echo(f"model: {final}")
+
+
+@sub.command("eval")
+def eval_cmd(
+    records: Path = typer.Option(..., help="Records JSONL."),
+    out: Path = typer.Option(..., help="Folder for predictions.jsonl and metrics.json."),
+    root: Path = typer.Option(None, help=ROOT_HELP),
+    model: Path = typer.Option(None, help="Local HF VLM folder."),
+    predictions: Path = typer.Option(None, help="JSONL of {id, completion} (e.g. answers of an API model)."),
+    endpoint: str = typer.Option(None, help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1."),
+    endpoint_model: str = typer.Option("default", help="Model name sent to the endpoint."),
+    split: str = typer.Option("test", help="Records split to evaluate ('all' for every record)."),
+    lenient: bool = typer.Option(
+        False, help="Add the Surg-R1 substring-match score as a labelled secondary column."
+    ),
+    answer_mode: str = typer.Option(
+        "auto", help="'auto' (plain text if no <answer> tag) or 'tags' (tag required)."
+    ),
+    headline: str = typer.Option("surgvlm", help="Arena headline map: surgvlm or surg-r1."),
+    limit: int = typer.Option(0),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    max_new_tokens: int = typer.Option(512),
+    timeout: float = typer.Option(60.0, help="Endpoint timeout per request (s)."),
+    box_frame: str = typer.Option("norm1000"),
+) -> None:
+    """Strict evaluation of a model, a predictions file or an endpoint; prints metrics and the Arena score."""
+    from surgkit.reasoning.evaluate import SURG_R1_HEADLINE, SURGVLM_HEADLINE
+    from surgkit.reasoning.records import read_records
+    from surgkit.reasoning.rewards import BoxSettings
+    from surgkit.reasoning.runners import run_eval
+
+    recs = [r for r in read_records(records) if split == "all" or r.split == split]
+    recs = recs[:limit] if limit > 0 else recs
+    if not recs:
+        from surgkit.errors import SurgkitError
+
+        raise SurgkitError(f"{records}: no records with split '{split}'")
+    hmap = {"surgvlm": SURGVLM_HEADLINE, "surg-r1": SURG_R1_HEADLINE}.get(headline)
+    if hmap is None:
+        from surgkit.errors import SurgkitError
+
+        raise SurgkitError(f"unknown headline map '{headline}' (surgvlm or surg-r1)")
+    m = run_eval(
+        recs,
+        out,
+        root,
+        model,
+        predictions,
+        endpoint,
+        endpoint_model,
+        BoxSettings(frame=box_frame),
+        answer_mode,
+        lenient,
+        device,
+        max_new_tokens,
+        timeout=timeout,
+        headline=hmap,
+    )
+    _echo_json({"groups": m["groups"], "arena": m["arena"], "source": m["source"]})
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(sub, name="reason")

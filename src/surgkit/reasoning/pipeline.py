@@ -1,0 +1,124 @@
+"""File-level entry points behind ``surgkit reason …`` (the CLI only parses options and calls these)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from surgkit.errors import DataFormatError, SurgkitError
+from surgkit.reasoning.records import Record, read_records, resolve_image, write_jsonl
+
+
+def template_reasoning(rec: Record) -> tuple[dict[str, Any] | None, list[str]]:
+    """The template chain of ``rec`` as a ``reasoning`` dict, validated; (None, issues) if it fails."""
+    from surgkit.reasoning.cot import build_chain, validate_chain
+
+    chain = build_chain(rec)
+    issues = validate_chain(chain.text(), rec)
+    if issues:
+        return None, [f"{i.kind}: {i.message}" for i in issues]
+    return {
+        "level1": chain.level1,
+        "level2": chain.level2,
+        "level3": chain.level3,
+        "source": "template",
+        "template_id": chain.template_id,
+        "verified": True,
+    }, []
+
+
+def build_records_file(
+    source: str, root: str | Path, out: str | Path, cot: bool = False, stride: int = 1, frames_dir=None
+) -> dict[str, Any]:
+    """Build records from a dataset root, optionally attach validated template chains, write JSONL."""
+    from surgkit.reasoning.builders import build
+
+    report = build(source, root, frames_dir=frames_dir, stride=stride)
+    template_failures = []
+    if cot:
+        for rec in report.records:
+            reasoning, issues = template_reasoning(rec)
+            rec.reasoning = reasoning
+            if issues:
+                template_failures.append((rec.id, issues))
+    n = write_jsonl(out, report.records)
+    return {
+        "written": n,
+        "by_task": report.counts(),
+        "skipped": report.skipped,
+        "notes": report.notes,
+        "template_failures": template_failures,
+    }
+
+
+def validate_records_file(path: str | Path, image_root=None, check_images: bool = False) -> dict[str, Any]:
+    """Parse every line (errors listed as file:line), check images, and validate each stored or template chain."""
+    from surgkit.reasoning.cot import validate_chain
+    from surgkit.reasoning.render import render_target
+
+    errors: list[DataFormatError] = []
+    records = read_records(path, errors=errors)
+    problems = [str(e) for e in errors]
+    chains_ok, chain_problems = 0, []
+    for rec in records:
+        if check_images:
+            try:
+                resolve_image(rec, image_root)
+            except SurgkitError as e:
+                problems.append(str(e))
+        issues = validate_chain(render_target(rec, "cot"), rec)
+        if issues:
+            chain_problems.append(f"{rec.id}: " + "; ".join(f"{i.kind}: {i.message}" for i in issues))
+        else:
+            chains_ok += 1
+    return {
+        "records": len(records),
+        "line_errors": problems,
+        "chains_valid": chains_ok,
+        "chain_problems": chain_problems,
+    }
+
+
+def load_train_records(
+    path: str | Path, split: str = "train", allow_leakage: bool = False, limit: int = 0
+) -> list[Record]:
+    from surgkit.reasoning.train import select_split
+
+    recs = select_split(read_records(path), split, allow_leakage)
+    return recs[:limit] if limit > 0 else recs
+
+
+def tokenizer_corpus(records: list[Record]) -> list[str]:
+    """Every text the model will see or produce for these records (prompts, sentences, chains)."""
+    from surgkit.reasoning.render import question_text, render_target, system_prompt
+
+    corpus = [system_prompt(), system_prompt(reasoning=False)]
+    for rec in records:
+        corpus.append(question_text(rec))
+        for mode in ("sentence", "cot"):
+            corpus.append(render_target(rec, mode))
+    return corpus
+
+
+def make_tiny_model(records_path: str | Path, out: str | Path, seed: int = 0, **sizes: Any) -> Path:
+    """The embedded tiny Qwen2-VL with a tokenizer trained on the records' texts (train split only)."""
+    from surgkit.reasoning.vlm import TinyVLMConfig, build_tiny_vlm
+
+    recs = [r for r in read_records(records_path) if r.split == "train"] or read_records(records_path)
+    cfg = dataclasses.replace(TinyVLMConfig(), **sizes)
+    return build_tiny_vlm(out, tokenizer_corpus(recs), cfg, seed)
+
+
+def parse_weights(text: str | None) -> dict[str, float] | None:
+    """'accuracy=1,format_hierarchical=0.5' -> dict (None -> defaults)."""
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value) if value else 1.0
+        except ValueError:
+            raise SurgkitError(f"bad reward weight '{part}' (use name=weight)") from None
+    return out
