@@ -65,5 +65,119 @@ def from_hf_cmd(
     typer.echo(str(out))
 
 
+@video_app.command("pretrain")
+def pretrain_cmd(
+    data: list[str] = typer.Option(
+        None, "--data", help="Data folder (videos / frame folders); DIR or DIR:WEIGHT. Repeatable."
+    ),
+    config: Path = typer.Option(None, "--config", help="JSON settings file (fields of PretrainSettings)."),
+    run_dir: Path = typer.Option(
+        None, "--run-dir", help="Output/run folder (resumes from its last checkpoint)."
+    ),
+    model: str = typer.Option(None, help="Size tiny|small|base|large or a surgkit SurgVISTA folder."),
+    teacher: str = typer.Option(
+        None, help="none | random-vit | HF ViT folder/id | surgkit image-teacher folder."
+    ),
+    steps: int = typer.Option(None, help="Optimizer steps."),
+    batch_size: int = typer.Option(None, help="Clips per device and micro-step."),
+    grad_accum: int = typer.Option(None, help="Gradient accumulation steps."),
+    test_data: list[str] = typer.Option(
+        None, "--test-data", help="Downstream test set(s) for the leakage guard."
+    ),
+    allow_leakage: bool = typer.Option(False, help="Train even if a test video is in the data."),
+    device: str = typer.Option(None, help="auto | cpu | cuda."),
+    seed: int = typer.Option(None, help="Seed of the sample plan, masks and init."),
+) -> None:
+    """Pretrain SurgVISTA (masked video reconstruction + image distillation); resumable."""
+    from surgkit.video.pretrain import PretrainSettings, pretrain
+
+    fields = {} if config is None else _read_json(config)
+    if data:
+        fields["data"] = [_data_spec(d) for d in data]
+    cli = dict(run_dir=run_dir and str(run_dir), model=model, teacher=teacher, steps=steps, batch_size=batch_size,
+               grad_accum=grad_accum, test_data=test_data or None, device=device, seed=seed)  # fmt: skip
+    fields.update({k: v for k, v in cli.items() if v is not None})
+    if allow_leakage:
+        fields["allow_leakage"] = True
+    summary = pretrain(PretrainSettings.from_dict(fields))
+    typer.echo(f"{summary['steps_done']} steps, final loss {summary['history'][-1]['loss']:.4f}" if summary["history"]
+               else "nothing to do (run already complete)")  # fmt: skip
+
+
+@video_app.command("finetune")
+def finetune_cmd(
+    task: str = typer.Option(..., "--task", help="phase | action | triplet | cvs."),
+    dataset: str = typer.Option(
+        ..., "--dataset", help="surgkit.data reader name (cholec80, cholect50, ...)."
+    ),
+    root: Path = typer.Option(..., "--root", help="Dataset root in its native layout."),
+    init: Path = typer.Option(
+        None, "--init", help="Pre-trained surgkit SurgVISTA folder (default: random init)."
+    ),
+    run_dir: Path = typer.Option(
+        Path("surgvista-finetune"), "--run-dir", help="Output/run folder (resumable)."
+    ),
+    config: Path = typer.Option(None, "--config", help="JSON file with more FinetuneSettings fields."),
+    epochs: int = typer.Option(None, help="Epochs (default: spec §8 per task)."),
+    batch_size: int = typer.Option(None, help="Clips per step."),
+    size: str = typer.Option(None, help="Model size when --init is not given."),
+    split_variant: str = typer.Option(
+        None, help="Official split variant (e.g. 32/8/40, cholect50-challenge)."
+    ),
+    fold: int = typer.Option(None, help="Fold index for cross-validation splits."),
+    allow_leakage: bool = typer.Option(False, help="Train even if train and test videos overlap."),
+    device: str = typer.Option(None, help="auto | cpu | cuda."),
+) -> None:
+    """Fine-tune SurgVISTA on a downstream task; model selection on validation, metrics on test."""
+    from surgkit.video.finetune import TASK_DEFAULTS, FinetuneSettings, finetune
+
+    fields = {
+        "task": task,
+        "dataset": dataset,
+        "root": str(root),
+        "run_dir": str(run_dir),
+        **TASK_DEFAULTS.get(task, {}),
+    }
+    if config is not None:
+        fields.update(_read_json(config))
+    cli = dict(init=init and str(init), epochs=epochs, batch_size=batch_size, size=size, split_variant=split_variant,
+               fold=fold, device=device)  # fmt: skip
+    fields.update({k: v for k, v in cli.items() if v is not None})
+    if allow_leakage:
+        fields["allow_leakage"] = True
+    summary = finetune(FinetuneSettings.from_dict(fields))
+    test = summary.get("test", {})
+    typer.echo(f"test {test.get('primary', '-')}: {test.get(test.get('primary', ''), float('nan')):.4f}")
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    from surgkit.errors import SurgkitError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SurgkitError(f"{path}: settings file not found") from None
+    except json.JSONDecodeError as e:
+        raise SurgkitError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+
+
+def _data_spec(text: str) -> dict:
+    from surgkit.errors import SurgkitError
+
+    path, _, weight = (
+        text.rpartition(":")
+        if ":" in text and text.rsplit(":", 1)[1].replace(".", "", 1).isdigit()
+        else (text, "", "")
+    )
+    if not path:
+        path, weight = text, ""
+    try:
+        return {"path": path, "weight": float(weight) if weight else 1.0}
+    except ValueError:
+        raise SurgkitError(f"--data {text}: expected DIR or DIR:WEIGHT") from None
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(video_app, name="video")
