@@ -321,3 +321,22 @@ def test_bad_input_raises_naming_video_and_frame(labels, preds, kwargs, match):
 def test_video_names_appear_in_errors():
     with pytest.raises(SurgkitError, match="video video41, frame 0: label -1"):
         evaluate([[-1, 0]], [[0, 0]], 7, video_names=["video41"])
+
+
+def test_strict_options_never_predicted_and_nanmean_over_phases():
+    g, p = [0, 0, 1, 1, 2, 2], [0, 0, 0, 0, 2, 2]  # phase 1 never predicted
+    nan_rule = evaluate([g], [p], 7)
+    zero_rule = evaluate([g], [p], 7, never_predicted="zero")
+    assert (
+        np.isnan(nan_rule["per_video"]["precision"][1, 0])
+        and zero_rule["per_video"]["precision"][1, 0] == 0.0
+    )
+    assert zero_rule["precision"] == pytest.approx((0.5 + 0 + 1) / 3)
+    assert nan_rule["precision"] == pytest.approx((0.5 + 1) / 2)
+    assert np.isnan(nan_rule["jaccard"])  # phases 3..6 absent: the reference mean propagates NaN
+    lenient = _relaxed([(G_A, P_A), (G_B, P_B)], phase_mean="nanmean")
+    assert lenient["jaccard"] == pytest.approx(np.mean([0.9, 0.619048, 0.666667, 1.0]), abs=1e-6)
+    assert lenient["recall"] == pytest.approx(np.mean([1.0, 0.733333, 0.833333, 1.0]), abs=1e-6)
+    assert "non-reference" in lenient["protocol"]["aggregation"]
+    with pytest.raises(SurgkitError, match="phase_mean"):
+        evaluate([g], [p], 7, phase_mean="median")

@@ -38,13 +38,30 @@ def phase_cmd(
         None, help="Relaxed rule table: cholec80 | cholec80-svrcnet | m2cai16 | m2cai16-svrcnet."
     ),
     relaxed_fixed: bool = typer.Option(False, help="Fix the Evaluate.m tail bug (default: reproduce it)."),
+    never_predicted: str = typer.Option(
+        None, help="Precision of a never-predicted phase: nan (Matlab) | zero."
+    ),
+    phase_mean: str = typer.Option(
+        "mainm", help="mainm (reference) | nanmean (all metrics nanmean over phases)."
+    ),
     segmental: bool = typer.Option(False, help="Also report segmental F1@{10,25,50} and edit score."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Phase recognition: accuracy, precision, recall, Jaccard, F1 (Matlab relaxed or strict protocols)."""
     from surgkit.metrics.report import evaluate_phase_files, phase_rows
 
-    result = evaluate_phase_files(labels, preds, num_phases, protocol, fps, variant, relaxed_fixed, segmental)
+    result = evaluate_phase_files(
+        labels,
+        preds,
+        num_phases,
+        protocol,
+        fps,
+        variant,
+        relaxed_fixed,
+        segmental,
+        never_predicted,
+        phase_mean,
+    )
     _emit(result, as_json, f"Phase recognition ({result['protocol']['name']})", phase_rows(result))
 
 

@@ -244,21 +244,27 @@ def _nanmean(x, axis=None):
         return np.nanmean(x, axis=axis)
 
 
-def _mainm_aggregate(J, P, R, acc) -> dict:
-    """Main.m aggregation (spec §1.5.3). J, P, R: (K, V) percent; acc: (V,) percent."""
+def _mainm_aggregate(J, P, R, acc, phase_mean: str = "mainm") -> dict:
+    """Main.m aggregation (spec §1.5.3). J, P, R: (K, V) percent; acc: (V,) percent.
+
+    ``phase_mean="nanmean"`` (a §1.6 option, not the reference) averages J, R and F over the
+    phases with nanmean too, so a phase absent from every test video no longer makes them NaN.
+    """
     with np.errstate(invalid="ignore", divide="ignore"):
         F = 2.0 * P * R / (P + R)  # from the unclipped values; Inf/Inf and 0/0 give NaN
     clip = {k: np.where(X > 100.0, 100.0, X) for k, X in (("J", J), ("P", P), ("R", R), ("F", F))}
     per_phase = {k: _nanmean(X, axis=1) for k, X in clip.items()}
     f_video = _nanmean(clip["F"], axis=0)
+    skip = phase_mean == "nanmean"
+    mean = _nanmean if skip else np.mean
     res = {
-        "jaccard": float(np.mean(per_phase["J"])),
-        "jaccard_std": _matlab_std(per_phase["J"], skip_nan=False),
+        "jaccard": float(mean(per_phase["J"])),
+        "jaccard_std": _matlab_std(per_phase["J"], skip_nan=skip),
         "precision": float(_nanmean(per_phase["P"])),
         "precision_std": _matlab_std(per_phase["P"], skip_nan=True),
-        "recall": float(np.mean(per_phase["R"])),
-        "recall_std": _matlab_std(per_phase["R"], skip_nan=False),
-        "f1": float(np.mean(per_phase["F"])),
+        "recall": float(mean(per_phase["R"])),
+        "recall_std": _matlab_std(per_phase["R"], skip_nan=skip),
+        "f1": float(mean(per_phase["F"])),
         "f1_std": _matlab_std(f_video, skip_nan=False),
         "video_accuracy": float(np.mean(acc)),
         "video_accuracy_std": _matlab_std(acc, skip_nan=False),
@@ -317,6 +323,8 @@ def evaluate(
     variant: str | None = None,
     relaxed_fixed: bool = False,
     video_names: Sequence | None = None,
+    never_predicted: str | None = None,
+    phase_mean: str = "mainm",
 ) -> dict:
     """Phase recognition metrics of per-video label/prediction sequences (spec §1).
 
@@ -330,6 +338,11 @@ def evaluate(
         ``"cholec80-svrcnet"``, ``"m2cai16"`` (default for K = 8), ``"m2cai16-svrcnet"``.
     relaxed_fixed : apply the relaxed Early rule to the end of each phase (fixes the Evaluate.m
         tail bug); default False reproduces published numbers.
+    never_predicted : per-video precision of a phase present in GT but never predicted:
+        ``"nan"`` (Matlab IEEE rule, default; relaxed TP > 0 gives +Inf, clipped to 100 %) or
+        ``"zero"`` (SV-RCNet M2CAI; the default of variant ``"m2cai16-svrcnet"``).
+    phase_mean : ``"mainm"`` (reference: Jaccard, recall, F1 plain mean over phases, precision
+        nanmean) or ``"nanmean"`` (all four nanmean; an option of spec §1.6, not the reference).
 
     Returns a dict of fractions: ``image_accuracy`` (all frames pooled, plain matches, §1.2),
     ``video_accuracy`` ± ``video_accuracy_std``, ``precision``, ``recall``, ``jaccard``, ``f1``
@@ -341,6 +354,11 @@ def evaluate(
     image_acc = float(sum(int((g == p).sum()) for g, p in zip(gs, ps, strict=True)) / sum(g.size for g in gs))
     info: dict = {"name": protocol, "units": "fraction", "video_names": names}
     if protocol.startswith("sklearn"):
+        if never_predicted is not None or phase_mean != "mainm" or relaxed_fixed or variant is not None:
+            raise SurgkitError(
+                f"protocol '{protocol}' has fixed rules: never_predicted, phase_mean, variant and relaxed_fixed "
+                "apply to the strict and relaxed protocols only"
+            )
         res = _sklearn_protocol(gs, ps, num_phases, pooled=protocol == "sklearn-pooled")
         info.update(
             reference="SelfSupSurg / Surgformer phase_metric.py (sklearn precision_recall_fscore_support)",
@@ -349,7 +367,11 @@ def evaluate(
         )
         return {"image_accuracy": image_acc, **res, "protocol": info}
 
-    precision_zero = False
+    if phase_mean not in ("mainm", "nanmean"):
+        raise SurgkitError(f"phase_mean must be 'mainm' or 'nanmean', got {phase_mean!r}")
+    if never_predicted not in (None, "nan", "zero"):
+        raise SurgkitError(f"never_predicted must be 'nan' or 'zero', got {never_predicted!r}")
+    precision_zero = never_predicted == "zero"
     if protocol == "relaxed":
         variant = variant or ("m2cai16" if num_phases == 8 else "cholec80")
         if variant not in VARIANTS:
@@ -360,7 +382,8 @@ def evaluate(
                 f"got num_phases={num_phases}"
             )
         _window(fps)
-        precision_zero = VARIANTS[variant]["never_predicted_precision_zero"]
+        if never_predicted is None:
+            precision_zero = VARIANTS[variant]["never_predicted_precision_zero"]
         us = [relaxed_difference(g, p, fps, variant, relaxed_fixed) for g, p in zip(gs, ps, strict=True)]
         info.update(
             reference=VARIANTS[variant]["reference"] + " + Main.m",
@@ -382,13 +405,16 @@ def evaluate(
         "Main.m: clip>100%, nanmean over videos; jaccard/recall mean and precision nanmean over phases, "
         "std over phases (N-1); accuracy mean/std over videos (N-1); F1 (Surgformer) mean over phases, "
         "std over videos"
+        if phase_mean == "mainm"
+        else "Main.m with nanmean over phases for all of J, P, R, F1 (non-reference option)"
     )
+    info["never_predicted_precision"] = "zero" if precision_zero else "nan (IEEE 0/0; TP/0 = Inf clipped)"
     J, P, R = (np.empty((num_phases, len(gs))) for _ in range(3))
     acc = np.empty(len(gs))
     for v, (g, p, u) in enumerate(zip(gs, ps, us, strict=True)):
         J[:, v], P[:, v], R[:, v] = _per_video_jpr(g, p, u, num_phases, precision_zero)
         acc[v] = 100.0 * np.count_nonzero(u == 0) / u.size
-    out = {"image_accuracy": image_acc, **_mainm_aggregate(J, P, R, acc)}
+    out = {"image_accuracy": image_acc, **_mainm_aggregate(J, P, R, acc, phase_mean)}
     if protocol == "relaxed":
         out["relaxed_image_accuracy"] = float(sum(int((u == 0).sum()) for u in us) / sum(u.size for u in us))
     out["per_video"] = {

@@ -69,6 +69,8 @@ def evaluate_phase_files(
     variant: str | None = None,
     relaxed_fixed: bool = False,
     segmental: bool = False,
+    never_predicted: str | None = None,
+    phase_mean: str = "mainm",
 ) -> dict:
     """Read two phase files, pair videos by name, run :func:`surgkit.metrics.phase.evaluate`."""
     from surgkit.metrics.files import pair_videos, read_phase_file
@@ -82,8 +84,21 @@ def evaluate_phase_files(
             raise DataFormatError(
                 f"video {name}: {a.size} labelled frames but {b.size} predicted", path=preds
             )
+    options = (
+        {"never_predicted": never_predicted, "phase_mean": phase_mean}
+        if not protocol.startswith("sklearn")
+        else {}
+    )
     result = evaluate(
-        g, p, num_phases, protocol, fps, variant=variant, relaxed_fixed=relaxed_fixed, video_names=videos
+        g,
+        p,
+        num_phases,
+        protocol,
+        fps,
+        variant=variant,
+        relaxed_fixed=relaxed_fixed,
+        video_names=videos,
+        **options,
     )
     if segmental:
         result["segmental"] = segmental_f1(g, p)
