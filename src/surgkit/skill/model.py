@@ -1,0 +1,377 @@
+"""SurgFusion-Net models: unimodal branch (§2.1) and the fusion branch with CSFB and DFB (§2.2–2.4).
+
+Tensors inside the models are channel-first ``[B, C, L]``; the public ``forward`` methods take the
+feature-store layout ``[B, T, D]`` per modality. All baselines of the paper's ablations (single
+modality, AVG, CAT, vanilla and negative cross-attention, CSFB without DFB, modality subsets) are
+configurations of :class:`SurgFusionNet` (see :class:`~surgkit.skill.config.FusionConfig`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from surgkit.errors import SurgkitError
+from surgkit.skill.attention import MASK_VALUE, DivergenceRegulatedAttention
+from surgkit.skill.config import FusionConfig, UnimodalConfig
+from surgkit.utils.modeling import PretrainedModel
+
+
+def _act(name: str) -> nn.Module:
+    return nn.GELU() if name == "gelu" else nn.ReLU()
+
+
+def conv_bn_act(cin: int, cout: int, kernel: int, act: str, groups: int = 1) -> nn.Sequential:
+    """Conv1d (same padding) → BatchNorm1d → activation."""
+    return nn.Sequential(
+        nn.Conv1d(cin, cout, kernel, padding=kernel // 2, groups=groups), nn.BatchNorm1d(cout), _act(act)
+    )
+
+
+def pad_to_min_length(x: torch.Tensor, min_length: int) -> torch.Tensor:
+    """Edge-pad ``x`` [B, T, D] along T to at least ``min_length`` segments ([R]: keeps both ÷2 pools
+    non-empty for T < 4; a replicated segment leaves the average-pooled content unchanged)."""
+    t = x.shape[1]
+    if t >= min_length:
+        return x
+    if t == 0:
+        raise SurgkitError("a video with 0 segments cannot be scored")
+    return torch.cat([x, x[:, -1:].expand(-1, min_length - t, -1)], dim=1)
+
+
+class UnimodalStage(nn.Module):
+    """Residual block x ↦ x + g₂(g₁(x)), g = Conv1d(k=3) → BN → GELU (§2.1 step 2, paper Eq. 1)."""
+
+    def __init__(self, d: int, act: str = "gelu"):
+        super().__init__()
+        self.g1 = conv_bn_act(d, d, 3, act)
+        self.g2 = conv_bn_act(d, d, 3, act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.g2(self.g1(x))
+
+
+@dataclass
+class UnimodalOutput:
+    score: torch.Tensor  # [B, num_outputs] in (0, 1)
+    features: list[torch.Tensor]  # U⁰ [B,d,T], U¹ [B,d,T₁], U² [B,d,T₂], U³ [B,d,1]
+
+
+class UnimodalBranch(PretrainedModel):
+    """One modality's branch (§2.1): projection, three residual stages with pooling, sigmoid head."""
+
+    config_class = UnimodalConfig
+
+    def __init__(self, config: UnimodalConfig):
+        super().__init__(config)
+        c = config
+        self.proj = nn.Sequential(
+            nn.Conv1d(c.input_dim, c.proj_hidden, 1),
+            nn.BatchNorm1d(c.proj_hidden),
+            nn.ReLU(),
+            nn.Conv1d(c.proj_hidden, c.d_model, 1),
+            nn.BatchNorm1d(c.d_model),
+            nn.ReLU(),
+            nn.Dropout(c.proj_dropout),
+        )
+        self.stages = nn.ModuleList([UnimodalStage(c.d_model, c.activation) for _ in range(3)])
+        self.head = nn.Sequential(nn.Dropout(c.head_dropout), nn.Conv1d(c.d_model, c.num_outputs, 1))
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[U⁰, U¹, U², U³] from ``x`` [B, T, D] (U¹ = AvgPool(Block₁(U⁰)), …, U³ = global average)."""
+        if x.dim() != 3 or x.shape[-1] != self.config.input_dim:
+            raise SurgkitError(
+                f"{self.config.modality} branch expects [B, T, {self.config.input_dim}], got {tuple(x.shape)}"
+            )
+        u = self.proj(pad_to_min_length(x, self.config.min_length).transpose(1, 2))
+        feats = [u]
+        for i, stage in enumerate(self.stages):
+            h = stage(feats[-1])
+            feats.append(F.avg_pool1d(h, 2, 2) if i < 2 else h.mean(-1, keepdim=True))
+        return feats
+
+    def forward(self, x: torch.Tensor | dict[str, torch.Tensor]) -> UnimodalOutput:
+        """``x``: features [B, T, D], or a modality → features dict (its own modality is used)."""
+        if isinstance(x, dict):
+            if self.config.modality not in x:
+                raise SurgkitError(f"{self.config.modality} branch: input has only {sorted(x)}")
+            x = x[self.config.modality]
+        feats = self.features(x)
+        score = torch.sigmoid(self.head(feats[-1])).flatten(1)
+        return UnimodalOutput(score=score, features=feats)
+
+
+def make_attention(cfg: FusionConfig, heads: int, block: str) -> DivergenceRegulatedAttention:
+    """The attention of a CSFB or DFB for ``cfg.strategy`` (dra, vanilla or negative)."""
+    common = {"dropout": cfg.attn_dropout, "out_proj": cfg.attn_out_proj}
+    quirk = cfg.maqa_exact and block == "dfb"
+    if cfg.strategy == "vanilla":
+        return DivergenceRegulatedAttention.vanilla(cfg.d_model, heads, **common)
+    if cfg.strategy == "negative":
+        return DivergenceRegulatedAttention.negative(cfg.d_model, heads, negate_query_input=quirk, **common)
+    return DivergenceRegulatedAttention(
+        cfg.d_model,
+        heads,
+        mix="content",
+        diversity=True,
+        main=cfg.dra_main,
+        gamma=cfg.dra_gamma,
+        gamma_init=cfg.dra_gamma_init,
+        final_norm=cfg.dra_final_norm,
+        final_temperature=cfg.dra_final_temperature,
+        space=cfg.dra_space,
+        negate_query_input=quirk,
+        **common,
+    )
+
+
+class FusionResBlock(nn.Module):
+    """C = act(BN(conv3(act(BN(conv3(Z)))))) + act(BN(conv1(Z))), 3d → d (§2.2 step 1)."""
+
+    def __init__(self, cin: int, d: int, act: str):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn_act(cin, d, 3, act), conv_bn_act(d, d, 3, act))
+        self.shortcut = conv_bn_act(cin, d, 1, act)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z) + self.shortcut(z)
+
+
+def tokens_per_step(feats: list[torch.Tensor]) -> torch.Tensor:
+    """Stack N tensors [B, d, L] into per-timestep token sets [B·L, N, d]."""
+    stacked = torch.stack(feats, dim=1)  # [B, N, d, L]
+    b, n, d, length = stacked.shape
+    return stacked.permute(0, 3, 1, 2).reshape(b * length, n, d)
+
+
+class CrossStageFusionBlock(nn.Module):
+    """CSFB (§2.3): query W_s C_i[:, t], keys/values the modality tokens U^i_m[:, t], DRA per timestep.
+
+    ``csfb_kv="temporal"`` instead projects the channel-concatenated U^i (1×1 conv N·d → d) and
+    attends over the L_i timesteps.
+    """
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.mode = cfg.csfb_kv
+        self.query = nn.Conv1d(d, d, 1)
+        self.kv = nn.Conv1d(len(cfg.modalities) * d, d, 1) if self.mode == "temporal" else None
+        self.attn = make_attention(cfg, cfg.heads_csfb, "csfb")
+
+    def forward(self, c: torch.Tensor, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns S [B, d, L] and head-averaged weights ([B, L, N] for tokens, [B, L, L] temporal)."""
+        b, d, length = c.shape
+        q = self.query(c)
+        if self.kv is not None:
+            kv = self.kv(torch.cat(feats, dim=1)).transpose(1, 2)  # [B, L, d]
+            out, w = self.attn(q.transpose(1, 2), kv)
+            return out.transpose(1, 2), w.mean(1)
+        out, w = self.attn(q.transpose(1, 2).reshape(b * length, 1, d), tokens_per_step(feats))
+        s = out.reshape(b, length, d).transpose(1, 2)
+        return s, w.mean(1).reshape(b, length, -1)
+
+
+def policy_mask(
+    logits: torch.Tensor, tau: torch.Tensor, sample: bool, mode: str = "prefix"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PolicyNet mask (§2.4): 1-out-of-K choice k* per timestep turned into an additive mask [B, L, K].
+
+    ``sample``: Gumbel-softmax (hard, straight-through) with temperature τ; otherwise argmax.
+    ``prefix`` enables FusionNets 1…k* (MAQA's ranked FusionNets), ``onehot`` only k*. The value
+    y − stopgrad(y) (zero) is added so gradients reach the policy logits. Returns (mask, k*).
+    """
+    if sample:
+        y = F.gumbel_softmax(logits, tau=tau.clamp_min(1e-2), hard=True, dim=1)
+    else:
+        y = F.one_hot(logits.argmax(1), logits.shape[1]).transpose(1, 2).to(logits.dtype)
+    enabled = y.flip(1).cumsum(1).flip(1) if mode == "prefix" else y
+    mask = (1.0 - enabled.detach()) * MASK_VALUE + (y - y.detach())
+    return mask.transpose(1, 2), y.argmax(1)
+
+
+class DynamicFusionBlock(nn.Module):
+    """DFB (§2.4): K FusionNets (content/time-dependent modality weights + refinement), PolicyNet, DRA.
+
+    The K refinement blocks h_k run as one grouped convolution (groups = K), identical to K
+    separate conv3 → BN → act → conv3 → BN → act blocks.
+    """
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        d, k, n = cfg.d_model, cfg.num_fusionnets, len(cfg.modalities)
+        self.k, self.policy_mode = k, cfg.policy_mask
+        self.sample_at_eval = cfg.policy_eval == "gumbel"
+        self.weight_heads = nn.ModuleList(
+            [nn.Sequential(conv_bn_act(d, d, 1, "relu"), nn.Conv1d(d, k, 1)) for _ in range(n)]
+        )
+        act = cfg.fusion_activation
+        self.refine = nn.Sequential(
+            conv_bn_act(k * d, k * d, 3, act, groups=k), conv_bn_act(k * d, k * d, 3, act, groups=k)
+        )
+        self.policy = nn.Conv1d(n * d, k, 1)
+        self.query = nn.Conv1d(2 * d, d, 1)
+        self.attn = make_attention(cfg, cfg.heads_dfb, "dfb")
+
+    def fusion_nets(self, feats: list[torch.Tensor], pool) -> torch.Tensor:
+        """E_k = Pool(X̃_k + h_k(X̃_k)), X̃_k = Σ_m softmax_m(G_m(X_m))_k ⊙ X_m; returns [B, K, d, L]."""
+        logits = torch.stack([g(x) for g, x in zip(self.weight_heads, feats, strict=True)], dim=1)
+        alpha = torch.softmax(logits, dim=1)  # [B, N, K, L'] softmax over modalities
+        fused = torch.einsum("bnkl,bndl->bkdl", alpha, torch.stack(feats, dim=1))
+        b, k, d, length = fused.shape
+        flat = fused.reshape(b, k * d, length)
+        return pool(flat + self.refine(flat)).reshape(b, k, d, -1)
+
+    def forward(
+        self, c: torch.Tensor, s: torch.Tensor, feats: list[torch.Tensor], pool, tau: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """F_i [B, d, L_i] and the chosen k* per timestep [B, L_i]."""
+        b, d, length = c.shape
+        experts = self.fusion_nets(feats, pool)  # [B, K, d, L]
+        logits = pool(self.policy(torch.cat(feats, dim=1)))  # [B, K, L]
+        mask, chosen = policy_mask(logits, tau, self.training or self.sample_at_eval, self.policy_mode)
+        q = self.query(torch.cat([c, s], dim=1)).transpose(1, 2).reshape(b * length, 1, d)
+        keys = experts.permute(0, 3, 1, 2).reshape(b * length, self.k, d)
+        out, _ = self.attn(q, keys, mask.reshape(b * length, 1, self.k))
+        return out.reshape(b, length, d).transpose(1, 2), chosen
+
+
+class FusionStage(nn.Module):
+    """One fusion stage: residual block, CSFB, DFB; output Z^i = [C_i; S_i; F_i] (§2.2)."""
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.res = FusionResBlock(3 * d, d, cfg.fusion_activation)
+        self.csfb = CrossStageFusionBlock(cfg) if cfg.use_csfb else None
+        self.dfb = DynamicFusionBlock(cfg) if cfg.use_dfb else None
+
+
+def _pool_half(x: torch.Tensor) -> torch.Tensor:
+    return F.avg_pool1d(x, 2, 2)
+
+
+def _pool_global(x: torch.Tensor) -> torch.Tensor:
+    return x.mean(-1, keepdim=True)
+
+
+def regression_head(cin: int, d: int, reduction: int, dropout: float, outputs: int = 1) -> nn.Sequential:
+    """Dropout(0) → 1×1 conv cin→d/r → BN → ReLU → Dropout(p) → 1×1 conv → 1 (sigmoid applied by caller)."""
+    hidden = max(1, d // reduction)
+    return nn.Sequential(
+        nn.Conv1d(cin, hidden, 1),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Conv1d(hidden, outputs, 1),
+    )
+
+
+@dataclass
+class FusionOutput:
+    score: torch.Tensor  # [B, num_outputs] in (0, 1)
+    unimodal_scores: dict[str, torch.Tensor]
+    csfb_attention: list[torch.Tensor] = field(default_factory=list)  # per stage [B, L_i, N]
+    policy_choice: list[torch.Tensor] = field(default_factory=list)  # per stage [B, L_i] (k*, 0-based)
+
+
+class SurgFusionNet(PretrainedModel):
+    """Fusion model with its (frozen) unimodal branches; one class for every ablation row."""
+
+    config_class = FusionConfig
+
+    def __init__(self, config: FusionConfig):
+        super().__init__(config)
+        cfg = config
+        d = cfg.d_model
+        self.branches = nn.ModuleDict({m: UnimodalBranch(cfg.unimodal(m)) for m in cfg.modalities})
+        self.feature_dropout = nn.Dropout(cfg.feature_dropout)
+        self.stages = nn.ModuleList()
+        self.tau: nn.Parameter | None = None
+        self.head: nn.Module | None = None
+        if cfg.strategy in ("dra", "vanilla", "negative"):
+            self.stages = nn.ModuleList([FusionStage(cfg) for _ in range(3)])
+            if cfg.use_dfb:
+                self.tau = nn.Parameter(torch.tensor(float(cfg.tau_init)))
+            self.head = regression_head(3 * d, d, cfg.head_reduction, cfg.head_dropout, cfg.num_outputs)
+        elif cfg.strategy == "cat":
+            self.head = regression_head(
+                len(cfg.modalities) * d, d, cfg.head_reduction, cfg.head_dropout, cfg.num_outputs
+            )
+
+    # -- branch handling ------------------------------------------------------------------------------
+    def load_branch(self, modality: str, branch: UnimodalBranch) -> None:
+        """Copy a trained phase-1 branch into this model."""
+        self.branches[modality].load_state_dict(branch.state_dict())
+
+    def freeze_branches(self) -> None:
+        """Phase 2: the unimodal branches are frozen (no gradient, BN/dropout in eval mode)."""
+        for p in self.branches.parameters():
+            p.requires_grad_(False)
+        self.branches.eval()
+
+    def train(self, mode: bool = True) -> SurgFusionNet:
+        super().train(mode)
+        if self.config.needs_phase2:
+            self.branches.eval()  # frozen: running statistics must not drift (MAQA bug, §4 item 5)
+        return self
+
+    def fusion_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(body, head) trainable parameters of phase 2 (the head gets lr × head_lr_scale)."""
+        head = list(self.head.parameters()) if self.head is not None else []
+        head_ids = {id(p) for p in head}
+        body = [
+            p for n, p in self.named_parameters() if not n.startswith("branches.") and id(p) not in head_ids
+        ]
+        return body, head
+
+    # -- forward ------------------------------------------------------------------------------------
+    def _check_inputs(self, x: dict[str, torch.Tensor]) -> None:
+        missing = [m for m in self.config.modalities if m not in x]
+        if missing:
+            raise SurgkitError(f"model needs modalities {list(self.config.modalities)}; missing {missing}")
+        lengths = {m: x[m].shape[1] for m in self.config.modalities}
+        if len(set(lengths.values())) > 1:
+            raise SurgkitError(f"modalities disagree on the number of segments T: {lengths}")
+
+    def forward(self, x: dict[str, torch.Tensor]) -> FusionOutput:
+        """``x`` maps modality → features [B, T, D]."""
+        self._check_inputs(x)
+        cfg = self.config
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not cfg.needs_phase2):
+            outs = {m: self.branches[m](x[m]) for m in cfg.modalities}
+        uni = {m: o.score for m, o in outs.items()}
+        if cfg.strategy == "unimodal":
+            return FusionOutput(score=uni[cfg.modalities[0]], unimodal_scores=uni)
+        if cfg.strategy == "avg":
+            return FusionOutput(score=torch.stack(list(uni.values())).mean(0), unimodal_scores=uni)
+        feats = {m: [self.feature_dropout(u.detach()) for u in o.features] for m, o in outs.items()}
+        if cfg.strategy == "cat":
+            z = torch.cat([feats[m][3] for m in cfg.modalities], dim=1)
+            return FusionOutput(score=torch.sigmoid(self.head(z)).flatten(1), unimodal_scores=uni)
+        return self._fuse(feats, uni)
+
+    def _fuse(self, feats: dict[str, list[torch.Tensor]], uni: dict[str, torch.Tensor]) -> FusionOutput:
+        cfg = self.config
+        mods = cfg.modalities
+        ref = feats[mods[0]][1]
+        z = ref.new_zeros(ref.shape[0], 3 * cfg.d_model, ref.shape[-1])  # Z⁰ = 0, not learnable
+        out = FusionOutput(score=ref.new_zeros(0), unimodal_scores=uni)
+        for i, stage in enumerate(self.stages, start=1):
+            z_in = z if i == 1 else (_pool_half(z) if i == 2 else _pool_global(z))
+            c = stage.res(z_in)
+            s = torch.zeros_like(c)
+            if stage.csfb is not None:
+                s, w = stage.csfb(c, [feats[m][i] for m in mods])
+                out.csfb_attention.append(w)
+            f = torch.zeros_like(c)
+            if stage.dfb is not None:
+                pool = _pool_half if i < 3 else _pool_global
+                f, chosen = stage.dfb(c, s, [feats[m][i - 1] for m in mods], pool, self.tau)
+                out.policy_choice.append(chosen)
+            z = torch.cat([c, s, f], dim=1)
+        out.score = torch.sigmoid(self.head(z)).flatten(1)
+        return out

@@ -1,0 +1,377 @@
+"""Cross-validation runs: folds per task, two-phase training per fold, per-fold SCC/MAE (spec §3).
+
+A run folder holds::
+
+    experiment.json                  the experiment config, scheme and selection rule
+    <task>/<fold>/unimodal/<m>/      phase-1 branch (save_pretrained + train_state.json)
+    <task>/<fold>/fusion/            phase-2 model (absent for unimodal and AVG configs)
+    <task>/<fold>/predictions.json   test-fold predictions of every model (marks the fold done)
+    results.json, predictions.csv    per-fold metrics, summaries, Fisher-z across tasks
+
+Re-running the same command resumes: finished folds and phases are skipped, an interrupted phase
+continues from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from surgkit.errors import LeakageError, SurgkitError
+from surgkit.prep.store import FeatureStore
+from surgkit.skill import interop
+from surgkit.skill.config import ExperimentConfig, FusionConfig
+from surgkit.skill.data import LabelScale, ScoredVideo, load_videos
+from surgkit.skill.model import SurgFusionNet, UnimodalBranch
+from surgkit.skill.train import finish_phase, is_finished, predict, read_state, train_phase
+from surgkit.utils.io import sha256_json, write_json, write_text
+
+RUN_FORMAT = "surgkit-skill-run/1"
+MAIN = "fusion"
+
+
+@dataclasses.dataclass
+class RunOptions:
+    """What a cross-validation run needs besides the experiment config."""
+
+    data_dir: Path
+    features_dir: Path
+    out_dir: Path
+    scheme: str = "LOUO"
+    tasks: tuple[str, ...] | None = None
+    dataset: str = "auto"
+    k: int = 4  # kfold
+    split_seed: int = 0
+    device: str = "auto"
+    unimodal_from: Path | None = None  # reuse phase-1 branches of another run (same scheme)
+    allow_leakage: bool = False
+    progress: bool = True
+
+
+def protocol_notes(exp: ExperimentConfig, scheme: str) -> list[str]:
+    """Human-readable statement of the protocol and quirks a run used (written into every output)."""
+    t, m = exp.train, exp.model
+    notes = [
+        f"scheme {scheme}; per-task SCC = arithmetic mean of per-fold Spearman ρ (pooled out-of-fold ρ also given); "
+        "across tasks: Fisher z (tanh of mean atanh, |ρ| clipped to 1−1e-7); NaN folds excluded and counted",
+        f"labels normalised by the fixed score range; MAE in {'score points' if t.mae_unit == 'points' else 'normalised units'}",
+        f"loss {t.loss_alpha}·MSE + {1 - t.loss_alpha:g}·MAE; phase 1 SGD {t.phase1.epochs} ep, phase 2 AdamW {t.phase2.epochs} ep, cosine",
+        f"length policy '{t.length_policy}' at train time, full length batch 1 at test"
+        + (" (resampled)" if t.length_policy == "resample" else ""),
+        f"model {m.strategy} on {'+'.join(m.modalities)}; CSFB {'on' if m.use_csfb else 'off'}, DFB {'on' if m.use_dfb else 'off'}, "
+        f"heads {m.heads_csfb}/{m.heads_dfb}, DRA main={m.dra_main}, gamma={m.dra_gamma}, final_norm={m.dra_final_norm}",
+    ]
+    if t.select == "best_test":
+        notes.append(
+            "TEST-SET SELECTION: epochs chosen on the test fold (select=best_test), as in the literature; optimistic"
+        )
+    else:
+        notes.append("model selection: last epoch (no test-set selection)")
+    if m.maqa_exact:
+        notes.append(
+            "maqa_exact: DFB reproduces MAQA's negated-query quirk (vanilla attention, query bias sign flipped)"
+        )
+    if m.policy_eval == "gumbel":
+        notes.append("policy_eval=gumbel: predictions are stochastic (MAQA behaviour)")
+    return notes
+
+
+def check_leakage(fold: interop.Fold, scheme: str, surgeons: dict[str, str], allow: bool) -> None:
+    """Refuse a fold whose test videos are in its training set (or, under LOUO/kfold, share a surgeon)."""
+    both = sorted(set(fold.train) & set(fold.test))
+    if scheme in ("LOUO", "kfold"):
+        shared = {surgeons[v] for v in fold.train} & {surgeons[v] for v in fold.test}
+        both += [f"surgeon {s}" for s in sorted(shared)]
+    if both and not allow:
+        raise LeakageError(
+            f"fold {fold.name}: test data also in training: {', '.join(both[:10])} (use --allow-leakage)"
+        )
+
+
+class CrossValidationRun:
+    """Runs one experiment config under one scheme over the tasks of a dataset."""
+
+    def __init__(self, exp: ExperimentConfig, opts: RunOptions):
+        self.exp, self.opts = exp, opts
+        self.labels = interop.load_labels(opts.data_dir, opts.dataset)
+        self.scale = LabelScale.from_labels(self.labels, exp.train.target)
+        self.store = FeatureStore(opts.features_dir)
+        self.model_cfg = self._resolve_model_config()
+        self.out = Path(opts.out_dir)
+
+    def _resolve_model_config(self) -> FusionConfig:
+        mods = self.exp.model.modalities
+        missing = [m for m in mods if m not in self.store.modalities]
+        if missing:
+            raise SurgkitError(
+                f"{self.store.root}: no {', '.join(missing)} features (store has {', '.join(self.store.modalities)})"
+            )
+        dims = tuple(self.store.feature_dim(m) for m in mods)
+        return dataclasses.replace(self.exp.model, input_dims=dims, num_outputs=self.scale.num_outputs)
+
+    # -- bookkeeping ----------------------------------------------------------------------------------
+    def _header(self) -> dict[str, Any]:
+        return {
+            "format": RUN_FORMAT,
+            "name": self.exp.name,
+            "scheme": self.opts.scheme,
+            "select": self.exp.train.select,
+            "test_set_selection": self.exp.train.select == "best_test",
+            "dataset": self.labels.dataset,
+            "score_range": list(self.scale.score_range),
+            "target": self.scale.target,
+            "experiment": {**self.exp.to_dict(), "model": self.model_cfg.to_dict()},
+            "features": {
+                "root": str(self.store.root),
+                "backbone": self.store.backbone,
+                "fps": self.store.fps,
+                "segment_frames": self.store.segment_frames,
+            },
+            "protocol": protocol_notes(self.exp, self.opts.scheme),
+            "backends": interop.backends(),
+        }
+
+    def _claim_run_dir(self) -> None:
+        header = self._header()
+        key = sha256_json({k: header[k] for k in ("experiment", "scheme", "dataset", "target")})
+        path = self.out / "experiment.json"
+        if path.is_file():
+            old = json.loads(path.read_text())
+            if old.get("config_sha256") != key:
+                raise SurgkitError(
+                    f"{path}: this run folder was made with another config or scheme; use a new --out"
+                )
+        write_json(path, {**header, "config_sha256": key})
+
+    # -- main loop ------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        from surgkit.utils.progress import make_progress
+        from surgkit.utils.training import make_accelerator, seed_everything
+
+        self._claim_run_dir()
+        accelerator = make_accelerator(self.opts.device)
+        tasks = list(self.opts.tasks or self.labels.tasks)
+        unknown = [t for t in tasks if t not in self.labels.tasks]
+        if unknown:
+            raise SurgkitError(f"unknown task(s) {unknown}; {self.opts.data_dir} has {self.labels.tasks}")
+        per_task: dict[str, Any] = {}
+        with make_progress(disable=not self.opts.progress) as progress:
+            for task in tasks:
+                items = self.labels.for_task(task)
+                videos = load_videos(
+                    self.store,
+                    items,
+                    self.model_cfg.modalities,
+                    self.scale,
+                    self.exp.train.view,
+                    self.exp.train.drop_partial_tail,
+                )
+                folds = interop.make_folds(items, self.opts.scheme, self.opts.k, self.opts.split_seed)
+                surgeons = {it.id: it.surgeon for it in items}
+                fold_results = []
+                ftask = progress.add_task(f"{task} {self.opts.scheme}", total=len(folds), unit="folds")
+                for fold in folds:
+                    check_leakage(fold, self.opts.scheme, surgeons, self.opts.allow_leakage)
+                    seed_everything(self.exp.train.seed)
+                    fold_results.append(self._run_fold(task, fold, videos, accelerator, progress))
+                    progress.update(ftask, advance=1)
+                per_task[task] = {
+                    "folds": fold_results,
+                    "summary": summarise_folds(fold_results, self.opts.scheme),
+                }
+        results = {
+            **self._header(),
+            "main_model": MAIN,
+            "tasks": per_task,
+            "across_tasks": across_tasks(per_task),
+        }
+        write_json(self.out / "results.json", results)
+        write_predictions_csv(self.out / "predictions.csv", per_task)
+        return results
+
+    def _run_fold(
+        self, task: str, fold: interop.Fold, videos: dict[str, ScoredVideo], accelerator, progress
+    ) -> dict:
+        fold_dir = self.out / task / fold.name
+        pred_file = fold_dir / "predictions.json"
+        if pred_file.is_file():
+            return json.loads(pred_file.read_text())
+        train = [videos[i] for i in fold.train]
+        test = [videos[i] for i in fold.test]
+        cfg, tcfg = self.model_cfg, self.exp.train
+        model = SurgFusionNet(cfg)
+        selected: dict[str, int] = {}
+        for m in cfg.modalities:
+            branch, sel = self._phase1(task, fold, m, train, test, accelerator, progress)
+            model.load_branch(m, branch)
+            selected[f"unimodal:{m}"] = sel
+        preds: dict[str, np.ndarray] = {}
+        model.to(accelerator.device)
+        for m in cfg.modalities:
+            preds[f"unimodal:{m}"] = predict(model.branches[m], test, tcfg, accelerator.device)
+        if cfg.needs_phase2:
+            model, selected[MAIN] = self._phase2(
+                fold_dir, model, train, test, accelerator, progress, f"{task} {fold.name} fusion"
+            )
+        preds[MAIN] = predict(model, test, tcfg, accelerator.device)
+        record = fold_record(fold, test, preds, self.scale, tcfg.mae_unit, selected)
+        write_json(pred_file, record)
+        return record
+
+    def _phase1(self, task, fold, modality, train, test, accelerator, progress) -> tuple[UnimodalBranch, int]:
+        out_dir = self.out / task / fold.name / "unimodal" / modality
+        if self.opts.unimodal_from is not None:
+            out_dir = Path(self.opts.unimodal_from) / task / fold.name / "unimodal" / modality
+            if not is_finished(out_dir):
+                raise SurgkitError(f"{out_dir}: no finished phase-1 branch to reuse (--unimodal-from)")
+        if is_finished(out_dir):
+            branch = UnimodalBranch.from_pretrained(out_dir, map_location=accelerator.device)
+            if branch.config != self.model_cfg.unimodal(modality):
+                raise SurgkitError(f"{out_dir}: branch config differs from this experiment's")
+            return branch, int(read_state(out_dir).get("selected_epoch", 0))
+        tcfg = self.exp.train
+        branch = UnimodalBranch(self.model_cfg.unimodal(modality))
+        sub = [_subset(v, [modality]) for v in train]
+        sub_test = [_subset(v, [modality]) for v in test]
+        groups = [{"params": list(branch.parameters())}]
+        work = out_dir.parent / f".{modality}-work"
+        res = train_phase(
+            branch,
+            groups,
+            sub,
+            tcfg.phase1,
+            tcfg,
+            optimizer_kind="sgd",
+            work_dir=work,
+            accelerator=accelerator,
+            scale=self.scale,
+            test_videos=sub_test,
+            progress=progress,
+            description=f"{task} {fold.name} {modality}",
+        )
+        finish_phase(work, out_dir, branch, res, {"modality": modality, "fold": fold.name, "task": task})
+        return branch, res.selected_epoch
+
+    def _phase2(self, fold_dir, model: SurgFusionNet, train, test, accelerator, progress, desc):
+        out_dir = fold_dir / "fusion"
+        if is_finished(out_dir):
+            loaded = SurgFusionNet.from_pretrained(out_dir, map_location=accelerator.device)
+            return loaded, int(read_state(out_dir).get("selected_epoch", 0))
+        tcfg = self.exp.train
+        model.freeze_branches()
+        body, head = model.fusion_parameters()
+        groups = [{"params": body}, {"params": head, "lr": tcfg.phase2.lr * tcfg.phase2.head_lr_scale}]
+        groups = [g for g in groups if g["params"]]
+        work = fold_dir / ".fusion-work"
+        res = train_phase(
+            model,
+            groups,
+            train,
+            tcfg.phase2,
+            tcfg,
+            optimizer_kind="adamw",
+            work_dir=work,
+            accelerator=accelerator,
+            scale=self.scale,
+            test_videos=test,
+            progress=progress,
+            description=desc,
+        )
+        finish_phase(work, out_dir, model, res, {"label_scale": self.scale.to_dict()})
+        return model, res.selected_epoch
+
+
+def _subset(video: ScoredVideo, modalities: list[str]) -> ScoredVideo:
+    return dataclasses.replace(video, features={m: video.features[m] for m in modalities})
+
+
+# -- metrics and summaries ---------------------------------------------------------------------------
+def fold_record(
+    fold, test, preds, scale: LabelScale, mae_unit: str, selected: dict[str, int]
+) -> dict[str, Any]:
+    """Per-fold predictions (score points) and SCC/MAE of every model."""
+    true = np.array([v.score for v in test], dtype=float)
+    lo, hi = scale.score_range
+    models = {}
+    for name, p in preds.items():
+        score = scale.to_score(p)
+        err = interop.mae(score, true)
+        models[name] = {
+            "scc": interop.spearman(score, true),
+            "mae": err if mae_unit == "points" else err / (hi - lo),
+            "pred": [float(s) for s in score],
+            "selected_epoch": selected.get(name),
+        }
+        if scale.target == "items":
+            models[name]["pred_items"] = scale.to_items(p).round(4).tolist()
+    return {
+        "name": fold.name,
+        "test": [v.id for v in test],
+        "true": true.tolist(),
+        "train_size": len(fold.train),
+        "models": models,
+    }
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    arr = np.asarray(values, float)
+    return float(arr.mean()), float(arr.std(ddof=0))
+
+
+def summarise_folds(folds: list[dict[str, Any]], scheme: str) -> dict[str, Any]:
+    """Per model: mean ± std of per-fold SCC (NaN folds excluded, counted) and MAE; pooled SCC/MAE."""
+    out = {}
+    for name in folds[0]["models"] if folds else []:
+        sccs = [f["models"][name]["scc"] for f in folds]
+        finite = [s for s in sccs if s is not None and math.isfinite(s)]
+        maes = [f["models"][name]["mae"] for f in folds]
+        pred = np.concatenate([f["models"][name]["pred"] for f in folds])
+        true = np.concatenate([f["true"] for f in folds])
+        scc_mean, scc_std = _mean_std(finite)
+        mae_mean, mae_std = _mean_std(maes)
+        out[name] = {
+            "scc_mean": scc_mean,
+            "scc_std": scc_std,
+            "mae_mean": mae_mean,
+            "mae_std": mae_std,
+            "scc_pooled": interop.spearman(pred, true),
+            "mae_pooled": interop.mae(pred, true),
+            "n_folds": len(folds),
+            "nan_folds": len(sccs) - len(finite),
+        }
+    return out
+
+
+def across_tasks(per_task: dict[str, Any]) -> dict[str, Any]:
+    """Fisher-z mean of the per-task SCC and arithmetic mean of the per-task MAE, per model."""
+    names = set.intersection(*(set(t["summary"]) for t in per_task.values())) if per_task else set()
+    return {
+        n: {
+            "scc_fisher_z": interop.fisher_z_mean([t["summary"][n]["scc_mean"] for t in per_task.values()]),
+            "mae_mean": float(np.mean([t["summary"][n]["mae_mean"] for t in per_task.values()])),
+            "tasks": sorted(per_task),
+        }
+        for n in sorted(names)
+    }
+
+
+def write_predictions_csv(path: Path, per_task: dict[str, Any]) -> None:
+    lines = ["task,fold,video,model,true,pred"]
+    for task, tres in per_task.items():
+        for f in tres["folds"]:
+            for name, m in f["models"].items():
+                for vid, t, p in zip(f["test"], f["true"], m["pred"], strict=True):
+                    lines.append(f"{task},{f['name']},{vid},{name},{t:g},{p:.4f}")
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def run_cross_validation(exp: ExperimentConfig, opts: RunOptions) -> dict[str, Any]:
+    """Train and evaluate ``exp`` under ``opts.scheme``; returns (and writes) results.json."""
+    return CrossValidationRun(exp, opts).run()

@@ -1,0 +1,197 @@
+"""Two-phase training of SurgFusion-Net on feature stores (spec §3.1), built on HF Accelerate.
+
+Phase 1 trains each unimodal branch (SGD, momentum 0.9, cosine LR stepped per epoch); phase 2
+freezes them and trains the fusion branch (AdamW, head lr × 0.1). Both minimise the hybrid loss
+α·MSE + (1 − α)·MAE (paper Eq. 19, α = 0.5) on labels normalised to [0, 1]. Every
+``checkpoint_every`` epochs the full training state (weights, optimizer, scheduler, RNG) is written
+with :func:`surgkit.utils.training.save_checkpoint`, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from surgkit.errors import SurgkitError
+from surgkit.skill.config import PhaseConfig, TrainConfig
+from surgkit.skill.data import LabelScale, ScoredVideo, balanced_batches, collate, eval_input
+from surgkit.skill.interop import spearman
+from surgkit.utils.io import save_tensors, write_json
+from surgkit.utils.training import latest_checkpoint, load_checkpoint, save_checkpoint
+
+STATE_NAME = "train_state.json"
+
+
+def hybrid_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """α·MSE + (1 − α)·MAE on normalised labels (paper Eq. 19)."""
+    return alpha * F.mse_loss(pred, target) + (1.0 - alpha) * F.l1_loss(pred, target)
+
+
+def make_optimizer(kind: str, groups: list[dict[str, Any]], phase: PhaseConfig) -> torch.optim.Optimizer:
+    """SGD (phase 1, momentum) or AdamW (phase 2) with the phase's lr and weight decay."""
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=phase.lr, momentum=phase.momentum, weight_decay=phase.weight_decay)
+    if kind == "adamw":
+        return torch.optim.AdamW(groups, lr=phase.lr, weight_decay=phase.weight_decay)
+    raise SurgkitError(f"unknown optimizer '{kind}'")
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, phase: PhaseConfig):
+    """Cosine decay to ``eta_min`` over ``epochs`` without warm-up, stepped once per epoch."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(1, phase.epochs), eta_min=phase.eta_min
+    )
+
+
+def train_length(videos: Sequence[ScoredVideo], tcfg: TrainConfig) -> int:
+    """Fixed training length: the longest training video (pad), the crop window, or the resample T."""
+    if tcfg.length_policy == "pad":
+        return max(v.length for v in videos)
+    return tcfg.crop_length if tcfg.length_policy == "crop" else tcfg.resample_length
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, videos: Sequence[ScoredVideo], tcfg: TrainConfig, device: Any = "cpu"
+) -> np.ndarray:
+    """Normalised predictions [n, num_outputs], one video at a time at full length (batch 1)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for v in videos:
+        out.append(
+            model(eval_input(v, tcfg.length_policy, tcfg.resample_length, device)).score.float().cpu().numpy()
+        )
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+
+@dataclasses.dataclass
+class PhaseResult:
+    epochs: int
+    selected_epoch: int
+    history: list[dict[str, float]]
+    selection: str
+
+
+def train_phase(
+    model: nn.Module,
+    groups: list[dict[str, Any]],
+    train_videos: Sequence[ScoredVideo],
+    phase: PhaseConfig,
+    tcfg: TrainConfig,
+    *,
+    optimizer_kind: str,
+    work_dir: Path,
+    accelerator: Any,
+    scale: LabelScale,
+    test_videos: Sequence[ScoredVideo] = (),
+    progress: Any = None,
+    description: str = "train",
+) -> PhaseResult:
+    """Train ``model`` on ``train_videos`` for ``phase.epochs``; resumes from ``work_dir`` checkpoints.
+
+    With ``tcfg.select == "best_test"`` the weights of the epoch with the best test-fold SCC are
+    restored at the end (the literature's test-set selection; flagged by the callers).
+    """
+    if not train_videos:
+        raise SurgkitError(f"{description}: no training videos")
+    device = accelerator.device
+    model.to(device)
+    optimizer = make_optimizer(optimizer_kind, groups, phase)
+    scheduler = cosine_schedule(optimizer, phase)
+    pmodel, popt = accelerator.prepare(model, optimizer)
+    length = train_length(train_videos, tcfg)
+    params = [p for g in groups for p in g["params"]]
+    start, history = 0, []
+    best = {"scc": -np.inf, "epoch": 0}
+    ckpt = latest_checkpoint(work_dir)
+    if ckpt is not None:
+        meta = load_checkpoint(
+            ckpt, model, optimizer, scheduler, accelerator=accelerator, map_location=device
+        )
+        start, history, best = int(meta["epoch"]), list(meta.get("history", [])), dict(meta.get("best", best))
+    best_file = work_dir / "best_test.safetensors"
+    task = (
+        progress.add_task(description, total=phase.epochs, completed=start, unit="epochs")
+        if progress
+        else None
+    )
+    world, rank = accelerator.num_processes, accelerator.process_index
+    for epoch in range(start, phase.epochs):
+        pmodel.train()
+        rng = np.random.default_rng([tcfg.seed, epoch])
+        losses = []
+        for batch in balanced_batches(len(train_videos), phase.batch_size, rng):
+            part = batch[rank::world] if world > 1 else batch
+            x, y = collate([train_videos[i] for i in part], tcfg.length_policy, length, rng, device)
+            loss = hybrid_loss(pmodel(x).score, y, tcfg.loss_alpha)
+            popt.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if phase.grad_clip > 0:
+                accelerator.clip_grad_norm_(params, phase.grad_clip)
+            popt.step()
+            losses.append(float(loss.detach()))
+        scheduler.step()
+        record = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "lr": float(optimizer.param_groups[0]["lr"]),
+        }
+        if (
+            tcfg.select == "best_test"
+            and test_videos
+            and ((epoch + 1) % tcfg.eval_every == 0 or epoch + 1 == phase.epochs)
+        ):
+            pred = scale.to_score(predict(model, test_videos, tcfg, device))
+            scc = spearman(pred, np.array([v.score for v in test_videos]))
+            record["test_scc"] = scc
+            if np.isfinite(scc) and scc > best["scc"]:
+                best = {"scc": float(scc), "epoch": epoch + 1}
+                if accelerator.is_main_process:
+                    save_tensors(best_file, {k: v.detach().cpu() for k, v in model.state_dict().items()})
+        history.append(record)
+        if progress:
+            progress.update(task, advance=1, description=f"{description} loss {record['loss']:.4f}")
+        done = epoch + 1 == phase.epochs
+        if tcfg.checkpoint_every > 0 and (epoch + 1) % tcfg.checkpoint_every == 0 and not done:
+            meta = {"epoch": epoch + 1, "history": history, "best": best}
+            save_checkpoint(
+                work_dir, epoch + 1, model, optimizer, scheduler, meta=meta, accelerator=accelerator
+            )
+    if progress:
+        progress.remove_task(task)
+    selected = phase.epochs
+    if tcfg.select == "best_test" and best["epoch"] > 0 and best_file.is_file():
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(best_file), device=str(device)))
+        selected = int(best["epoch"])
+    return PhaseResult(phase.epochs, selected, history, tcfg.select)
+
+
+def finish_phase(
+    work_dir: Path, out_dir: Path, model: Any, result: PhaseResult, extra: dict[str, Any]
+) -> None:
+    """Save the trained model (save_pretrained), its training record, and drop the resume checkpoints."""
+    model.save_pretrained(out_dir)
+    write_json(out_dir / STATE_NAME, {**dataclasses.asdict(result), **extra})
+    shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def is_finished(out_dir: Path) -> bool:
+    """True when ``out_dir`` holds a model whose training completed (resume skips it)."""
+    return (out_dir / STATE_NAME).is_file() and (out_dir / "model.safetensors").is_file()
+
+
+def read_state(out_dir: Path) -> dict[str, Any]:
+    return json.loads((out_dir / STATE_NAME).read_text())
