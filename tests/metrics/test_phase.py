@@ -340,3 +340,5 @@ def test_strict_options_never_predicted_and_nanmean_over_phases():
     assert "non-reference" in lenient["protocol"]["aggregation"]
     with pytest.raises(SurgkitError, match="phase_mean"):
         evaluate([g], [p], 7, phase_mean="median")
+    with pytest.raises(SurgkitError, match="strict and relaxed protocols only"):
+        evaluate([g], [p], 7, "sklearn-pooled", phase_mean="nanmean")

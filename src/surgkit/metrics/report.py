@@ -84,22 +84,10 @@ def evaluate_phase_files(
             raise DataFormatError(
                 f"video {name}: {a.size} labelled frames but {b.size} predicted", path=preds
             )
-    options = (
-        {"never_predicted": never_predicted, "phase_mean": phase_mean}
-        if not protocol.startswith("sklearn")
-        else {}
-    )
     result = evaluate(
-        g,
-        p,
-        num_phases,
-        protocol,
-        fps,
-        variant=variant,
-        relaxed_fixed=relaxed_fixed,
-        video_names=videos,
-        **options,
-    )
+        g, p, num_phases, protocol, fps, variant=variant, relaxed_fixed=relaxed_fixed, video_names=videos,
+        never_predicted=never_predicted, phase_mean=phase_mean,
+    )  # fmt: skip
     if segmental:
         result["segmental"] = segmental_f1(g, p)
         result["edit_score"] = edit_score(g, p)
