@@ -1,0 +1,241 @@
+"""``surgkit prep frames``: decode videos, resample to a target fps, transform, write frames.
+
+Streaming: a worker holds at most one chunk of output frames (``chunk_size``, default 256) plus
+two decoded frames, whatever the video length. Each chunk is written atomically and recorded in
+the manifest, so a killed run resumes from the first unfinished chunk (earlier frames are decoded
+to keep the timestamp rule exact, but not converted or written again). Finished videos are
+skipped when the input file hash and settings are unchanged. See :mod:`surgkit.prep.video` for the
+exact resampling rule and :mod:`surgkit.prep.transforms` for crop/resize options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from surgkit.errors import SurgkitError
+from surgkit.prep.manifest import Manifest
+from surgkit.prep.runner import PrepProgress, PrepResult, check_unique_ids, default_workers, run_tasks
+from surgkit.prep.seqstore import SequenceWriter, check_format
+from surgkit.prep.transforms import PRESETS, parse_transform
+from surgkit.prep.video import VideoError, decode, find_videos, parse_fps, probe, video_id_of
+from surgkit.utils.io import sha256_file
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameSettings:
+    """Everything that determines the output (hashed into the manifest)."""
+
+    fps: str | None = None  # exact rational as text; None = every source frame
+    transform: str = ""
+    fmt: str = "jpg"
+    pattern: str = "{index:05d}"
+    start_number: int = 0
+    jpeg_quality: int = 95
+    chunk_size: int = 256
+    strict: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Task:
+    video_id: str
+    path: str
+    out_dir: str
+    settings: FrameSettings
+    input_sha256: str
+    resume_from_chunk: int  # 0 = start over (the video folder is cleared)
+
+
+def _first_gap(chunks: set[int]) -> int:
+    k = 0
+    while k in chunks:
+        k += 1
+    return k
+
+
+def extract_video(task: _Task, report) -> dict[str, Any]:
+    """Worker: decode one video and write its frames chunk by chunk; returns its summary."""
+    s = task.settings
+    transform = parse_transform(s.transform)
+    writer = SequenceWriter(
+        Path(task.out_dir) / task.video_id,
+        "frames",
+        s.fmt,
+        chunk_size=s.chunk_size,
+        pattern=s.pattern,
+        start_number=s.start_number,
+        jpeg_quality=s.jpeg_quality,
+    )
+    if task.resume_from_chunk == 0:
+        writer.reset()
+    skip_before = task.resume_from_chunk * s.chunk_size
+    warnings: list[str] = []
+    source_index: list[int] = []
+    buffer: list[Any] = []
+    shape = None
+    chunk_id = task.resume_from_chunk
+
+    def flush() -> None:
+        nonlocal buffer, chunk_id
+        if buffer:
+            n = writer.write_chunk(chunk_id, buffer)
+            report(("chunk", task.video_id, chunk_id, n))
+            report(("items", task.video_id, n))
+            chunk_id += 1
+            buffer = []
+
+    for frame in decode(task.path, s.fps, skip_before=skip_before, strict=s.strict, warnings=warnings):
+        source_index.append(frame.source_index)
+        if frame.image is None:
+            continue
+        image = transform(frame.image)
+        if shape is None:
+            shape = image.shape
+        elif image.shape != shape and s.fmt == "array":
+            raise VideoError(
+                task.path,
+                f"transformed frame has shape {image.shape}, earlier frames {shape}; "
+                "the array store needs one size (add resize=WxH to the transform)",
+                frame=frame.source_index,
+            )
+        buffer.append(image)
+        if len(buffer) == s.chunk_size:
+            flush()
+    flush()
+    if not source_index:
+        raise VideoError(task.path, "no output frames (is the video shorter than one output period?)")
+    info = probe(task.path)
+    writer.finalize(
+        len(source_index),
+        tuple(shape) if shape is not None else None,
+        {
+            "source": str(task.path),
+            "source_sha256": task.input_sha256,
+            "source_fps": info.fps,
+            "source_size": [info.width, info.height],
+            "fps": float(parse_fps(s.fps)) if s.fps else info.fps,
+            "fps_exact": s.fps,
+            "resampling": "output k at t0 + k/fps takes the last source frame with pts <= t (sample and hold)",
+            "transform": s.transform,
+            "source_index": source_index,
+            "warnings": warnings,
+        },
+    )
+    return {"num_items": len(source_index), "warnings": warnings}
+
+
+def resolve_settings(
+    fps: float | str | None = None,
+    transform: str | None = None,
+    fmt: str | None = None,
+    preset: str | None = None,
+    pattern: str | None = None,
+    **other: Any,
+) -> FrameSettings:
+    """Merge a preset with explicit options (explicit wins) and validate them."""
+    base: dict[str, Any] = {}
+    if preset:
+        if preset not in PRESETS:
+            raise SurgkitError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
+        base = dict(PRESETS[preset])
+    fps_v = fps if fps is not None else base.get("fps")
+    fps_text = None if fps_v is None else str(parse_fps(fps_v))
+    settings = FrameSettings(
+        fps=fps_text,
+        transform=parse_transform(transform if transform is not None else base.get("transform", "")).spec,
+        fmt=fmt or str(base.get("format", "jpg")),
+        pattern=pattern or str(base.get("pattern", "{index:05d}")),
+        **other,
+    )
+    check_format("frames", settings.fmt)
+    return settings
+
+
+def extract(
+    inputs: list[str | Path] | str | Path,
+    out_dir: str | Path,
+    *,
+    fps: float | str | None = None,
+    transform: str | None = None,
+    fmt: str | None = None,
+    preset: str | None = None,
+    pattern: str | None = None,
+    start_number: int = 0,
+    jpeg_quality: int = 95,
+    chunk_size: int = 256,
+    strict: bool = True,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> PrepResult:
+    """Extract frames of every video in ``inputs`` into ``out_dir/<video_id>/``.
+
+    Returns a :class:`PrepResult`; failed videos are listed there (and in the manifest) while the
+    others finish. ``fps`` uses the exact sample-and-hold rule of :mod:`surgkit.prep.video`.
+    """
+    settings = resolve_settings(
+        fps, transform, fmt, preset, pattern,
+        start_number=start_number, jpeg_quality=jpeg_quality, chunk_size=chunk_size, strict=strict,
+    )  # fmt: skip
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    videos = find_videos(inputs)
+    if not videos:
+        raise SurgkitError(f"no video files found in {inputs}")
+    check_unique_ids([(video_id_of(p), p) for p in videos])
+    manifest = Manifest(out, "frames", settings.to_dict())
+    result = PrepResult(step="frames", out_dir=str(out))
+    tasks: list[_Task] = []
+    with PrepProgress("frames", len(videos), "frames", enabled=progress) as bar:
+        for path in videos:
+            vid = video_id_of(path)
+            try:
+                info = probe(path)
+                digest = sha256_file(path)
+            except (SurgkitError, OSError) as e:
+                result.failed[vid] = str(e)
+                manifest.video_failed(vid, str(e))
+                bar.failed(str(e))
+                bar.advance_video()
+                continue
+            action, chunks = manifest.plan(vid, str(path), digest, overwrite)
+            if action == "skip":
+                result.skipped.append(vid)
+                bar.advance_video()
+                continue
+            start_chunk = _first_gap(chunks) if action == "resume" else 0
+            if info.declared_frames and info.fps:
+                ratio = float(parse_fps(settings.fps)) / info.fps if settings.fps else 1.0
+                bar.add_items_total(max(0, round(info.declared_frames * ratio) - start_chunk * chunk_size))
+            tasks.append(_Task(vid, str(path), str(out), settings, digest, start_chunk))
+
+        def on_message(msg: tuple) -> None:
+            if msg[0] == "chunk":
+                manifest.chunk_done(msg[1], msg[2], msg[3])
+                result.computed_items[msg[1]] = result.computed_items.get(msg[1], 0) + msg[3]
+            elif msg[0] == "items":
+                bar.advance_items(msg[2])
+
+        def on_result(task: _Task, value: dict[str, Any]) -> None:
+            manifest.video_done(task.video_id, value["num_items"])
+            result.done.append(task.video_id)
+            for w in value["warnings"]:
+                bar.log(f"warning {task.path}: {w}", style="yellow")
+            bar.advance_video()
+
+        def on_error(task: _Task, message: str) -> None:
+            manifest.video_failed(task.video_id, message)
+            result.failed[task.video_id] = message
+            bar.failed(message)
+            bar.advance_video()
+
+        run_tasks(
+            tasks, extract_video, workers=workers or default_workers(),
+            on_message=on_message, on_result=on_result, on_error=on_error,
+        )  # fmt: skip
+    manifest.save()
+    return result

@@ -1,0 +1,118 @@
+"""Resume bookkeeping: ``<out>/manifest.json`` records, per video, the input and settings hashes,
+the finished chunks and whether the video is done.
+
+A re-run skips a video whose entry is ``done`` with the same input hash and settings hash, resumes
+one that is ``partial`` with the same hashes from its first unfinished chunk, and starts over
+otherwise (or with ``overwrite=True``). ``computed_items`` counts every item (frame, flow field,
+mask, segment) actually computed for the video over all runs, so a test or a user can check that
+nothing was computed twice. The file is written atomically, only by the main process.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from surgkit.errors import DataFormatError
+from surgkit.utils.io import write_json
+
+MANIFEST_FORMAT = "surgkit-prep-manifest/1"
+MANIFEST_NAME = "manifest.json"
+
+
+class Manifest:
+    """The manifest of one output folder and step (frames, flow, masks or features)."""
+
+    def __init__(self, out_dir: str | Path, step: str, settings: dict[str, Any]):
+        from surgkit.utils.io import sha256_json
+
+        self.path = Path(out_dir) / MANIFEST_NAME
+        self.step = step
+        self.settings = settings
+        self.settings_sha256 = sha256_json(settings)
+        self.videos: dict[str, dict[str, Any]] = {}
+        self._last_save = 0.0
+        if self.path.is_file():
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise DataFormatError(
+                    f"invalid JSON ({e.msg}); delete it to start over", path=self.path
+                ) from e
+            if data.get("format") != MANIFEST_FORMAT or data.get("step") != step:
+                raise DataFormatError(
+                    f"not a {step} manifest (step={data.get('step')!r}); use another output folder",
+                    path=self.path,
+                )
+            self.videos = dict(data.get("videos", {}))
+
+    def plan(
+        self, video_id: str, source: str, input_sha256: str, overwrite: bool = False
+    ) -> tuple[str, set[int]]:
+        """Decide what to do: ("skip", _), ("resume", finished chunk ids) or ("start", {})."""
+        old = self.videos.get(video_id)
+        same = (
+            old is not None
+            and old.get("input_sha256") == input_sha256
+            and old.get("settings_sha256") == self.settings_sha256
+        )
+        if same and not overwrite and old["status"] == "done":
+            return "skip", set(old.get("chunks_done", []))
+        if same and not overwrite and old["status"] in ("partial", "failed"):
+            chunks = set(old.get("chunks_done", []))
+            old["runs"] = int(old.get("runs", 0)) + 1
+            return "resume", chunks
+        computed = int(old.get("computed_items", 0)) if old else 0
+        self.videos[video_id] = {
+            "source": str(source),
+            "input_sha256": input_sha256,
+            "settings_sha256": self.settings_sha256,
+            "status": "partial",
+            "chunks_done": [],
+            "num_items": None,
+            "computed_items": computed,
+            "runs": 1,
+            "error": None,
+        }
+        return "start", set()
+
+    def chunk_done(self, video_id: str, chunk_id: int, n_items: int) -> None:
+        entry = self.videos[video_id]
+        if chunk_id not in entry["chunks_done"]:
+            entry["chunks_done"] = sorted([*entry["chunks_done"], int(chunk_id)])
+            entry["computed_items"] = int(entry["computed_items"]) + int(n_items)
+        self.save(throttle=True)
+
+    def video_done(self, video_id: str, num_items: int, **extra: Any) -> None:
+        entry = self.videos[video_id]
+        entry.update(status="done", num_items=int(num_items), error=None, **extra)
+        self.save()
+
+    def video_failed(self, video_id: str, message: str) -> None:
+        """Record the error; finished chunks stay valid for a re-run with the same input and settings."""
+        entry = self.videos.setdefault(
+            video_id, {"status": "failed", "chunks_done": [], "computed_items": 0, "runs": 1}
+        )
+        entry["error"] = message
+        if entry.get("status") != "done":
+            entry["status"] = "failed"
+        self.save()
+
+    def save(self, throttle: bool = False) -> None:
+        """Atomically write the manifest (at most every 0.5 s when ``throttle``)."""
+        now = time.monotonic()
+        if throttle and now - self._last_save < 0.5:
+            return
+        self._last_save = now
+        write_json(
+            self.path,
+            {
+                "format": MANIFEST_FORMAT,
+                "step": self.step,
+                "settings": self.settings,
+                "settings_sha256": self.settings_sha256,
+                "videos": dict(sorted(self.videos.items())),
+            },
+        )

@@ -1,0 +1,226 @@
+"""Per-video sequences of images (frames, flow maps, masks) as image folders or a chunked array store.
+
+One folder per video, ``<out>/<video_id>/``, finished by ``sequence.json`` (format
+``surgkit-seq/1``) which is written last and atomically: a folder without it is incomplete.
+
+Layouts (``fmt``):
+
+* ``jpg`` / ``png`` (the datasets' convention): frames ``<pattern>.jpg`` (RGB), flow
+  ``flow_x_<pattern>.png`` + ``flow_y_<pattern>.png`` (8-bit greyscale maps), masks
+  ``<pattern>.png`` (8-bit class index). ``pattern`` is a Python format string over ``index``
+  (default ``{index:05d}``); the file number is ``index + start_number``.
+* ``array`` (compact, fast): ``chunk-<k:06d>.safetensors`` holding ``data`` uint8 [n, H, W(, C)]
+  and ``index`` int64 [n], item ``i`` in chunk ``i // chunk_size``.
+
+Items: frames uint8 [H, W, 3] RGB; flow uint8 [H, W, 2] (x, y encoded, see :mod:`surgkit.prep.flow`);
+masks uint8 [H, W] class indices. Masks are never written as JPEG (lossy labels).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from surgkit.errors import DataFormatError, SurgkitError
+from surgkit.utils.io import atomic_path, save_tensors, write_json
+
+SEQ_FORMAT = "surgkit-seq/1"
+SEQ_NAME = "sequence.json"
+KINDS = ("frames", "flow", "masks")
+FORMATS = ("jpg", "png", "array")
+
+
+def check_format(kind: str, fmt: str) -> None:
+    if kind not in KINDS:
+        raise SurgkitError(f"unknown sequence kind '{kind}' (choose from {', '.join(KINDS)})")
+    if fmt not in FORMATS:
+        raise SurgkitError(f"unknown output format '{fmt}' (choose from {', '.join(FORMATS)})")
+    if kind == "masks" and fmt == "jpg":
+        raise SurgkitError("masks are class labels: JPEG would corrupt them; use png or array")
+
+
+def _encode(image: np.ndarray, ext: str, jpeg_quality: int) -> bytes:
+    import cv2
+
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    params = (
+        [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    )
+    ok, buf = cv2.imencode(f".{ext}", image, params)
+    if not ok:
+        raise SurgkitError(f"OpenCV could not encode a {image.shape} image as {ext}")
+    return buf.tobytes()
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+
+
+class SequenceWriter:
+    """Write one video's items chunk by chunk; :meth:`finalize` writes ``sequence.json`` last."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        kind: str,
+        fmt: str = "array",
+        *,
+        chunk_size: int = 256,
+        pattern: str = "{index:05d}",
+        start_number: int = 0,
+        jpeg_quality: int = 95,
+    ):
+        check_format(kind, fmt)
+        if chunk_size < 1:
+            raise SurgkitError(f"chunk_size must be >= 1, got {chunk_size}")
+        try:
+            pattern.format(index=0)
+        except (KeyError, IndexError, ValueError) as e:
+            raise SurgkitError(f"invalid file pattern '{pattern}': use a format string over 'index'") from e
+        self.folder = Path(folder)
+        self.kind, self.fmt, self.chunk_size = kind, fmt, int(chunk_size)
+        self.pattern, self.start_number, self.jpeg_quality = pattern, int(start_number), int(jpeg_quality)
+
+    def reset(self) -> None:
+        """Remove an earlier (stale or unfinished) output of this video."""
+        if self.folder.exists():
+            shutil.rmtree(self.folder)
+
+    def file_names(self, index: int) -> list[str]:
+        stem = self.pattern.format(index=index + self.start_number)
+        if self.kind == "flow":
+            return [f"flow_x_{stem}.{self.fmt}", f"flow_y_{stem}.{self.fmt}"]
+        return [f"{stem}.{self.fmt}"]
+
+    def write_chunk(self, chunk_id: int, items: list[np.ndarray] | np.ndarray) -> int:
+        """Write the items of chunk ``chunk_id`` (indices chunk_id*chunk_size onward); returns count."""
+        start = chunk_id * self.chunk_size
+        n = len(items)
+        if n == 0:
+            return 0
+        if n > self.chunk_size:
+            raise ValueError(f"chunk of {n} items exceeds chunk_size {self.chunk_size}")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.fmt == "array":
+            data = np.ascontiguousarray(np.stack(items) if isinstance(items, list) else items, dtype=np.uint8)
+            index = np.arange(start, start + n, dtype=np.int64)
+            save_tensors(self.folder / f"chunk-{chunk_id:06d}.safetensors", {"data": data, "index": index})
+            return n
+        for offset, item in enumerate(items):
+            names = self.file_names(start + offset)
+            planes = [item[..., 0], item[..., 1]] if self.kind == "flow" else [item]
+            for name, plane in zip(names, planes, strict=True):
+                _write_file(
+                    self.folder / name, _encode(np.ascontiguousarray(plane), self.fmt, self.jpeg_quality)
+                )
+        return n
+
+    def finalize(self, num_items: int, shape: tuple[int, ...] | None, meta: dict[str, Any]) -> Path:
+        """Write ``sequence.json``: the video is complete."""
+        info = {
+            "format": SEQ_FORMAT,
+            "kind": self.kind,
+            "layout": self.fmt,
+            "num_items": int(num_items),
+            "item_shape": list(shape) if shape is not None else None,
+            "chunk_size": self.chunk_size,
+            "pattern": self.pattern,
+            "start_number": self.start_number,
+            **meta,
+        }
+        return write_json(self.folder / SEQ_NAME, info)
+
+
+class SequenceReader:
+    """Random access to a finished sequence folder (any layout)."""
+
+    def __init__(self, folder: str | Path, kind: str | None = None):
+        self.folder = Path(folder)
+        path = self.folder / SEQ_NAME
+        if not path.is_file():
+            raise SurgkitError(f"{self.folder}: no {SEQ_NAME}; the sequence is missing or unfinished")
+        try:
+            self.meta: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"invalid JSON ({e.msg})", path=path, line=e.lineno) from e
+        if self.meta.get("format") != SEQ_FORMAT:
+            raise DataFormatError(f"not a {SEQ_FORMAT} file", path=path)
+        if kind is not None and self.meta["kind"] != kind:
+            raise SurgkitError(f"{self.folder}: holds {self.meta['kind']}, expected {kind}")
+        self.kind: str = self.meta["kind"]
+        self.layout: str = self.meta["layout"]
+        self.num_items: int = int(self.meta["num_items"])
+        self.chunk_size: int = int(self.meta["chunk_size"])
+        self._names = SequenceWriter(
+            self.folder,
+            self.kind,
+            self.layout,
+            chunk_size=self.chunk_size,
+            pattern=self.meta["pattern"],
+            start_number=int(self.meta["start_number"]),
+        )
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Items ``start`` .. ``stop - 1`` stacked: [n, H, W(, C)] uint8."""
+        stop = min(stop, self.num_items)
+        if not 0 <= start <= stop:
+            raise IndexError(f"{self.folder}: range {start}:{stop} outside 0:{self.num_items}")
+        if start == stop:
+            return np.zeros((0, *(self.meta.get("item_shape") or [0])), dtype=np.uint8)
+        if self.layout == "array":
+            return self._read_array(start, stop)
+        return np.stack([self._read_image(i) for i in range(start, stop)])
+
+    def _read_array(self, start: int, stop: int) -> np.ndarray:
+        from safetensors import safe_open
+
+        parts = []
+        for chunk in range(start // self.chunk_size, (stop - 1) // self.chunk_size + 1):
+            path = self.folder / f"chunk-{chunk:06d}.safetensors"
+            if not path.is_file():
+                raise DataFormatError("chunk file missing although sequence.json says complete", path=path)
+            lo = max(start - chunk * self.chunk_size, 0)
+            hi = min(stop - chunk * self.chunk_size, self.chunk_size)
+            with safe_open(str(path), framework="numpy") as fh:
+                parts.append(fh.get_slice("data")[lo:hi])
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def _read_image(self, index: int) -> np.ndarray:
+        import cv2
+
+        planes = []
+        for name in self._names.file_names(index):
+            path = self.folder / name
+            flag = cv2.IMREAD_COLOR if self.kind == "frames" else cv2.IMREAD_UNCHANGED
+            img = cv2.imread(str(path), flag)
+            if img is None:
+                raise DataFormatError("missing or unreadable image", path=path)
+            planes.append(img)
+        if self.kind == "frames":
+            return cv2.cvtColor(planes[0], cv2.COLOR_BGR2RGB)
+        if self.kind == "flow":
+            return np.stack(planes, axis=-1)
+        return planes[0]
+
+    def iter_chunks(self, size: int | None = None):
+        """Yield (start, items) blocks of ``size`` items (default: the stored chunk size)."""
+        size = size or self.chunk_size
+        for start in range(0, self.num_items, size):
+            yield start, self.read(start, start + size)
+
+
+def list_sequences(root: str | Path) -> list[str]:
+    """Video ids with a finished sequence under ``root`` (sorted)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SurgkitError(f"{root}: no such folder")
+    return sorted(p.parent.name for p in root.glob(f"*/{SEQ_NAME}"))
