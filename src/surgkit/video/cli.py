@@ -124,6 +124,7 @@ def finetune_cmd(
     split_variant: str = typer.Option(
         None, help="Official split variant (e.g. 32/8/40, cholect50-challenge)."
     ),
+    split_file: Path = typer.Option(None, help="JSON split {train,val,test} or a synth world.json."),
     fold: int = typer.Option(None, help="Fold index for cross-validation splits."),
     allow_leakage: bool = typer.Option(False, help="Train even if train and test videos overlap."),
     device: str = typer.Option(None, help="auto | cpu | cuda."),
@@ -141,7 +142,7 @@ def finetune_cmd(
     if config is not None:
         fields.update(_read_json(config))
     cli = dict(init=init and str(init), epochs=epochs, batch_size=batch_size, size=size, split_variant=split_variant,
-               fold=fold, device=device)  # fmt: skip
+               fold=fold, device=device, split_file=split_file and str(split_file))  # fmt: skip
     fields.update({k: v for k, v in cli.items() if v is not None})
     if allow_leakage:
         fields["allow_leakage"] = True

@@ -58,6 +58,7 @@ class FinetuneSettings:
     size: str = "tiny"  # preset when init is None
     model_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     split_scheme: str = "official"
+    split_file: str | None = None  # JSON {"train": [ids], "val": [...], "test": [...]} or a synth world.json
     split_variant: str | None = None
     fold: int = 0
     num_frames: int = 16
@@ -149,10 +150,13 @@ def load_split(settings: FinetuneSettings):
     if settings.task not in TASKS:
         raise SurgkitError(f"unknown task '{settings.task}' (choose from {', '.join(TASKS)})")
     ds = load(settings.dataset, settings.root)
-    splits = make_splits(ds, settings.split_scheme, variant=settings.split_variant, seed=settings.seed)
-    if not 0 <= settings.fold < len(splits):
-        raise SurgkitError(f"fold {settings.fold} does not exist ({len(splits)} folds)")
-    split = splits[settings.fold]
+    if settings.split_file:
+        split = split_from_file(settings.split_file, list(ds.videos))
+    else:
+        splits = make_splits(ds, settings.split_scheme, variant=settings.split_variant, seed=settings.seed)
+        if not 0 <= settings.fold < len(splits):
+            raise SurgkitError(f"fold {settings.fold} does not exist ({len(splits)} folds)")
+        split = splits[settings.fold]
     split.check_disjoint()
     if settings.task == "phase":
         names = tuple(ds.classes.get("phase", ()))
@@ -169,6 +173,28 @@ def load_split(settings: FinetuneSettings):
     if not names:
         raise SurgkitError(f"{settings.root}: dataset '{settings.dataset}' has no {settings.task} classes")
     return ds, split, names
+
+
+def split_from_file(path: str | Path, known: list[str]):
+    """A :class:`~surgkit.data.splits.Split` from a JSON file (own lists, or ``splits.lap`` of a synth world.json)."""
+    from surgkit.data.splits import Split
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SurgkitError(f"{path}: split file not found") from None
+    except json.JSONDecodeError as e:
+        raise SurgkitError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    if "splits" in data:  # synth world.json
+        data = data["splits"].get("lap", data["splits"])
+    parts = {k: [str(v) for v in data.get(k, [])] for k in ("train", "val", "test")}
+    unknown = sorted(set(sum(parts.values(), [])) - set(known))
+    if unknown:
+        raise SurgkitError(f"{path}: video ids not in the dataset: {unknown[:5]}")
+    if not parts["train"]:
+        raise SurgkitError(f"{path}: empty train list")
+    return Split(f"file:{path.name}", "custom", parts["train"], parts["val"], parts["test"])
 
 
 def clip_dataset(ds, settings: FinetuneSettings, ids, img_size: int, train: bool, stride: int = 1):

@@ -39,6 +39,9 @@ class DataSpec:
     path: str
     weight: float = 1.0
     frame_fps: float = 1.0  # fps of frame folders (videos carry their own)
+    exclude: list[str] = dataclasses.field(
+        default_factory=list
+    )  # video ids (file stems / folder names) to leave out
 
 
 @dataclasses.dataclass
@@ -218,7 +221,13 @@ def pretrain(
     run_dir = Path(settings.run_dir)
     groups, sources = [], []
     for spec in settings.data:
-        found = discover_sources(spec.path, spec.frame_fps, settings.step_fps)
+        found = [
+            s
+            for s in discover_sources(spec.path, spec.frame_fps, settings.step_fps)
+            if s.id not in spec.exclude
+        ]
+        if not found:
+            raise SurgkitError(f"{spec.path}: no videos left after excluding {spec.exclude}")
         groups.append(list(range(len(sources), len(sources) + len(found))))
         sources.extend(found)
     leakage = _leakage_guard(settings, sources)
