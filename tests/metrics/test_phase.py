@@ -8,6 +8,8 @@ from functools import cache
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import jaccard_score, precision_recall_fscore_support
 
 from surgkit.errors import SurgkitError
@@ -342,3 +344,31 @@ def test_strict_options_never_predicted_and_nanmean_over_phases():
         evaluate([g], [p], 7, phase_mean="median")
     with pytest.raises(SurgkitError, match="strict and relaxed protocols only"):
         evaluate([g], [p], 7, "sklearn-pooled", phase_mean="nanmean")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=40),
+        min_size=1,
+        max_size=3,
+    ),
+    st.sampled_from(["strict", "relaxed"]),
+    st.booleans(),
+)
+def test_aggregated_phase_metrics_are_fractions(videos, protocol, fixed):
+    labels = [np.array([a for a, _ in v]) for v in videos]
+    preds = [np.array([b for _, b in v]) for v in videos]
+    r = (
+        evaluate(labels, preds, 7, protocol, fps=0.5, relaxed_fixed=fixed)
+        if protocol == "relaxed"
+        else evaluate(labels, preds, 7)
+    )
+    for key in ("image_accuracy", "video_accuracy", "precision", "recall", "jaccard", "f1"):
+        assert np.isnan(r[key]) or 0.0 <= r[key] <= 1.0
+    for key in ("precision_per_phase", "recall_per_phase", "jaccard_per_phase"):
+        vals = r[key][~np.isnan(r[key])]
+        assert np.all((vals >= 0) & (vals <= 1))
+    if protocol == "relaxed":
+        strict = evaluate(labels, preds, 7)
+        assert r["video_accuracy"] >= strict["video_accuracy"] - 1e-12  # forgiveness never hurts accuracy
