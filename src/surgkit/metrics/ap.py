@@ -55,9 +55,10 @@ def average_precision(targets, scores, no_positive: float = np.nan) -> np.ndarra
 
     Returns a float for 1-D input, else a (C,) float64 array.
 
-    Algorithm: sort each column by descending score (stable), TP_i = cumulative positives,
-    the tie group of position i ends at e(i) (last index with the same score), and
-    AP = Σ_i y_i · TP_{e(i)} / (e(i) + 1) / #positives. Equal to sklearn up to float rounding
+    Algorithm: sort each column by descending score (order inside a tie is irrelevant), let
+    TP_i = positives among the first i + 1 items and e(i) the last position of i's tie group;
+    AP = Σ_i y_i · TP_{e(i)} / (e(i) + 1) / #positives. Without ties e(i) = i and TP_i of the k-th
+    positive is k, so only the positives' ranks are needed. Equal to sklearn up to float rounding
     (|Δ| ≲ 1e-15).
     """
     y = np.asarray(targets)
