@@ -57,13 +57,20 @@ class FrameReader:
         self.close()
 
 
-def open_frames(path: str | Path, fps: float | None = None, seek_gap: int | None = None) -> FrameReader:
-    """A reader for a video file or a folder of frame images (``fps`` is needed for folders' timing)."""
+def open_frames(
+    path: str | Path, fps: float | None = None, seek_gap: int | None = None, skip_nonref: bool = False
+) -> FrameReader:
+    """A reader for a video file or a folder of frame images (``fps`` is needed for folders' timing).
+
+    ``skip_nonref`` (video files): while decoding towards a requested frame more than a few frames
+    ahead, let the codec skip non-reference frames (B-frames); the returned frame may then be up to a
+    few frames after the requested one. For approximate uses only (fingerprints), never for training.
+    """
     path = Path(path)
     if path.is_dir():
         return FolderReader(path, fps=fps)
     if path.is_file():
-        return VideoFileReader(path, seek_gap=seek_gap)
+        return VideoFileReader(path, seek_gap=seek_gap, skip_nonref=skip_nonref)
     raise DataFormatError("missing video file or frame folder", path=path)
 
 
@@ -111,7 +118,9 @@ class FolderReader(FrameReader):
 
 
 class VideoFileReader(FrameReader):
-    def __init__(self, path: Path, seek_gap: int | None = None):
+    NONREF_MARGIN = 8  # decode every frame this close to a target (frame threads lag the setting)
+
+    def __init__(self, path: Path, seek_gap: int | None = None, skip_nonref: bool = False):
         import av
 
         self.path = path
@@ -124,6 +133,7 @@ class VideoFileReader(FrameReader):
             raise DataFormatError("no video stream", path=path)
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
+        self.skip_nonref = skip_nonref
         rate = self.stream.average_rate or self.stream.guessed_rate
         fps = float(rate) if rate else None
         num = int(self.stream.frames or 0)
@@ -133,9 +143,15 @@ class VideoFileReader(FrameReader):
             num = int(round(self.container.duration / 1e6 * fps))
         self.info = MediaInfo(fps, num, self.stream.codec_context.width, self.stream.codec_context.height)
         self.seek_gap = seek_gap if seek_gap is not None else int(2 * (fps or 25))
-        self._start = float(self.stream.start_time * self.stream.time_base) if self.stream.start_time else 0.0
+        self._tb = float(self.stream.time_base) if self.stream.time_base else 0.0
+        self._start = self.stream.start_time * self._tb if self.stream.start_time else 0.0
+        from av.video.reformatter import VideoReformatter
+
+        self._reformatter = VideoReformatter()  # keeps its scaler between calls (frame.reformat rebuilds it)
         self._iter = None
         self._pos = -1  # index of the last decoded frame
+        self._gop = 0  # lower bound of the keyframe interval, learnt from where seeks land
+        self._after_seek = None  # target of the last seek, until its first frame is decoded
 
     def close(self) -> None:
         self.container.close()
@@ -143,7 +159,7 @@ class VideoFileReader(FrameReader):
     def _index(self, frame) -> int | None:
         if frame.pts is None or self.info.fps is None:
             return None
-        return int(round((float(frame.pts * self.stream.time_base) - self._start) * self.info.fps))
+        return int(round((frame.pts * self._tb - self._start) * self.info.fps))
 
     def _seek(self, index: int) -> None:
         fps = self.info.fps or 25.0
@@ -152,6 +168,7 @@ class VideoFileReader(FrameReader):
         self._iter = self.container.decode(self.stream)
         self._pos = -1
         self._sequential = 0
+        self._after_seek = index
 
     def _restart(self) -> None:
         self.container.seek(0)
@@ -165,14 +182,20 @@ class VideoFileReader(FrameReader):
         if idx is None:  # no timestamps: count frames from the (re)start
             self._sequential += 1
             idx = self._sequential - 1 if self._pos < 0 else self._pos + 1
+        if self._after_seek is not None:  # landed on a keyframe this far before the target
+            self._gop = max(self._gop, self._after_seek - idx)
+            self._after_seek = None
         self._pos = idx
         return frame
 
     def _decode_to(self, target: int):
         """Decode forward until the frame index reaches ``target``; (frame, overshoot)."""
         frame, first, overshoot = None, True, False
+        ctx = self.stream.codec_context
         try:
             while self._pos < target:
+                if self.skip_nonref:
+                    ctx.skip_frame = "NONREF" if target - self._pos > self.NONREF_MARGIN else "DEFAULT"
                 frame = self._next()
                 if first:
                     overshoot = self._pos > target
@@ -191,7 +214,13 @@ class VideoFileReader(FrameReader):
         got: dict[int, np.ndarray] = {}
         previous = None
         for target in wanted:
-            seeked = self._iter is None or target <= self._pos or target - self._pos > self.seek_gap
+            # seek only when the gap is larger than both seek_gap and the keyframe spacing seen so far:
+            # otherwise the seek would land before the current position and decode more, not less
+            seeked = (
+                self._iter is None
+                or target <= self._pos
+                or target - self._pos > max(self.seek_gap, self._gop)
+            )
             if seeked:
                 self._seek(target) if target > 0 else self._restart()
             frame, overshoot = self._decode_to(target)
@@ -203,6 +232,9 @@ class VideoFileReader(FrameReader):
             if frame is None:
                 raise DataFormatError(f"could not decode frame {target}", path=self.path)
             previous = frame
-            got[target] = frame.reformat(width=width, height=height, format=fmt).to_ndarray()
+            small = self._reformatter.reformat(
+                frame, width=width, height=height, format=fmt, interpolation="AREA"
+            )
+            got[target] = small.to_ndarray()
         out = [got[min(max(int(i), 0), last)] for i in indices]
         return np.ascontiguousarray(np.stack(out)) if out else np.zeros((0,), np.uint8)

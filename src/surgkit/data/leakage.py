@@ -7,8 +7,9 @@ see that; this module compares what the videos show.
 **Fingerprint** (:func:`fingerprint`). Sample frames every ``interval`` seconds (widened so that at
 most ``max_frames`` are taken), decode each one once at low resolution (PyAV seeks to the nearest
 keyframe and scales inside libswscale; no full-resolution RGB frame is built), convert to 64x64 grey,
-subtract the video's mean sampled frame (removes what every frame shares: endoscope vignette, black
-borders, overlays), and hash each frame with a DCT perceptual hash: 2-D DCT-II of the 32x32
+subtract half of the video's mean sampled frame (``demean=0.5``: damps what every frame shares, the
+endoscope vignette, black borders, overlays, while short or static clips keep enough content to hash
+stably after re-encoding), and hash each frame with a DCT perceptual hash: 2-D DCT-II of the 32x32
 area-downsampled frame, the 8x8 lowest frequencies without the DC term (63 coefficients), one bit per
 coefficient above their median (pHash, Zauner 2010). Near-uniform frames (std < ``min_std`` grey
 levels, e.g. blacked-out out-of-body frames) get no hash.
@@ -142,19 +143,25 @@ def fingerprint(
     max_frames: int = 256,
     min_frames: int = 16,
     min_std: float = 2.0,
+    demean: float = 0.5,
 ) -> Fingerprint:
-    """Fingerprint one video file or frame folder (``fps`` is needed for folders; default 1)."""
+    """Fingerprint one video file or frame folder (``fps`` is needed for folders; default 1).
+
+    ``demean`` is the fraction of the video's mean sampled frame subtracted before hashing (module
+    docstring): 1 removes shared structure best but leaves short, static clips noise-dominated; 0 is
+    the plain pHash; 0.5 is the default trade-off.
+    """
     from surgkit.data.frames import open_frames
 
     path = Path(path)
-    with open_frames(path, fps=fps) as reader:
+    with open_frames(path, fps=fps, skip_nonref=True) as reader:
         rate = reader.info.fps or fps or 1.0
         duration = reader.info.num_frames / rate
         times, step = sample_times(duration, interval, max_frames, min_frames)
         idx = np.minimum(np.round(times * rate).astype(np.int64), max(reader.info.num_frames - 1, 0))
         grey = reader.read(idx.tolist(), size=(GRID, GRID), gray=True).astype(np.float64)
     valid = grey.reshape(len(grey), -1).std(axis=1) >= min_std
-    centred = grey - (grey[valid].mean(axis=0) if valid.any() else 0.0)
+    centred = grey - demean * (grey[valid].mean(axis=0) if valid.any() else 0.0)
     hashes = phash(centred)
     return Fingerprint(key or path.stem, str(path), times, hashes, valid, step, duration, len(idx))
 
@@ -174,13 +181,14 @@ def similarity(a: Fingerprint, b: Fingerprint, max_bits: int = 12) -> tuple[floa
     ta, tb = a.times[a.valid][ia], b.times[b.valid][ib]
     width = max(a.interval, b.interval)
     bins = np.round((tb - ta) / width).astype(np.int64)
-    best, best_bin = 0, 0
+    best, best_bin = (0, 0), 0
     for centre in np.unique(bins):
         near = np.abs(bins - centre) <= 1
         count = min(len(np.unique(ia[near])), len(np.unique(ib[near])))
-        if count > best:
-            best, best_bin = count, centre
-    return best / min(len(ha), len(hb)), float(best_bin * width)
+        key = (count, int((bins == centre).sum()))  # ties: the bin holding most matches itself
+        if key > best:
+            best, best_bin = key, centre
+    return best[0] / min(len(ha), len(hb)), float(best_bin * width)
 
 
 def collect_media(root: str | Path) -> dict[str, Path]:
