@@ -64,6 +64,7 @@ def plan_bench_trial(
     width: int,
     height: int,
     fps: float = 30.0,
+    tempo: float = 1.0,
 ) -> VideoPlan:
     """Plan one JIGSAWS trial ``<task>_<U><NNN>`` (trial = super-trial number 1..5)."""
     r_scene, r_work, r_score = rng.spawn(3)
@@ -98,7 +99,7 @@ def plan_bench_trial(
             direction = direction / max(float(np.linalg.norm(direction)), 1e-6)
             if pattern == "close":
                 b._jaw = 0.9
-            dwell = int(fps * r_work.uniform(0.5, 1.3) * (1 + 0.6 * (1 - skill)))
+            dwell = max(2, int(fps * tempo * r_work.uniform(0.5, 1.3) * (1 + 0.6 * (1 - skill))))
             b.act(dwell, 0, pattern, direction, amp)
         end = max(len(b) for b in hands.values())
         for b in hands.values():

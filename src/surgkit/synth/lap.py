@@ -24,7 +24,10 @@ from surgkit.synth.skill import TRIAL_SD, Surgeon, measure, score
 from surgkit.synth.workflow import (
     CLIPPING_SCRIPT,
     LEFT_ACTIONS,
+    MIN_ACTIONS,
     RIGHT_ACTIONS,
+    SHORT_CLIPPING_SCRIPT,
+    SHORT_MIN_ACTIONS,
     SMOKE_INSTRUMENTS,
     SMOKE_VERBS,
     phase_action_counts,
@@ -58,8 +61,13 @@ def plan_lap_video(
     height: int,
     fps: float = 25.0,
     tempo: float = 1.0,
+    short: bool = False,
 ) -> VideoPlan:
-    """Plan one cholecystectomy of about ``seconds`` (actual length depends on the surgeon)."""
+    """Plan one cholecystectomy of about ``seconds`` (actual length depends on the surgeon).
+
+    ``tempo`` scales the time spent acting; ``short`` uses one clip per structure and one action
+    minimum per phase (the tiny preset's test videos).
+    """
     r_scene, r_work, r_cam, r_score, r_cvs = rng.spawn(5)
     world = 2 * max(width, height)
     scene = build_lap_anatomy(r_scene, world)
@@ -67,7 +75,8 @@ def plan_lap_video(
     style = MotionStyle.from_skill(skill, world)
     sample = _PointSampler(scene, reach=0.3 * world)
     order = phase_sequence(r_work)
-    counts = phase_action_counts(r_work, order, seconds, action_seconds=1.0 + 2.6 * tempo)
+    minimum = SHORT_MIN_ACTIONS if short else MIN_ACTIONS
+    counts = phase_action_counts(r_work, order, seconds, 2.0 + 3.0 * tempo, minimum)
     ports = {
         "left": np.array([-0.05, 0.33]) * world,
         "right": np.array([1.05, 0.42]) * world,
@@ -86,7 +95,11 @@ def plan_lap_video(
     for p in order:
         starts[p] = len(right.builder)
         stage = int(p >= 4)
-        acts = list(CLIPPING_SCRIPT) if p == 2 else _pick(rngs["right"], RIGHT_ACTIONS[p], counts[p])
+        acts = (
+            list(SHORT_CLIPPING_SCRIPT if short else CLIPPING_SCRIPT)
+            if p == 2
+            else _pick(rngs["right"], RIGHT_ACTIONS[p], counts[p])
+        )
         for tid in acts:
             goal = sample(TRIPLET_COMPONENTS[tid][2], stage, rngs["right"])
             _do_action(right, tid, goal, _dwell(rngs["right"], fps, skill, tempo), world, wander(right))
@@ -203,7 +216,7 @@ def _cvs(rng: np.random.Generator, phase: np.ndarray, skill: float) -> tuple[np.
     visible = 1 - fat / MAX_FAT
     bias = rng.uniform(-0.2, 0.2, 3)
     votes = (visible[:, :, None] + bias[None, None, :]) > 0.6
-    return visible.astype(np.float32), votes.mean(2).astype(np.float32), fat
+    return visible.astype(np.float32), votes.mean(2).astype(np.float32), fat, votes.astype(np.uint8)
 
 
 def _finish_lap(
@@ -245,7 +258,7 @@ def _finish_lap(
     gain = r_cam.uniform(0.85, 1.1) * (
         1 + 0.03 * np.sin(2 * np.pi * np.arange(n) / (7 * fps) + r_cam.uniform(0, 6))
     )
-    exposure, cvs, fat = _cvs(r_cvs, phase, skill)
+    exposure, cvs, fat, votes = _cvs(r_cvs, phase, skill)
     # clips appear once a clip action that touched its target has ended
     clips = np.zeros(n, np.int32)
     planned = right.planned
@@ -308,6 +321,7 @@ def _finish_lap(
         stage=stage,
         exposure=exposure,
         cvs=cvs,
+        cvs_votes=votes,
         slots=tracks,
         active=active,
         in_view=in_view,

@@ -85,18 +85,30 @@ class VideoPlan:
     metrics: SkillMetrics
     scores: SkillScores
     events: list[dict]
+    cvs_votes: np.ndarray | None = None  # (T, 3 criteria, 3 annotators) binary votes (lap only)
 
     @property
     def frames(self) -> int:
         return len(self.phase)
 
+    def _camera_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        if getattr(self, "_crops", None) is None or len(self._crops) != self.frames:
+            args = (self.width, self.height, self.world_size, self.view_fraction)
+            self._crops = np.array([camera_crop(c, *args) for c in self.camera], np.int64)
+            self._affines = np.stack([camera_affine(c, *args) for c in self.camera])
+        return self._crops, self._affines
+
     def affine(self, t: int) -> np.ndarray:
         """2x3 world -> screen matrix of frame ``t``."""
-        return camera_affine(self.camera[t], self.width, self.height, self.world_size, self.view_fraction)
+        return self._camera_tables()[1][t]
+
+    def affines(self) -> np.ndarray:
+        """(T, 2, 3) world -> screen matrices of all frames."""
+        return self._camera_tables()[1]
 
     def crop(self, t: int) -> tuple[int, int, int, int]:
         """World window (x0, y0, w, h) seen in frame ``t``."""
-        return camera_crop(self.camera[t], self.width, self.height, self.world_size, self.view_fraction)
+        return tuple(int(v) for v in self._camera_tables()[0][t])
 
     def summary(self) -> dict:
         """JSON-able per-video summary (used by world.json)."""
@@ -116,7 +128,9 @@ class VideoPlan:
             "osats": self.scores.osats,
             "mgears": self.scores.mgears,
             "mgears_total": self.scores.mgears_total,
-            "metrics": {k: round(float(v), 6) for k, v in dataclasses.asdict(self.metrics).items()},
+            "metrics": {
+                k: round(float(v), 6) for k, v in dataclasses.asdict(self.metrics).items() if k != "kind"
+            },
         }
         if self.kind == "lap":
             out["phase_order"] = list(self.phase_order)
@@ -134,8 +148,8 @@ def camera_crop(
     cx, cy, zoom = float(cam[0]), float(cam[1]), float(cam[2])
     cw = int(min(world, round(view_fraction * world / zoom)))
     ch = int(min(world, round(cw * height / width)))
-    x0 = int(np.clip(round(cx - cw / 2), 0, world - cw))
-    y0 = int(np.clip(round(cy - ch / 2), 0, world - ch))
+    x0 = min(max(round(cx - cw / 2), 0), world - cw)
+    y0 = min(max(round(cy - ch / 2), 0), world - ch)
     return x0, y0, cw, ch
 
 

@@ -80,6 +80,9 @@ CLIPPING_SCRIPT: tuple[int, ...] = (
     _t("scissors,cut,cystic_duct"),
     _t("scissors,cut,cystic_artery"),
 )
+# one clip per structure: used by the tiny preset to keep test videos short
+SHORT_CLIPPING_SCRIPT: tuple[int, ...] = CLIPPING_SCRIPT[1:3] + CLIPPING_SCRIPT[4:]
+SHORT_MIN_ACTIONS = (1, 1, 4, 1, 1, 1, 1)
 
 # How each verb moves the tip while acting: (pattern, amplitude as a fraction of the world size).
 VERB_MOTION: dict[str, tuple[str, float]] = {
@@ -114,14 +117,16 @@ def is_valid_phase_order(phases: np.ndarray) -> bool:
 
 
 def phase_action_counts(
-    rng: np.random.Generator, phases: tuple[int, ...], seconds: float, action_seconds: float
+    rng: np.random.Generator,
+    phases: tuple[int, ...],
+    seconds: float,
+    action_seconds: float,
+    minimum: tuple[int, ...] = MIN_ACTIONS,
 ) -> dict[int, int]:
     """Operating-hand action count per phase, proportional to jittered Cholec80 mean durations."""
     w = np.array([PHASE_MEAN_SECONDS[p] for p in phases]) * rng.lognormal(0, 0.3, len(phases))
     budget = seconds / action_seconds
-    return {
-        p: max(MIN_ACTIONS[p], int(round(budget * wi / w.sum()))) for p, wi in zip(phases, w, strict=False)
-    }
+    return {p: max(minimum[p], int(round(budget * wi / w.sum()))) for p, wi in zip(phases, w, strict=False)}
 
 
 # ---------------------------------------------------------------------------------------------

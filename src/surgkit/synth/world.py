@@ -37,13 +37,28 @@ class Preset:
     jig_trials: int  # super-trials per surgeon (1..5)
     jig_repeats: int  # stitches / knots per trial
     jig_size: tuple[int, int]
-    samples_per_second: float = 1.0  # 1-fps sampling rate for CholecT50/Endoscapes/VLM frames
+    jig_tempo: float = 1.0  # scales the time spent acting in each gesture
+    lap_short: bool = False  # one clip per structure, one action minimum per phase
     lap_fps: float = 25.0
     jig_fps: float = 30.0
 
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset("tiny", 2, 15.0, (128, 128), 0.35, 2, ("Suturing",), 4, 2, 1, (160, 120)),
+    "tiny": Preset(
+        "tiny",
+        2,
+        10.0,
+        (128, 128),
+        0.25,
+        2,
+        ("Suturing",),
+        3,
+        2,
+        1,
+        (160, 120),
+        jig_tempo=0.4,
+        lap_short=True,
+    ),
     "demo": Preset("demo", 6, 70.0, (224, 224), 0.8, 4, ("Suturing",), 8, 4, 2, (320, 240)),
     "small": Preset(
         "small",
