@@ -128,3 +128,32 @@ def test_unknown_key_and_wrong_table_are_refused(fixture_cfgs):
     bad["pos_embed"] = sincos_1d_table(64, 32)
     with pytest.raises(SurgkitError, match="not the 3-D sin-cos table"):
         convert_official(bad, fixture_cfgs[0])
+
+
+def test_base_parameter_counts_match_spec():
+    # spec §6.3 [verified on the official code]: 98.45 M trainable, 100.86 M with the three fixed tables,
+    # encoder 86.23 M (87.43 M with its table); built on the meta device (no memory, no init cost)
+    from surgkit.video.config import preset
+
+    with torch.device("meta"):
+        model = SurgVistaForPretraining(preset("base"))
+    trainable = sum(p.numel() for p in model.parameters())
+    tables = sum(b.numel() for b in model.buffers())
+    assert trainable == 98_450_176 and trainable + tables == 100_858_624
+    assert sum(p.numel() for p in model.encoder.parameters()) == 86_227_200
+    assert model.config.grid == (8, 14, 14) and model.encoder.blocks[-1].drop_path.p == pytest.approx(0.1)
+
+
+def test_encoder_is_a_prep_feature_backbone(tmp_path, golden, fixture_cfgs):
+    # surgkit prep features loads SurgVISTA folders by model_type; features = mean over all tokens
+    from surgkit.prep.backbones import load_backbone
+
+    inp, _ = golden
+    model = _pretrain_model(fixture_cfgs[0])
+    model.save_pretrained(tmp_path / "pre")
+    backbone = load_backbone(tmp_path / "pre")
+    assert backbone.num_frames == 4 and backbone.image_size == (32, 32) and backbone.feature_dim == 64
+    feats = backbone.encode(inp["video"].permute(0, 2, 1, 3, 4))  # prep hands B×T×C×H×W clips
+    with torch.no_grad():
+        expected = model.encoder(inp["video"]).mean(1)
+    assert_close(feats, expected, 1e-4, 1e-4)

@@ -217,7 +217,7 @@ def make_blocks(
     impl: str,
 ) -> nn.ModuleList:
     """``depth`` blocks with stochastic depth rising linearly ``linspace(0, drop_path_rate, depth)``."""
-    rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth else []
+    rates = np.linspace(0, drop_path_rate, depth).tolist() if depth else []
     return nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias, r, eps, impl) for r in rates)
 
 
