@@ -65,6 +65,7 @@ def plan_bench_trial(
     height: int,
     fps: float = 30.0,
     tempo: float = 1.0,
+    pace: float = 1.0,
 ) -> VideoPlan:
     """Plan one JIGSAWS trial ``<task>_<U><NNN>`` (trial = super-trial number 1..5)."""
     r_scene, r_work, r_score = rng.spawn(3)
@@ -80,8 +81,8 @@ def plan_bench_trial(
     }
     r_l, r_r = r_work.spawn(2)
     hands = {
-        "left": TrackBuilder(rests["left"], style, r_l, fps),
-        "right": TrackBuilder(rests["right"], style, r_r, fps),
+        "left": TrackBuilder(rests["left"], style, r_l, fps, pace),
+        "right": TrackBuilder(rests["right"], style, r_r, fps, pace),
     }
     centre = np.array([c, c])
     lead = int(r_work.integers(int(0.5 * fps), int(1.5 * fps)))

@@ -61,6 +61,7 @@ def plan_lap_video(
     height: int,
     fps: float = 25.0,
     tempo: float = 1.0,
+    pace: float = 1.0,
     short: bool = False,
 ) -> VideoPlan:
     """Plan one cholecystectomy of about ``seconds`` (actual length depends on the surgeon).
@@ -83,7 +84,7 @@ def plan_lap_video(
         "assist": np.array([0.55, 1.08]) * world,
     }
     rngs = dict(zip(ports, r_work.spawn(3), strict=False))
-    slots = {k: _Slot(k, p, TrackBuilder(p, style, rngs[k], fps), []) for k, p in ports.items()}
+    slots = {k: _Slot(k, p, TrackBuilder(p, style, rngs[k], fps, pace), []) for k, p in ports.items()}
     wander_dist = 0.5 * LAP_VIEW * world
 
     def wander(slot: _Slot) -> tuple:

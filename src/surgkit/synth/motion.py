@@ -96,8 +96,11 @@ class TrackBuilder:
     caller uses to label actions; -1 while moving or idle). Tremor is added by :meth:`finish`.
     """
 
-    def __init__(self, start: np.ndarray, style: MotionStyle, rng: np.random.Generator, fps: float):
+    def __init__(
+        self, start: np.ndarray, style: MotionStyle, rng: np.random.Generator, fps: float, pace: float = 1.0
+    ):
         self.style, self.rng, self.fps = style, rng, fps
+        self.tfps = fps / pace  # frames per second of *planned* time: pace > 1 makes everything quicker
         self.pos: list[np.ndarray] = []
         self.jaw: list[float] = []
         self.tag: list[int] = []
@@ -130,7 +133,7 @@ class TrackBuilder:
     def _segment(self, p1: np.ndarray, speed_gain: float = 1.0) -> None:
         d = float(np.linalg.norm(p1 - self._p))
         secs = 0.25 + d / (self.style.speed * speed_gain)
-        self._emit(min_jerk(self._p, p1, max(2, int(round(secs * self.fps)))))
+        self._emit(min_jerk(self._p, p1, max(2, int(round(secs * self.tfps)))))
 
     def move_to(
         self, goal: np.ndarray, wander_dir: np.ndarray | None = None, wander_dist: float = 0.0
@@ -139,13 +142,13 @@ class TrackBuilder:
         st, rng = self.style, self.rng
         goal = np.asarray(goal, np.float64)
         if rng.random() < st.p_pause:
-            n = int(rng.uniform(0.5, 1.0) * st.pause_s * self.fps)
+            n = int(rng.uniform(0.5, 1.0) * st.pause_s * self.tfps)
             self.hold(n)
             self.stats.pause_frames += n
         if wander_dir is not None and wander_dist > 0 and rng.random() < st.p_wander:
             start = len(self)
             self._segment(self._p + wander_dir * wander_dist * rng.uniform(1.0, 1.4))
-            self.hold(int(rng.uniform(0.3, 1.2) * self.fps))
+            self.hold(int(rng.uniform(0.3, 1.2) * self.tfps))
             self.stats.wander_frames += len(self) - start
         d = goal - self._p
         dist = float(np.linalg.norm(d))
@@ -211,8 +214,8 @@ class TrackBuilder:
         away = start + self.style.speed * 0.12 * np.array([np.cos(ang), np.sin(ang)])
         self.stats.errors += 1
         self.stats.error_frames.append(len(self))
-        self._emit(min_jerk(start, away, max(2, int(0.12 * self.fps))))
-        self.hold(int(0.4 * self.fps))
+        self._emit(min_jerk(start, away, max(2, int(0.12 * self.tfps))))
+        self.hold(int(0.4 * self.tfps))
         self._segment(start, speed_gain=0.7)
 
     def pad_to(self, frames: int) -> None:

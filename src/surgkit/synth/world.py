@@ -39,6 +39,7 @@ class Preset:
     jig_size: tuple[int, int]
     jig_tempo: float = 1.0  # scales the time spent acting in each gesture
     lap_short: bool = False  # one clip per structure, one action minimum per phase
+    pace: float = 1.0  # > 1 speeds up all motion (tiny only: short test videos; skill scores then run high)
     lap_fps: float = 25.0
     jig_fps: float = 30.0
 
@@ -58,6 +59,7 @@ PRESETS: dict[str, Preset] = {
         (160, 120),
         jig_tempo=0.4,
         lap_short=True,
+        pace=2.0,
     ),
     "demo": Preset("demo", 6, 70.0, (224, 224), 0.8, 4, ("Suturing",), 8, 4, 2, (320, 240)),
     "small": Preset(
@@ -159,6 +161,7 @@ class World:
             *pr.lap_size,
             fps=pr.lap_fps,
             tempo=pr.lap_tempo,
+            pace=pr.pace,
         )
 
     def lap_plans(self) -> Iterator[VideoPlan]:
@@ -188,6 +191,8 @@ class World:
             rng,
             *pr.jig_size,
             fps=pr.jig_fps,
+            tempo=pr.jig_tempo,
+            pace=pr.pace,
         )
 
     def bench_plans(self) -> Iterator[VideoPlan]:

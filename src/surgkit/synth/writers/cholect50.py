@@ -4,7 +4,7 @@
 
     cholect50/videos/VID01/000000.png     1 fps frames (index = second), out-of-body frames do not occur
     cholect50/labels/VID01.json           categories + annotations keyed by frame id (string)
-    cholect50/label_mapping.txt           maps.txt: "# IVT,I,V,T,IV,IT" then one row per triplet
+    cholect50/label_mapping.txt           maps.txt: "# IVT, I, V, T, IV, IT" then one row per triplet
 
 Each annotation is a list of 15-element instance vectors
 ``[triplet, instrument, score, x, y, w, h, verb, target, score, x, y, w, h, phase]``: one per visible
@@ -90,6 +90,6 @@ class CholecT50Writer(LayoutWriter):
         self.count += 1
 
     def finish(self) -> dict[str, Any]:
-        rows = ["# IVT,I,V,T,IV,IT"] + [",".join(str(int(v)) for v in row) for row in triplet_map()]
+        rows = ["# IVT, I, V, T, IV, IT"] + [",".join(str(int(v)) for v in row) for row in triplet_map()]
         write_text(self.root / "cholect50" / "label_mapping.txt", "\n".join(rows) + "\n")
         return {"path": "cholect50", "videos": self.count, "fps": 1}
