@@ -38,14 +38,19 @@ def test_discover_finds_layouts(tmp_path):
     }
 
 
-def test_demo_step_flags_the_copy_only(tmp_path):
-    world = make_world(tmp_path / "world")
+def test_demo_step_on_the_synthetic_world(synth_world, tmp_path):
+    world, manifest = synth_world
     ctx = DemoContext(workdir=tmp_path / "work", size="tiny", artifacts={"world": world})
     section = demo_step(ctx)
     m = section.metrics
     assert section.status == "ok", section.notes
-    assert m["datasets_read"] == 3 and m["videos"] == 3 + 4 + 1
-    assert m["copy_refused"] and m["copy_similarity"] >= 0.5  # clips of 1.5-2.4 s: fewer stable hashes
-    assert m["false_positive_pairs"] == 0 and m["distinct_pairs_compared"] == 3 + 6
+    read = {row[0] for row in section.tables[0][2]}
+    assert {"cholec80", "cholect50", "endoscapes", "cholec80_boxes", "endovis18_vqla", "jigsaws"} <= read
+    assert m["reader_errors"] == 0 and m["copy_refused"] and m["copy_similarity"] >= 0.8
+    n_lap, n_jig = len(manifest["videos"]), len(manifest["trials"])
+    assert (
+        m["false_positive_pairs"] == 0
+        and m["distinct_pairs_compared"] >= n_lap * (n_lap - 1) // 2 + n_jig * (n_jig - 1) // 2
+    )
     louo = [t for t in section.tables if t[0].startswith("JIGSAWS")][0]
-    assert [r[1] for r in louo[2]] == ["user B", "user C", "user D"]
+    assert [r[1] for r in louo[2]] == [f"user {u}" for u in manifest["layouts"]["jigsaws"]["users"]]

@@ -52,7 +52,7 @@ def test_copies_found_and_different_videos_not(videos):
     offset = similarity(fps["v2"], fps["renamed"])[1]
     assert offset == pytest.approx(-1.3, abs=max(fps["v2"].interval, fps["renamed"].interval) * 1.01)
     # never every frame: a handful of sampled frames per video
-    assert all(f.frames_decoded <= 16 for f in fps.values())
+    assert all(f.frames_decoded <= 32 for f in fps.values())  # of 80 (or 48) frames per video
 
 
 def test_check_leakage_raises_and_allow(videos, tmp_path):

@@ -86,14 +86,16 @@ def _louo_table(loaded: dict) -> tuple[list[list], list[str]]:
     return rows, notes
 
 
-def _media_of(loaded: dict) -> dict[str, tuple[Path, float | None]]:
-    items: dict[str, tuple[Path, float | None]] = {}
-    seen: set[Path] = set()
+def _media_of(loaded: dict) -> dict:
+    from surgkit.data.leakage import media_items
+
+    items, seen = {}, set()
     for ds in loaded.values():
-        for v in ds.videos.values():
-            if v.path is not None and v.path.exists() and v.path.resolve() not in seen:
-                seen.add(v.path.resolve())
-                items[f"{ds.name}:{v.id}"] = (v.path, v.fps)
+        for key, (media, fps) in media_items(ds).items():
+            ident = media if isinstance(media, tuple) else (media.resolve() if media is not None else None)
+            if media is not None and ident not in seen:
+                seen.add(ident)
+                items[key] = (media, fps)
     return items
 
 
@@ -101,7 +103,7 @@ def _leakage(ctx: DemoContext, loaded: dict) -> tuple[dict, list[list], list[str
     from surgkit.data.leakage import check_leakage, compare_sets, fingerprint_set
 
     items = _media_of(loaded)
-    videos = {k: v for k, v in items.items() if v[0].is_file()}
+    videos = {k: v for k, v in items.items() if isinstance(v[0], Path) and v[0].is_file()}
     if not videos:
         raise SurgkitError("the synthetic world has no video files to fingerprint")
     source_key = max(videos, key=lambda k: videos[k][0].stat().st_size)  # the longest-looking video
@@ -185,7 +187,7 @@ def demo_step(ctx: DemoContext) -> DemoSection:
     )
     notes = problems + louo_notes + leak_notes
     notes.append(
-        "leakage: 63-bit DCT hashes of mean-subtracted 64x64 grey frames sampled every 2 s; pair flagged at offset-consistent similarity >= 0.5"
+        "leakage: 63-bit DCT hashes of 64x64 grey frames (half the video mean subtracted) sampled every 2 s (at least 32 per video); frames match at <= 8 differing bits; a pair is flagged at offset-consistent similarity >= 0.5"
     )
     summary = (
         f"Read {len(loaded)} native layouts ({metrics['videos']} videos) through surgkit.data; "

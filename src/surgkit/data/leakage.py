@@ -5,7 +5,7 @@ test videos inside M2CAI16 by hand), re-encoded, resized, at another frame rate.
 see that; this module compares what the videos show.
 
 **Fingerprint** (:func:`fingerprint`). Sample frames every ``interval`` seconds (widened so that at
-most ``max_frames`` are taken), decode each one once at low resolution (PyAV seeks to the nearest
+most ``max_frames`` are taken, narrowed so that a short clip still gets ``min_frames``), decode each one once at low resolution (PyAV seeks to the nearest
 keyframe and scales inside libswscale; no full-resolution RGB frame is built), convert to 64x64 grey,
 subtract half of the video's mean sampled frame (``demean=0.5``: damps what every frame shares, the
 endoscope vignette, black borders, overlays, while short or static clips keep enough content to hash
@@ -15,12 +15,16 @@ coefficient above their median (pHash, Zauner 2010). Near-uniform frames (std < 
 levels, e.g. blacked-out out-of-body frames) get no hash.
 
 **Similarity** (:func:`similarity`) of videos A and B. Frame pairs match when their Hamming distance is
-<= ``max_bits`` (default 12 of 63). Matches are then binned by their time offset t_B - t_A (bin =
-the larger sampling interval); the similarity is the number of A frames matched at the best offset
-(that bin and its two neighbours) divided by the valid frames of the shorter video. Requiring one
-consistent offset makes chance matches between different surgeries (which look alike at 64x64)
-scatter over offsets and score low, while a trimmed, re-encoded, resized or resampled copy scores
-near 1. Videos are flagged at similarity >= ``threshold`` (default 0.5).
+<= ``max_bits`` (default 8 of 63). Matches are then grouped by their time offset t_B - t_A in units of
+the larger sampling interval; the similarity is the number of frames matched within the best window
+of two adjacent offset bins (a copy's offsets spread over at most one interval) divided by the valid
+frames of the shorter video (counted on both sides, so it lies in [0, 1]). Requiring one consistent
+offset makes chance matches between different surgeries (which look alike at 64x64) scatter over
+offsets and score low, while a trimmed, re-encoded, resized or resampled copy scores near 1. Videos
+are flagged at similarity >= ``threshold`` (default 0.5).
+
+Calibration (synthetic world, tiny preset, 16 videos incl. same-scene JIGSAWS-style trials): copies
+re-encoded at 0.75x size, 10 fps, CRF 35 score 0.94-1.0; distinct videos at most 0.34.
 """
 
 from __future__ import annotations
@@ -124,7 +128,7 @@ def phash(frames: np.ndarray) -> np.ndarray:
 
 
 def sample_times(
-    duration: float, interval: float, max_frames: int, min_frames: int = 16
+    duration: float, interval: float, max_frames: int, min_frames: int = 32
 ) -> tuple[np.ndarray, float]:
     """Sample times every ``interval`` s, widened to fit ``max_frames`` and narrowed so that a short
     video still gets ``min_frames``; centred in their slots."""
@@ -135,26 +139,52 @@ def sample_times(
     return (np.arange(n) + 0.5) * step, step
 
 
+Media = Path | tuple[Path, ...]  # a video file, a frame folder, or an explicit list of frame images
+
+
+def media_of(video: Video) -> Media | None:
+    """What to fingerprint for a reader's video: its listed frame images (sparse sets such as
+    Endoscapes or EndoVis keyframes, in frame order) or else its file/folder."""
+    frames = video.extra.get("frames")
+    if frames:
+        return tuple(frames[k] for k in sorted(frames))
+    return video.path
+
+
+def _exists(media: Media | None) -> bool:
+    if media is None:
+        return False
+    if isinstance(media, tuple):
+        return bool(media) and all(p.is_file() for p in media)
+    return Path(media).exists()
+
+
 def fingerprint(
-    path: str | Path,
+    path: str | Path | tuple[Path, ...],
     key: str | None = None,
     fps: float | None = None,
     interval: float = 2.0,
     max_frames: int = 256,
-    min_frames: int = 16,
+    min_frames: int = 32,
     min_std: float = 2.0,
     demean: float = 0.5,
 ) -> Fingerprint:
-    """Fingerprint one video file or frame folder (``fps`` is needed for folders; default 1).
+    """Fingerprint one video file, frame folder or tuple of frame images (``fps`` for frames; default 1).
 
     ``demean`` is the fraction of the video's mean sampled frame subtracted before hashing (module
     docstring): 1 removes shared structure best but leaves short, static clips noise-dominated; 0 is
     the plain pHash; 0.5 is the default trade-off.
     """
-    from surgkit.data.frames import open_frames
+    from surgkit.data.frames import FolderReader, open_frames
 
-    path = Path(path)
-    with open_frames(path, fps=fps, skip_nonref=True) as reader:
+    if isinstance(path, tuple):
+        reader = FolderReader(None, fps=fps, files=path)
+        name, path = f"{path[0].parent.name}:{len(path)} frames", path[0].parent
+    else:
+        path = Path(path)
+        reader = open_frames(path, fps=fps, skip_nonref=True)
+        name = path.stem
+    with reader:
         rate = reader.info.fps or fps or 1.0
         duration = reader.info.num_frames / rate
         times, step = sample_times(duration, interval, max_frames, min_frames)
@@ -163,13 +193,13 @@ def fingerprint(
     valid = grey.reshape(len(grey), -1).std(axis=1) >= min_std
     centred = grey - demean * (grey[valid].mean(axis=0) if valid.any() else 0.0)
     hashes = phash(centred)
-    return Fingerprint(key or path.stem, str(path), times, hashes, valid, step, duration, len(idx))
+    return Fingerprint(key or name, str(path), times, hashes, valid, step, duration, len(idx))
 
 
 # --- comparing ----------------------------------------------------------------------------------------
 
 
-def similarity(a: Fingerprint, b: Fingerprint, max_bits: int = 12) -> tuple[float, float | None]:
+def similarity(a: Fingerprint, b: Fingerprint, max_bits: int = 8) -> tuple[float, float | None]:
     """Offset-consistent fraction of matching frames (see the module docstring) and the offset (s)."""
     ha, hb = a.hashes[a.valid], b.hashes[b.valid]
     if len(ha) == 0 or len(hb) == 0:
@@ -180,15 +210,18 @@ def similarity(a: Fingerprint, b: Fingerprint, max_bits: int = 12) -> tuple[floa
         return 0.0, None
     ta, tb = a.times[a.valid][ia], b.times[b.valid][ib]
     width = max(a.interval, b.interval)
-    bins = np.round((tb - ta) / width).astype(np.int64)
+    # offsets in units of the sampling interval; a true copy's offsets fall within one interval, i.e.
+    # into two adjacent half-open bins [c, c + 1) and [c + 1, c + 2)
+    pos = (tb - ta) / width
+    bins = np.floor(pos).astype(np.int64)
     best, best_bin = (0, 0), 0
-    for centre in np.unique(bins):
-        near = np.abs(bins - centre) <= 1
+    for start in np.unique(bins):
+        near = (bins == start) | (bins == start + 1)
         count = min(len(np.unique(ia[near])), len(np.unique(ib[near])))
-        key = (count, int((bins == centre).sum()))  # ties: the bin holding most matches itself
+        key = (count, int(near.sum()))
         if key > best:
-            best, best_bin = key, centre
-    return best[0] / min(len(ha), len(hb)), float(best_bin * width)
+            best, best_bin = key, float(np.median(pos[near]))
+    return best[0] / min(len(ha), len(hb)), round(best_bin * width, 3)
 
 
 def collect_media(root: str | Path) -> dict[str, Path]:
@@ -214,26 +247,31 @@ def collect_media(root: str | Path) -> dict[str, Path]:
 VideoSet = Dataset | Mapping[str, "str | Path | Video"] | Iterable[Video]
 
 
-def _items(videos: VideoSet, label: str) -> tuple[dict[str, tuple[Path | None, float | None]], str]:
-    """Normalise a video set to {key: (media path, fps)} with keys '<dataset>:<id>'."""
+def media_items(videos: VideoSet, label: str = "set") -> dict[str, tuple[Media | None, float | None]]:
+    """Normalise a video set to {key: (media, fps)} with keys '<dataset>:<id>' ('<label>:<id>' for
+    mappings and plain video lists)."""
     if isinstance(videos, Dataset):
-        return {f"{videos.name}:{v.id}": (v.path, v.fps) for v in videos.videos.values()}, videos.name
+        return {f"{videos.name}:{v.id}": (media_of(v), v.fps) for v in videos.videos.values()}
     if isinstance(videos, Mapping):
         out = {}
         for k, v in videos.items():
-            out[f"{label}:{k}"] = (v.path, v.fps) if isinstance(v, Video) else (Path(v), None)
-        return out, label
-    return {f"{label}:{v.id}": (v.path, v.fps) for v in videos}, label
+            out[f"{label}:{k}"] = (media_of(v), v.fps) if isinstance(v, Video) else (Path(v), None)
+        return out
+    return {f"{label}:{v.id}": (media_of(v), v.fps) for v in videos}
 
 
-def _cache_file(cache_dir: Path, path: Path, params: dict) -> Path:
-    st = path.stat()
-    ident = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{sorted(params.items())}"
+def _cache_file(cache_dir: Path, media: Media, params: dict) -> Path:
+    files = media if isinstance(media, tuple) else (media,)
+    parts = []
+    for f in files:
+        st = f.stat()
+        parts.append(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}")
+    ident = "\n".join(parts) + f"|{sorted(params.items())}"
     return cache_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}.json"
 
 
 def fingerprint_set(
-    items: Mapping[str, tuple[Path | None, float | None]],
+    items: Mapping[str, tuple[Media | None, float | None]],
     cache_dir: str | Path | None = None,
     progress: bool = True,
     **params: Any,
@@ -245,8 +283,8 @@ def fingerprint_set(
     from surgkit.utils.progress import track
 
     prints: dict[str, Fingerprint] = {}
-    missing = [k for k, (p, _) in items.items() if p is None or not Path(p).exists()]
-    todo = [(k, Path(p), f) for k, (p, f) in items.items() if k not in missing]
+    missing = [k for k, (p, _) in items.items() if not _exists(p)]
+    todo = [(k, p if isinstance(p, tuple) else Path(p), f) for k, (p, f) in items.items() if k not in missing]
     for key, path, fps in track(todo, "fingerprinting", unit="videos", disable=not progress):
         cache = _cache_file(Path(cache_dir), path, {**params, "fps": fps}) if cache_dir else None
         if cache is not None and cache.is_file():
@@ -264,7 +302,7 @@ def compare_sets(
     a: Mapping[str, Fingerprint],
     b: Mapping[str, Fingerprint],
     threshold: float = 0.5,
-    max_bits: int = 12,
+    max_bits: int = 8,
     same_set: bool = False,
 ) -> list[LeakPair]:
     """Content pairs with similarity >= threshold (within one set when ``same_set``: each pair once)."""
@@ -283,24 +321,23 @@ def find_leaks(
     test: VideoSet,
     by_content: bool = True,
     threshold: float = 0.5,
-    max_bits: int = 12,
+    max_bits: int = 8,
     cache_dir: str | Path | None = None,
     progress: bool = True,
     **params: Any,
 ) -> tuple[list[LeakPair], list[str]]:
     """All train/test overlaps (id, same file, content) and the keys that had no media to compare."""
-    tr, _ = _items(train, "train")
-    te, _ = _items(test, "test")
+    tr = media_items(train, "train")
+    te = media_items(test, "test")
     pairs = [LeakPair(k, k, 1.0, "id") for k in tr if k in te]
-    files_tr = {Path(p).resolve(): k for k, (p, _) in tr.items() if p is not None and Path(p).exists()}
-    for k, (p, _) in te.items():
-        if (
-            p is not None
-            and Path(p).exists()
-            and Path(p).resolve() in files_tr
-            and files_tr[Path(p).resolve()] != k
-        ):
-            pairs.append(LeakPair(files_tr[Path(p).resolve()], k, 1.0, "file"))
+
+    def files(items) -> dict[Path, str]:
+        return {Path(p).resolve(): k for k, (p, _) in items.items() if isinstance(p, Path) and p.exists()}
+
+    files_tr = files(tr)
+    for path, k in files(te).items():
+        if path in files_tr and files_tr[path] != k:
+            pairs.append(LeakPair(files_tr[path], k, 1.0, "file"))
     unchecked: list[str] = []
     if by_content:
         fa, ma = fingerprint_set(tr, cache_dir, progress, **params)
@@ -354,7 +391,7 @@ def compare_roots(
     roots: list[str | Path],
     within: bool = False,
     threshold: float = 0.5,
-    max_bits: int = 12,
+    max_bits: int = 8,
     cache_dir: str | Path | None = None,
     progress: bool = True,
     **params: Any,
