@@ -21,7 +21,7 @@ import numpy as np
 
 from surgkit.errors import SurgkitError
 
-__all__ = ["average_precision", "check_binary_targets", "check_finite_scores", "mean_ap"]
+__all__ = ["ap_of_validated", "average_precision", "check_binary_targets", "check_finite_scores", "mean_ap"]
 
 
 def check_finite_scores(scores: np.ndarray, name: str = "scores") -> None:
@@ -72,10 +72,19 @@ def average_precision(targets, scores, no_positive: float = np.nan) -> np.ndarra
     single = y.ndim == 1
     if single:
         y, s = y[:, None], s[:, None]
+    out = ap_of_validated(y, s, no_positive)
+    return float(out[0]) if single else out
+
+
+def ap_of_validated(y: np.ndarray, s: np.ndarray, no_positive: float = np.nan) -> np.ndarray:
+    """:func:`average_precision` of (N, C) bool targets and finite float64 scores, no checks.
+
+    For callers that validated their whole input once (e.g. triplet mAP over many videos).
+    """
     n, c = s.shape
     out = np.full(c, float(no_positive))
     if n == 0:
-        return out[0] if single else out
+        return out
     # Work on (C, N) rows: sorting along the contiguous last axis is much faster. The order
     # inside a tie group is irrelevant (tied items enter together), so an unstable sort is fine.
     s_rows = np.ascontiguousarray(s.T)
@@ -102,7 +111,7 @@ def average_precision(targets, scores, no_positive: float = np.nan) -> np.ndarra
         total = np.where(y_sorted, precision, 0.0).sum(axis=1)
     has_pos = n_pos > 0
     out[has_pos] = total[has_pos] / n_pos[has_pos]
-    return float(out[0]) if single else out
+    return out
 
 
 def mean_ap(ap: np.ndarray) -> float:

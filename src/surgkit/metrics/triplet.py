@@ -26,7 +26,7 @@ from functools import cache
 import numpy as np
 
 from surgkit.errors import SurgkitError
-from surgkit.metrics.ap import average_precision, check_binary_targets, check_finite_scores, mean_ap
+from surgkit.metrics.ap import ap_of_validated, check_binary_targets, check_finite_scores, mean_ap
 
 __all__ = [
     "COMPONENTS",
@@ -129,14 +129,17 @@ def _as_frames(targets, scores, video_ids):
 
 
 def _per_class_ap(y: np.ndarray, s: np.ndarray, per_frame: np.ndarray, n_videos: int, mode: str):
-    if mode == "global":
-        return average_precision(y, s)
-    if n_videos == 1:
-        return average_precision(y, s)
+    if mode == "global" or n_videos == 1:
+        return ap_of_validated(y, s)
     aps = np.empty((n_videos, y.shape[1]))
-    for v in range(n_videos):
-        rows = per_frame == v
-        aps[v] = average_precision(y[rows], s[rows])
+    if np.all(per_frame[1:] >= per_frame[:-1]):  # videos stored contiguously: cheap slices
+        bounds = np.searchsorted(per_frame, np.arange(n_videos + 1))
+        for v in range(n_videos):
+            aps[v] = ap_of_validated(y[bounds[v] : bounds[v + 1]], s[bounds[v] : bounds[v + 1]])
+    else:
+        for v in range(n_videos):
+            rows = per_frame == v
+            aps[v] = ap_of_validated(y[rows], s[rows])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a class absent from every video stays NaN
         return np.nanmean(aps, axis=0)
