@@ -60,3 +60,20 @@ def make_cholect50(root: Path, numbers=(1, 2, 5, 92), frames: int = 10, size: in
         (root / "labels" / f"{vid}.json").write_text(json.dumps({"video": n, "fps": 1, "num_frames": frames,
                                                                  "annotations": ann}))  # fmt: skip
     return root
+
+
+def make_surgicalactions160(root: Path, per_class: int = 3, frames: int = 5, size: int = 32) -> Path:
+    """videos/<class>_<clip>/ frame folders of 2 colour-coded classes + train.txt/test.txt (last clip = test)."""
+    train, test = [], []
+    for c in (1, 2):
+        for k in range(per_class):
+            d = root / "videos" / f"{c:02d}_clip{k}"
+            d.mkdir(parents=True)
+            for f in range(frames):
+                img = np.full((size, size, 3), 40, np.uint8)
+                img[..., c] = 200
+                cv2.imwrite(str(d / f"{f:03d}.jpg"), img)
+            (test if k == per_class - 1 else train).append(f"{c - 1}-{d.name}")
+    (root / "train.txt").write_text("\n".join(train) + "\n")
+    (root / "test.txt").write_text("\n".join(test) + "\n")
+    return root

@@ -101,3 +101,14 @@ def test_finetune_from_pretrained_folder_loads_encoder(tmp_path, fixture_cfgs):
     for k, v in model.encoder.state_dict().items():
         assert torch.equal(v, pre.encoder.state_dict()[k]), k
     assert isinstance(model.encoder.norm, torch.nn.Identity)
+
+
+def test_action_clip_task_short_clips_padded(tmp_path):
+    from .native_data import make_surgicalactions160
+
+    root = make_surgicalactions160(tmp_path / "sa160", frames=3)  # 3-frame clips for a 4-frame model: padded
+    s = FinetuneSettings(dataset="surgicalactions160", root=str(root), task="action", run_dir=str(tmp_path / "r"),
+                         epochs=1, batch_size=2, model_overrides=SMALL, num_frames=4, device="cpu")  # fmt: skip
+    summary = finetune(s, progress=False)
+    assert summary["selection"] == "last epoch (no validation split)"  # SA160 has train/test lists only
+    assert summary["test"]["num_clips"] == 2 and summary["test"]["protocol"]["name"] == "surgvista-clip-merge"
