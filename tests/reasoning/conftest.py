@@ -50,7 +50,9 @@ def write_cholect50(root: Path) -> Path:
         "2": [vec(17, 0, 1, 0, 3), vec(60, 2, 2, 0, 3)],
     }
     (root / "labels").mkdir(parents=True, exist_ok=True)
-    (root / "labels" / "VID01.json").write_text(json.dumps({"video": 1, "fps": 1, "num_frames": 3, "annotations": ann}))
+    (root / "labels" / "VID01.json").write_text(
+        json.dumps({"video": 1, "fps": 1, "num_frames": 3, "annotations": ann})
+    )
     for f in range(3):
         _png(root / "videos" / "VID01" / f"{f:06d}.png", 100 + f)
     return root

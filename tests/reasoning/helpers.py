@@ -42,6 +42,8 @@ def location_rec() -> Record:
         question_type="location",
         question="Where is bipolar_forceps located?",
         answer="right-top",
-        labels=dict(object="bipolar_forceps", organ="kidney", states={"bipolar_forceps": "Tissue_Manipulation"}),
+        labels=dict(
+            object="bipolar_forceps", organ="kidney", states={"bipolar_forceps": "Tissue_Manipulation"}
+        ),
         boxes=[dict(label="bipolar_forceps", bbox=[700, 60, 1180, 430], role="answer")],
     )

@@ -33,15 +33,22 @@ def test_validator_catches_each_error_kind():
     r = phase_rec()
     good = render_target(r, "cot")
     assert kinds(good.replace("<answer>", "<answer>x</answer><answer>"), r) >= {"tags"}
-    swapped = good.replace("Level 1:", "Level X:").replace("Level 2:", "Level 1:").replace("Level X:", "Level 2:")
+    swapped = (
+        good.replace("Level 1:", "Level X:").replace("Level 2:", "Level 1:").replace("Level X:", "Level 2:")
+    )
     assert "levels" in kinds(swapped, r)
     assert kinds(good.replace("<answer>CalotTriangleDissection", "<answer>ClippingCutting"), r) == {"answer"}
     assert "instrument" in kinds(good.replace("(grasper)", "(grasper) and a clipper"), r)
-    assert kinds(good.replace("hook is dissecting the cystic duct", "hook is cutting the cystic duct"), r) == {"relation"}
+    assert kinds(
+        good.replace("hook is dissecting the cystic duct", "hook is cutting the cystic duct"), r
+    ) == {"relation"}
     assert kinds(good.replace("(hook) in the upper right", "(hook) in the lower right"), r) == {"position"}
-    assert "tissue" in kinds(good.replace("Anatomy visible:", "Anatomy visible: the liver and").replace(
-        "The tissue in view includes", "The tissue in view includes the liver and").replace(
-        "The instruments work on", "The instruments work on the liver and"), r)
+    assert "tissue" in kinds(
+        good.replace("Anatomy visible:", "Anatomy visible: the liver and")
+        .replace("The tissue in view includes", "The tissue in view includes the liver and")
+        .replace("The instruments work on", "The instruments work on the liver and"),
+        r,
+    )
 
 
 def test_vqla_location_chain_agrees_with_box():

@@ -75,7 +75,9 @@ def test_malformed_lines_name_file_and_line(tmp_path):
     bad_box = dict(phase_rec().to_dict(), id="x2", boxes=[dict(label="hook", bbox=[60, 10, 190, 30])])
     unknown_task = dict(phase_rec().to_dict(), id="x3", task="dance")
     path = tmp_path / "r.jsonl"
-    path.write_text("\n".join([good, "{not json", json.dumps(bad_box), json.dumps(unknown_task), good]) + "\n")
+    path.write_text(
+        "\n".join([good, "{not json", json.dumps(bad_box), json.dumps(unknown_task), good]) + "\n"
+    )
     with pytest.raises(DataFormatError, match=r"r\.jsonl:2: invalid JSON"):
         read_records(path)
     errors = []

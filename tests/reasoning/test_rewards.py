@@ -27,29 +27,63 @@ def test_format_rewards_adversarial():
 def test_grounding_format_none_for_non_box_tasks():
     loc, ph = location_rec(), phase_rec()
     with_box = T.format('{"label": "right-top", "bbox_2d": [1, 2, 3, 4]}')
-    assert R.format_grounding([with_box, T.format("right-top"), with_box], record=[loc, loc, ph]) == [1.0, 0.0, None]
+    assert R.format_grounding([with_box, T.format("right-top"), with_box], record=[loc, loc, ph]) == [
+        1.0,
+        0.0,
+        None,
+    ]
 
 
 def test_accuracy_exact_no_substring_credit():
     r = rec(answer="GallbladderDissection")
-    texts = [T.format(a) for a in ("GallbladderDissection", "gallbladder dissection", "gallbladder", "The phase is gallbladder-dissection.", "GallbladderDissection GallbladderPackaging")]
+    texts = [
+        T.format(a)
+        for a in (
+            "GallbladderDissection",
+            "gallbladder dissection",
+            "gallbladder",
+            "The phase is gallbladder-dissection.",
+            "GallbladderDissection GallbladderPackaging",
+        )
+    ]
     assert R.accuracy(texts, record=[r] * 5) == [1.0, 1.0, 0.0, 1.0, 0.0]
     assert R.accuracy(["GallbladderDissection"], record=[r]) == [0.0]  # no answer block: unparseable
     # last answer block wins
-    assert R.accuracy([T.format("Preparation") + "<answer>GallbladderDissection</answer>"], record=[r]) == [1.0]
+    assert R.accuracy([T.format("Preparation") + "<answer>GallbladderDissection</answer>"], record=[r]) == [
+        1.0
+    ]
     # CholecT50 spelling is an alias of the Cholec80 label
-    assert R.accuracy([T.format("gallbladder-extraction")], record=[rec(answer="GallbladderRetraction")]) == [1.0]
+    assert R.accuracy([T.format("gallbladder-extraction")], record=[rec(answer="GallbladderRetraction")]) == [
+        1.0
+    ]
 
 
 def test_mcq_letter_or_text():
     r = rec(options=["Preparation", "ClippingCutting", "CalotTriangleDissection"], answer_index=2)
-    texts = [T.format(a) for a in ("C", "(C)", "C. CalotTriangleDissection", "calot triangle dissection", "B. CalotTriangleDissection", "A")]
+    texts = [
+        T.format(a)
+        for a in (
+            "C",
+            "(C)",
+            "C. CalotTriangleDissection",
+            "calot triangle dissection",
+            "B. CalotTriangleDissection",
+            "A",
+        )
+    ]
     assert R.accuracy(texts, record=[r] * 6) == [1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
 
 
 def test_triplet_blend_hand_computed():
-    truth = [dict(instrument="grasper", verb="retract", target="gallbladder"), dict(instrument="hook", verb="dissect", target="gallbladder")]
-    r = rec(task="triplet", answer="grasper,retract,gallbladder; hook,dissect,gallbladder", labels=dict(triplets=truth))
+    truth = [
+        dict(instrument="grasper", verb="retract", target="gallbladder"),
+        dict(instrument="hook", verb="dissect", target="gallbladder"),
+    ]
+    r = rec(
+        task="triplet",
+        answer="grasper,retract,gallbladder; hook,dissect,gallbladder",
+        labels=dict(triplets=truth),
+    )
     pred = T.format("grasper,retract,gallbladder; hook,coagulate,liver")
     # exact triplet F1: tp 1, |p| 2, |t| 2 -> 0.5; instrument F1 1; verb {retract, coagulate} vs {retract, dissect} 0.5;
     # target {gallbladder, liver} vs {gallbladder} -> 2/3. λ=0.5: 0.5*0.5 + 0.5*mean(1, .5, 2/3)
@@ -61,10 +95,21 @@ def test_triplet_blend_hand_computed():
 
 def test_cvs_fraction_and_tools():
     r = rec(task="cvs", answer="C1 yes, C2 no, C3 yes", labels=dict(cvs=dict(c1=1, c2=0, c3=1)))
-    texts = [T.format(a) for a in ("C1 yes, C2 no, C3 yes", "C1 yes, C2 yes, C3 yes", "C1: no; C2: yes; C3: no", "yes no yes", "maybe")]
+    texts = [
+        T.format(a)
+        for a in (
+            "C1 yes, C2 no, C3 yes",
+            "C1 yes, C2 yes, C3 yes",
+            "C1: no; C2: yes; C3: no",
+            "yes no yes",
+            "maybe",
+        )
+    ]
     assert R.accuracy(texts, record=[r] * 5) == pytest.approx([1, 2 / 3, 0, 1, 0])
     t = rec(task="tool_presence", answer="grasper, hook", labels=dict(tools=["grasper", "hook"]))
-    assert R.accuracy([T.format("hook and grasper"), T.format("grasper"), T.format("grasper, laser")], record=[t] * 3) == pytest.approx([1, 2 / 3, 0])
+    assert R.accuracy(
+        [T.format("hook and grasper"), T.format("grasper"), T.format("grasper, laser")], record=[t] * 3
+    ) == pytest.approx([1, 2 / 3, 0])
 
 
 def test_iou_reward_frames_and_edge_cases():
@@ -81,7 +126,9 @@ def test_iou_reward_frames_and_edge_cases():
     assert R.iou_reward([exact], record=[phase_rec()]) == [None]  # no box: not applicable
     assert R.iou_reward([exact], record=[r], mode="threshold") == [1.0]
     pixel = R.BoxSettings(frame="pixel")
-    assert R.iou_reward([T.format("[700, 60, 1180, 430]")], record=[r], box_settings=pixel) == [pytest.approx(1.0)]
+    assert R.iou_reward([T.format("[700, 60, 1180, 430]")], record=[r], box_settings=pixel) == [
+        pytest.approx(1.0)
+    ]
 
 
 def test_multi_box_hungarian():
@@ -106,7 +153,9 @@ def test_coherence_refuses_right_answer_with_hallucinated_box():
     assert coh[2] == 0.0
     only_joint = R.CoherenceConfig(quadrant=False)
     graded = R.CoherenceConfig(quadrant=False, joint_graded=True)
-    assert R.coherence([right], record=[r], config=graded) == [pytest.approx(R.iou_reward([right], record=[r])[0])]
+    assert R.coherence([right], record=[r], config=graded) == [
+        pytest.approx(R.iou_reward([right], record=[r])[0])
+    ]
     assert R.coherence([hallucinated], record=[r], config=only_joint) == [0.0]
     assert R.coherence([right], record=[phase_rec()]) == [None]
 
@@ -114,7 +163,9 @@ def test_coherence_refuses_right_answer_with_hallucinated_box():
 def test_reasoning_box_term():
     r = location_rec()
     cfg = R.CoherenceConfig(joint=False, quadrant=False, reasoning=True)
-    good = T.format('{"label": "right-top", "bbox_2d": [547, 59, 922, 420]}').replace("Level 1: a", "Level 1: the bipolar forceps is upper right")
+    good = T.format('{"label": "right-top", "bbox_2d": [547, 59, 922, 420]}').replace(
+        "Level 1: a", "Level 1: the bipolar forceps is upper right"
+    )
     bad = good.replace("upper right", "lower left")
     silent = T.format('{"label": "right-top", "bbox_2d": [547, 59, 922, 420]}')
     assert R.coherence([good, bad, silent], record=[r] * 3, config=cfg) == [1.0, 0.0, None]
@@ -127,8 +178,12 @@ def test_process_rewards_resist_keyword_stuffing():
     f1 = R.l1_entity_f1([good, stuffed], record=[r, r])
     assert f1[0] == 1.0 and f1[1] < 0.6
     assert R.l2_relation_f1([good], record=[r]) == [1.0]
-    assert R.l2_relation_f1([good.replace("is dissecting the cystic duct", "is clipping the cystic duct")], record=[r]) == [0.5]
-    assert R.l3_consistency([good, good.replace("<answer>CalotTriangleDissection", "<answer>Preparation")], record=[r, r]) == [1.0, 0.0]
+    assert R.l2_relation_f1(
+        [good.replace("is dissecting the cystic duct", "is clipping the cystic duct")], record=[r]
+    ) == [0.5]
+    assert R.l3_consistency(
+        [good, good.replace("<answer>CalotTriangleDissection", "<answer>Preparation")], record=[r, r]
+    ) == [1.0, 0.0]
 
 
 def test_combination_skips_none_and_make_funcs_names():

@@ -42,6 +42,7 @@ def find_layouts(world: Path, max_depth: int = 3) -> dict[str, Path]:
 def build_from_world(world: str | Path, stride: int = 1):
     """One :class:`BuildReport` with the records of every layout the world wrote (ids ``synth-…``)."""
     from surgkit.reasoning.builders import BuildReport, build
+    from surgkit.reasoning.records import ImageRef
 
     world = Path(world)
     layouts = find_layouts(world)
@@ -54,9 +55,10 @@ def build_from_world(world: str | Path, stride: int = 1):
         for r in sub.records:
             r.id = f"synth-{r.id}"
             r.dataset = f"synth-{r.dataset}"
-            for im in r.images:
-                if not Path(im.path).is_absolute():
-                    im.path = str(rel / im.path)
+            r.images = [  # new objects: builders may share one image list between a frame's records
+                ImageRef(im.path if Path(im.path).is_absolute() else str(rel / im.path), im.width, im.height)
+                for im in r.images
+            ]
             r.provenance["world_layout"] = str(rel)
         report.records += sub.records
         report.skipped += [(f"{source}:{item}", why) for item, why in sub.skipped]
