@@ -171,3 +171,36 @@ def test_bad_inputs(tmp_path, frame_data, fixture_cfgs):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SurgkitError, match="no video files"):
         pretrain(_settings(tmp_path / "empty", tmp_path / "r2"), progress=False)
+
+
+def test_dataset_mixing_follows_weights_and_is_deterministic():
+    from surgkit.video.clips import ClipSource
+    from surgkit.video.pretrain import plan_draws
+
+    sources = [ClipSource(f"v{i}", Path(f"v{i}"), 1.0, n) for i, n in enumerate((100, 300, 50))]
+    groups = [[0, 1], [2]]
+    keys = plan_draws(sources, groups, [3.0, 1.0], seed=0, draws=range(4000))
+    from_first = np.mean([k[0] in (0, 1) for k in keys])
+    assert abs(from_first - 0.75) < 0.03  # dataset chosen by weight
+    within = [k[0] for k in keys if k[0] in (0, 1)]
+    assert abs(np.mean(np.asarray(within) == 1) - 0.75) < 0.04  # video ∝ its length inside a dataset
+    assert all(0 <= k[1] < sources[k[0]].num_steps for k in keys)
+    assert keys[10:20] == plan_draws(sources, groups, [3.0, 1.0], seed=0, draws=range(10, 20))  # by draw id
+
+
+def test_cli_pretrain_with_two_weighted_folders(tmp_path, frame_data, run_cli):
+    other = make_frame_folders(tmp_path / "second", videos=1, seed=5)
+    cfg = dataclasses.asdict(_settings(frame_data, tmp_path / "unused", steps=2))
+    cfg.pop("data")
+    cfg.pop("run_dir")
+    (tmp_path / "pre.json").write_text(json.dumps(cfg))
+    code, out, err = run_cli("video", "pretrain", "--data", f"{frame_data}:2", "--data", f"{other}:1",
+                             "--config", tmp_path / "pre.json", "--run-dir", tmp_path / "run")  # fmt: skip
+    assert code == 0, err
+    settings = json.loads((tmp_path / "run" / "settings.json").read_text())
+    assert [d["weight"] for d in settings["data"]] == [2.0, 1.0]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["videos"] == 4 and summary["steps_done"] == 2
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    code, _, err = run_cli("video", "pretrain", "--config", tmp_path / "missing.json")
+    assert code == 2 and "missing.json" in err

@@ -165,19 +165,14 @@ def _read_json(path: Path) -> dict:
 
 
 def _data_spec(text: str) -> dict:
-    from surgkit.errors import SurgkitError
-
-    path, _, weight = (
-        text.rpartition(":")
-        if ":" in text and text.rsplit(":", 1)[1].replace(".", "", 1).isdigit()
-        else (text, "", "")
-    )
-    if not path:
-        path, weight = text, ""
-    try:
-        return {"path": path, "weight": float(weight) if weight else 1.0}
-    except ValueError:
-        raise SurgkitError(f"--data {text}: expected DIR or DIR:WEIGHT") from None
+    """``DIR`` or ``DIR:WEIGHT`` (the weight is the part after the last colon when it is a number)."""
+    path, sep, weight = text.rpartition(":")
+    if sep:
+        try:
+            return {"path": path, "weight": float(weight)}
+        except ValueError:
+            pass
+    return {"path": text, "weight": 1.0}
 
 
 def register(app: typer.Typer) -> None:

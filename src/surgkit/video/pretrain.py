@@ -232,8 +232,10 @@ def pretrain(
         sources.extend(found)
     leakage = _leakage_guard(settings, sources)
 
-    probe_cfg = preset(settings.model, num_frames=settings.num_frames, **settings.model_overrides) if (
-        settings.model in PRESETS) else SurgVistaConfig.load(settings.model)  # fmt: skip
+    if settings.model in PRESETS:
+        probe_cfg = preset(settings.model, **{**settings.model_overrides, "num_frames": settings.num_frames})
+    else:
+        probe_cfg = SurgVistaConfig.load(settings.model)
     grid_hw = probe_cfg.grid[1:]
     teacher = load_teacher(settings.teacher, seed=settings.seed, img_size=grid_hw[0] * 8, patch_size=8)
     handlers = []
