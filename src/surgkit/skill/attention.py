@@ -35,6 +35,8 @@ from surgkit.errors import SurgkitError
 
 MASK_VALUE = -1e9  # additive value for disabled keys (finite: a fully masked row stays NaN-free)
 
+PCA_GRAD_STEPS = 3
+
 MIX_MODES = ("content", "positive", "negative")
 MAIN_MODES = ("mean", "pca")
 GAMMA_MODES = ("param", "content")
@@ -75,16 +77,24 @@ def main_pattern(rows: torch.Tensor, mode: str = "mean") -> torch.Tensor:
     """Main attention pattern across heads (Eq. 14 as reconstructed): rows [B', H, Lq, N] -> [B', 1, Lq, N].
 
     ``mean``: (1/H) Σ_h a_h. ``pca``: first right-singular vector of the uncentred H×N matrix
-    [a_1; …; a_H], sign chosen so that its entries sum to ≥ 0.
+    [a_1; …; a_H], sign chosen so that its entries sum to ≥ 0. Its value comes from
+    ``torch.linalg.svd``; gradients flow through ``PCA_GRAD_STEPS`` power-iteration steps on
+    [a]ᵀ[a] started at that (fixed-point) vector, because the SVD backward is undefined (NaN) for the
+    repeated zero singular values that masked keys create.
     """
     if mode == "mean":
         return rows.mean(dim=1, keepdim=True)
     if mode == "pca":
         mat = rows.transpose(1, 2)  # [B', Lq, H, N]
-        _, _, vh = torch.linalg.svd(mat, full_matrices=False)
-        m = vh[..., 0, :]  # [B', Lq, N]
-        sign = torch.where(m.sum(-1, keepdim=True) >= 0, 1.0, -1.0).to(m.dtype)
-        return (m * sign).unsqueeze(1)
+        with torch.no_grad():
+            _, _, vh = torch.linalg.svd(mat, full_matrices=False)
+            m = vh[..., 0, :]  # [B', Lq, N]
+            m = m * torch.where(m.sum(-1, keepdim=True) >= 0, 1.0, -1.0).to(m.dtype)
+        gram = mat.transpose(-1, -2) @ mat  # [B', Lq, N, N]; m is its top eigenvector
+        for _ in range(PCA_GRAD_STEPS):  # value unchanged (fixed point), gradient well defined
+            m = (gram @ m.unsqueeze(-1)).squeeze(-1)
+            m = m / m.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return m.unsqueeze(1)
     raise SurgkitError(f"unknown DRA main pattern '{mode}' (choose from {', '.join(MAIN_MODES)})")
 
 

@@ -1,10 +1,8 @@
 """The one place where surgkit.skill meets the data, splits and metrics packages.
 
-Labels come from :mod:`surgkit.data.jigsaws` (or the generic clinical-skill reader), folds from
-:mod:`surgkit.data.splits` and metrics from :mod:`surgkit.metrics.skill`. While one of them is not
-available, a minimal interim implementation below is used instead and :func:`backends` says so
-(it is recorded in every results.json), so a run always states where its labels, folds and metrics
-came from.
+Labels come from :mod:`surgkit.data.jigsaws` / :mod:`surgkit.data.clinical_skill`, folds from
+:mod:`surgkit.data.splits` and metrics from :mod:`surgkit.metrics.skill`; this module only converts
+their records into the small :class:`SkillItem` / :class:`Fold` views the trainer uses.
 """
 
 from __future__ import annotations
@@ -12,28 +10,27 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from surgkit.errors import DataFormatError, SurgkitError
-from surgkit.vocab import GRS_RANGE, JIGSAWS_TASKS, MGEARS_ITEMS, MGEARS_RANGE, OSATS_ITEMS
+from surgkit.errors import SurgkitError
+from surgkit.vocab import JIGSAWS_TASKS
 
 SCHEMES = ("LOSO", "LOUO", "4fold", "kfold")
-_TRIAL_RE = re.compile(r"^(?P<task>[A-Za-z_]+)_(?P<user>[A-Z])(?P<num>\d{3})$")
 
 
 @dataclasses.dataclass
 class SkillItem:
-    """One scored video: a JIGSAWS trial or a clinical video/segment."""
+    """One scored video: a JIGSAWS trial or a clinical video."""
 
     id: str
     task: str
     surgeon: str
     score: float
     items: dict[str, float] = dataclasses.field(default_factory=dict)
-    supertrial: str | None = None
 
 
 @dataclasses.dataclass
@@ -56,235 +53,110 @@ class SkillLabels:
 
 
 # -- labels ------------------------------------------------------------------------------------------
-def load_labels(data_dir: str | Path, dataset: str = "auto") -> SkillLabels:
-    """Skill labels under ``data_dir``: a JIGSAWS root (task folders with ``meta_file_<Task>.txt``)
-    or a clinical skill table (``skill.csv``: video, surgeon, task, score[, M-GEARS items])."""
+def load_labels(data_dir: str | Path, dataset: str = "auto", view: str = "capture1") -> SkillLabels:
+    """Skill labels under ``data_dir``: a JIGSAWS root (task folders with ``meta_file_<Task>.txt``,
+    read by :func:`surgkit.data.jigsaws.load`) or the generic clinical format
+    (:func:`surgkit.data.clinical_skill.load`; one "task" per procedure)."""
     root = Path(data_dir)
-    if not root.is_dir():
+    if not root.is_dir() and not root.is_file():
         raise SurgkitError(f"{root}: data folder not found")
     if dataset == "auto":
-        dataset = "jigsaws" if any((root / t).is_dir() for t in JIGSAWS_TASKS) else "clinical"
+        dataset = (
+            "jigsaws"
+            if any((root / t).is_dir() for t in JIGSAWS_TASKS) or root.name in JIGSAWS_TASKS
+            else "clinical"
+        )
     if dataset == "jigsaws":
-        return _load_jigsaws(root)
+        from surgkit.data import jigsaws
+        from surgkit.vocab import GRS_RANGE, OSATS_ITEMS
+
+        ds = jigsaws.load(root, capture=view)
+        items = [_item(ds, vid, ds.videos[vid].extra.get("task", vid.split("_")[0])) for vid in ds.skill]
+        return SkillLabels(
+            "jigsaws", items, tuple(map(float, GRS_RANGE)), OSATS_ITEMS, source="surgkit.data.jigsaws"
+        )
     if dataset == "clinical":
-        return _load_clinical(root)
+        from surgkit.data import clinical_skill
+
+        ds = clinical_skill.load(root, require_media=False)
+        scale = ds.meta.get("scale", {})
+        names = tuple(scale.get("items", ds.classes.get("items", ())))
+        ilo, ihi = (float(v) for v in scale.get("item_range", (1.0, 5.0)))
+        items = [_item(ds, vid, str(ds.videos[vid].extra.get("procedure") or "clinical")) for vid in ds.skill]
+        return SkillLabels(
+            "clinical",
+            items,
+            (len(names) * ilo, len(names) * ihi),
+            names,
+            (ilo, ihi),
+            source="surgkit.data.clinical_skill",
+        )
     raise SurgkitError(f"unknown skill dataset '{dataset}' (jigsaws, clinical or auto)")
 
 
-def _load_jigsaws(root: Path) -> SkillLabels:
-    try:
-        from surgkit.data import jigsaws as reader  # type: ignore[attr-defined]
-    except ImportError:
-        reader = None
-    if reader is not None and hasattr(reader, "load"):
-        return _from_data_reader(reader.load(root), "jigsaws")
-    items: list[SkillItem] = []
-    for task in JIGSAWS_TASKS:
-        meta = root / task / f"meta_file_{task}.txt"
-        if meta.is_file():
-            items.extend(_parse_meta_file(meta, task))
-    if not items:
-        raise SurgkitError(f"{root}: no JIGSAWS meta_file_<Task>.txt found under {', '.join(JIGSAWS_TASKS)}")
-    return SkillLabels("jigsaws", items, GRS_RANGE, OSATS_ITEMS, source="interim meta_file parser")
-
-
-def _parse_meta_file(path: Path, task: str) -> list[SkillItem]:
-    out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 9:
-            raise DataFormatError(
-                f"expected 9 fields (trial, level, GRS, 6 items), got {len(fields)}", path=path, line=lineno
-            )
-        m = _TRIAL_RE.match(fields[0])
-        if not m:
-            raise DataFormatError(f"bad trial id '{fields[0]}'", path=path, line=lineno)
-        try:
-            grs, scores = float(fields[2]), [float(v) for v in fields[3:]]
-        except ValueError:
-            raise DataFormatError("GRS and item scores must be numbers", path=path, line=lineno) from None
-        out.append(
-            SkillItem(
-                id=fields[0],
-                task=task,
-                surgeon=m["user"],
-                score=grs,
-                items=dict(zip(OSATS_ITEMS, scores, strict=True)),
-                supertrial=m["num"][-1],
-            )
-        )
-    return out
-
-
-def _load_clinical(root: Path) -> SkillLabels:
-    path = root / "skill.csv"
-    if not path.is_file():
-        raise SurgkitError(f"{root}: neither a JIGSAWS root nor a clinical table ({path.name} missing)")
-    import csv
-
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    items = []
-    for lineno, row in enumerate(rows, start=2):
-        try:
-            item_scores = {k: float(row[k]) for k in MGEARS_ITEMS if row.get(k) not in (None, "")}
-            items.append(
-                SkillItem(
-                    id=row["video"],
-                    task=row.get("task") or "clinical",
-                    surgeon=row["surgeon"],
-                    score=float(row["score"]),
-                    items=item_scores,
-                )
-            )
-        except (KeyError, ValueError) as e:
-            raise DataFormatError(
-                f"bad row ({e}); need video, surgeon, score", path=path, line=lineno
-            ) from None
-    return SkillLabels("clinical", items, MGEARS_RANGE, MGEARS_ITEMS, source="interim skill.csv reader")
-
-
-def _from_data_reader(ds: Any, dataset: str) -> SkillLabels:
-    items = []
-    for vid, rec in ds.skill.items():
-        video = ds.videos.get(vid)
-        surgeon = getattr(video, "subject", None) or ""
-        extra = getattr(video, "extra", {}) or {}
-        task = extra.get("task") or vid.split("_")[0]
-        trial = extra.get("trial", vid)
-        items.append(
-            SkillItem(
-                id=trial,
-                task=task,
-                surgeon=str(surgeon),
-                score=float(rec.score),
-                items=dict(rec.items),
-                supertrial=extra.get("supertrial", trial[-1] if trial[-1:].isdigit() else None),
-            )
-        )
-    return SkillLabels(dataset, items, GRS_RANGE, OSATS_ITEMS, source="surgkit.data reader")
+def _item(ds: Any, vid: str, task: str) -> SkillItem:
+    rec = ds.skill[vid]
+    subject = ds.videos[vid].subject
+    return SkillItem(
+        vid, task, str(subject) if subject is not None else f"?{vid}", float(rec.score), dict(rec.items)
+    )
 
 
 # -- folds -------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Fold:
-    name: str
+    name: str  # file-system safe
     train: list[str]
     test: list[str]
 
 
 def make_folds(items: list[SkillItem], scheme: str, k: int = 4, seed: int = 0) -> list[Fold]:
-    """Cross-validation folds over ``items`` of one task (§1.2): LOSO, LOUO, 4fold or kfold (by surgeon)."""
+    """Folds over the items of one task from :mod:`surgkit.data.splits` (§1.2): LOSO, LOUO and the
+    MUSDL 4-fold lists for JIGSAWS; random k-fold grouped by surgeon for any dataset."""
+    from surgkit.data import splits
+
     if scheme not in SCHEMES:
         raise SurgkitError(f"unknown scheme '{scheme}' (choose from {', '.join(SCHEMES)})")
     ids = [it.id for it in items]
     if scheme == "LOSO":
-        groups = {it.id: it.supertrial for it in items}
-        if any(g is None for g in groups.values()):
-            raise SurgkitError("LOSO needs JIGSAWS super-trial ids (trial ids ending in a digit)")
-        return _leave_group_out(ids, groups, "supertrial")
-    if scheme == "LOUO":
-        return _leave_group_out(ids, {it.id: it.surgeon for it in items}, "user")
-    if scheme == "4fold":
-        return _four_fold(items)
-    return _grouped_kfold(items, k, seed)
-
-
-def _leave_group_out(ids: list[str], groups: dict[str, str | None], label: str) -> list[Fold]:
-    folds = []
-    for g in sorted({str(v) for v in groups.values()}):
-        test = [i for i in ids if str(groups[i]) == g]
-        folds.append(Fold(f"{label}_{g}", [i for i in ids if str(groups[i]) != g], test))
-    return folds
-
-
-def _four_fold(items: list[SkillItem]) -> list[Fold]:
-    try:
-        from surgkit.data import splits  # type: ignore[attr-defined]
-
-        table = splits.JIGSAWS_FOUR_FOLD  # type: ignore[attr-defined]
-    except (ImportError, AttributeError):
-        raise SurgkitError(
-            "the JIGSAWS 4-fold lists come from surgkit.data.splits, which is not available"
-        ) from None
-    task = items[0].task
-    ids = [it.id for it in items]
-    folds = []
-    for i, members in enumerate(table[task]):
-        test = [x for x in ids if x.split("_")[-1] in members or x in members]
-        folds.append(Fold(f"fold_{i}", [x for x in ids if x not in test], test))
-    return folds
-
-
-def _grouped_kfold(items: list[SkillItem], k: int, seed: int) -> list[Fold]:
-    surgeons = sorted({it.surgeon for it in items})
-    if len(surgeons) < k:
-        raise SurgkitError(f"k-fold by surgeon needs at least k={k} surgeons, found {len(surgeons)}")
-    order = np.random.default_rng(seed).permutation(len(surgeons))
-    assign = {surgeons[j]: n % k for n, j in enumerate(order)}
+        found = splits.jigsaws_loso(ids)
+    elif scheme == "LOUO":
+        found = splits.jigsaws_louo(ids)
+    elif scheme == "4fold":
+        found = splits.jigsaws_4fold(ids, items[0].task)
+    else:
+        found = splits.kfold(ids, {it.id: it.surgeon for it in items}, k=k, seed=seed)
     return [
-        Fold(
-            f"fold_{f}",
-            [it.id for it in items if assign[it.surgeon] != f],
-            [it.id for it in items if assign[it.surgeon] == f],
-        )
-        for f in range(k)
+        Fold(re.sub(r"[^A-Za-z0-9_.-]+", "_", s.name), list(s.train), list(s.test)) for s in found if s.test
     ]
 
 
 # -- metrics -----------------------------------------------------------------------------------------
 def spearman(pred: np.ndarray, true: np.ndarray) -> float:
-    """Spearman ρ (scipy.stats.spearmanr); NaN when either side is constant."""
-    try:
-        from surgkit.metrics.skill import spearman as real  # type: ignore[import-not-found]
+    """Spearman ρ (:func:`surgkit.metrics.skill.spearman`); NaN, without a warning, when a side is constant."""
+    from surgkit.metrics.skill import spearman as _spearman
 
-        return float(real(pred, true))
-    except ImportError:
-        pass
-    pred, true = np.asarray(pred, float), np.asarray(true, float)
-    if len(pred) < 2 or np.ptp(pred) == 0 or np.ptp(true) == 0:
-        return float("nan")
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(pred, true).statistic)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return float(_spearman(pred, true))
 
 
 def mae(pred: np.ndarray, true: np.ndarray) -> float:
-    try:
-        from surgkit.metrics.skill import mae as real  # type: ignore[import-not-found]
+    from surgkit.metrics.skill import mae as _mae
 
-        return float(real(pred, true))
-    except ImportError:
-        return float(np.mean(np.abs(np.asarray(pred, float) - np.asarray(true, float))))
+    return float(_mae(pred, true))
 
 
 def fisher_z_mean(correlations: list[float]) -> float:
-    """ρ̄ = tanh(mean(atanh(clip(ρ, ±(1 − 1e-7))))) over the finite ρ."""
-    try:
-        from surgkit.metrics.skill import fisher_z_mean as real  # type: ignore[import-not-found]
+    """Fisher-z mean of the finite correlations (:func:`surgkit.metrics.skill.fisher_z_mean`); NaN if none."""
+    from surgkit.metrics.skill import fisher_z_mean as _fz
 
-        return float(real(correlations))
-    except ImportError:
-        pass
-    r = np.asarray([c for c in correlations if c is not None and math.isfinite(c)], float)
-    if r.size == 0:
-        return float("nan")
-    return float(np.tanh(np.mean(np.arctanh(np.clip(r, -1 + 1e-7, 1 - 1e-7)))))
+    r = [c for c in correlations if c is not None and math.isfinite(c)]
+    return float(_fz(r)) if r else float("nan")
 
 
-def backends() -> dict[str, str]:
-    """Which implementation serves labels, folds and metrics (recorded in results.json)."""
-    out = {}
-    for name, module in (
-        ("labels", "surgkit.data.jigsaws"),
-        ("splits", "surgkit.data.splits"),
-        ("metrics", "surgkit.metrics.skill"),
-    ):
-        try:
-            __import__(module)
-            out[name] = module
-        except ImportError:
-            out[name] = "surgkit.skill.interop (interim)"
-    return out
+def cv_summary(folds: list[dict[str, Any]], score_range: tuple[float, float]) -> dict[str, Any]:
+    """:func:`surgkit.metrics.skill.cross_validation_summary` over dicts with name, pred, true, ids."""
+    from surgkit.metrics.skill import cross_validation_summary
+
+    return cross_validation_summary(folds, aggregate="mean", y_range=score_range)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ class RunOptions:
     unimodal_from: Path | None = None  # reuse phase-1 branches of another run (same scheme)
     allow_leakage: bool = False
     progress: bool = True
+    only_folds: tuple[str, ...] | None = None  # run a subset of the folds (quick checks; stated in results)
 
 
 def protocol_notes(exp: ExperimentConfig, scheme: str) -> list[str]:
@@ -98,7 +98,7 @@ class CrossValidationRun:
 
     def __init__(self, exp: ExperimentConfig, opts: RunOptions):
         self.exp, self.opts = exp, opts
-        self.labels = interop.load_labels(opts.data_dir, opts.dataset)
+        self.labels = interop.load_labels(opts.data_dir, opts.dataset, exp.train.view)
         self.scale = LabelScale.from_labels(self.labels, exp.train.target)
         self.store = FeatureStore(opts.features_dir)
         self.model_cfg = self._resolve_model_config()
@@ -133,7 +133,7 @@ class CrossValidationRun:
                 "segment_frames": self.store.segment_frames,
             },
             "protocol": protocol_notes(self.exp, self.opts.scheme),
-            "backends": interop.backends(),
+            "label_source": self.labels.source,
         }
 
     def _claim_run_dir(self) -> None:
@@ -172,6 +172,10 @@ class CrossValidationRun:
                     self.exp.train.drop_partial_tail,
                 )
                 folds = interop.make_folds(items, self.opts.scheme, self.opts.k, self.opts.split_seed)
+                if self.opts.only_folds:
+                    folds = [f for f in folds if f.name in self.opts.only_folds]
+                    if not folds:
+                        raise SurgkitError(f"{task}: none of the folds {list(self.opts.only_folds)} exist")
                 surgeons = {it.id: it.surgeon for it in items}
                 fold_results = []
                 ftask = progress.add_task(f"{task} {self.opts.scheme}", total=len(folds), unit="folds")
@@ -182,10 +186,13 @@ class CrossValidationRun:
                     progress.update(ftask, advance=1)
                 per_task[task] = {
                     "folds": fold_results,
-                    "summary": summarise_folds(fold_results, self.opts.scheme),
+                    "summary": summarise_folds(fold_results, self.scale.score_range, self.exp.train.mae_unit),
                 }
+        header = self._header()
+        if self.opts.only_folds:
+            header["protocol"].append(f"PARTIAL RUN: only folds {', '.join(self.opts.only_folds)} were run")
         results = {
-            **self._header(),
+            **header,
             "main_model": MAIN,
             "tasks": per_task,
             "across_tasks": across_tasks(per_task),
@@ -318,33 +325,29 @@ def fold_record(
     }
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    if not values:
-        return float("nan"), float("nan")
-    arr = np.asarray(values, float)
-    return float(arr.mean()), float(arr.std(ddof=0))
-
-
-def summarise_folds(folds: list[dict[str, Any]], scheme: str) -> dict[str, Any]:
-    """Per model: mean ± std of per-fold SCC (NaN folds excluded, counted) and MAE; pooled SCC/MAE."""
+def summarise_folds(
+    folds: list[dict[str, Any]], score_range: tuple[float, float], mae_unit: str = "points"
+) -> dict[str, Any]:
+    """Per model, via :func:`surgkit.metrics.skill.cross_validation_summary`: mean ± std (N−1) of the
+    per-fold SCC (undefined folds excluded and counted) and MAE, plus pooled out-of-fold SCC/MAE."""
     out = {}
+    unit = 1.0 if mae_unit == "points" else float(score_range[1] - score_range[0])
     for name in folds[0]["models"] if folds else []:
-        sccs = [f["models"][name]["scc"] for f in folds]
-        finite = [s for s in sccs if s is not None and math.isfinite(s)]
-        maes = [f["models"][name]["mae"] for f in folds]
-        pred = np.concatenate([f["models"][name]["pred"] for f in folds])
-        true = np.concatenate([f["true"] for f in folds])
-        scc_mean, scc_std = _mean_std(finite)
-        mae_mean, mae_std = _mean_std(maes)
+        rows = [
+            {"name": f["name"], "pred": f["models"][name]["pred"], "true": f["true"], "ids": f["test"]}
+            for f in folds
+        ]
+        summary = interop.cv_summary(rows, score_range)
+        mean, pooled = summary["mean_over_folds"], summary["pooled"]
         out[name] = {
-            "scc_mean": scc_mean,
-            "scc_std": scc_std,
-            "mae_mean": mae_mean,
-            "mae_std": mae_std,
-            "scc_pooled": interop.spearman(pred, true),
-            "mae_pooled": interop.mae(pred, true),
+            "scc_mean": mean["spearman"],
+            "scc_std": mean["spearman_std"],
+            "mae_mean": mean["mae"] / unit,
+            "mae_std": mean["mae_std"] / unit,
+            "scc_pooled": pooled["spearman"],
+            "mae_pooled": pooled["mae"] / unit,
             "n_folds": len(folds),
-            "nan_folds": len(sccs) - len(finite),
+            "nan_folds": len(summary["undefined_spearman_folds"]),
         }
     return out
 
