@@ -519,7 +519,17 @@ def segmental_f1(
     if average not in ("pooled", "per-video"):
         raise SurgkitError(f"unknown average '{average}' (choose 'pooled' or 'per-video')")
     videos = _paired_videos(labels, preds)
-    out: dict = {"average": average, "counts": {}}
+    out: dict = {
+        "average": average,
+        "counts": {},
+        "protocol": {
+            "name": "ms-tcn-segmental-f1",
+            "reference": "MS-TCN eval.py (Lea et al. TCN): greedy matching, IoU >= tau, first argmax",
+            "average": "TP/FP/FN summed over videos" if average == "pooled" else "mean of per-video F1",
+            "bg_class": list(bg_class),
+            "units": "fraction",
+        },
+    }
     for tau in overlaps:
         counts = np.array([_f1_counts(g, p, tau, set(bg_class)) for g, p in videos], dtype=np.float64)
         key = f"f1@{tau:.2f}"
