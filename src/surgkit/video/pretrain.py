@@ -71,6 +71,9 @@ class PretrainSettings:
     save_every: int = 50
     log_every: int = 10
     num_workers: int = 0
+    frame_cache: str | None = (
+        "auto"  # "auto" = <run_dir>/frames_1fps, a folder, or "none" (seek in the videos)
+    )
     test_data: list[str] = dataclasses.field(
         default_factory=list
     )  # downstream test sets for the leakage guard
@@ -244,6 +247,13 @@ def pretrain(
 
         handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
     acc = make_accelerator(settings.device, settings.mixed_precision, kwargs_handlers=handlers)
+    cached = cache_frames(sources, settings, probe_cfg.img_size, acc)  # None = could not be decoded
+    groups = [[k for k in g if cached[k] is not None] for g in groups]
+    if not all(groups):
+        raise SurgkitError("a pretraining dataset has no decodable video left")
+    index = {k: i for i, k in enumerate(k for k in range(len(cached)) if cached[k] is not None)}
+    groups = [[index[k] for k in g] for g in groups]
+    sources = [c for c in cached if c is not None]
     torch.manual_seed(settings.seed)  # identical initial weights on every process
     model = build_student(settings, None if teacher is None else teacher.dim)
     cfg: SurgVistaConfig = model.config
@@ -327,6 +337,52 @@ def pretrain(
         acc.unwrap_model(model).save_pretrained(run_dir / "model")
         write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def cache_frames(
+    sources: list[ClipSource], settings: PretrainSettings, img_size: int, acc
+) -> list[ClipSource | None]:
+    """Replace video files by 1-fps frame folders extracted once with :func:`surgkit.prep.frames.extract`.
+
+    Random clip access into long compressed videos decodes whole GOPs per frame; the official
+    pipeline also extracts 1-fps frames first. Frames are stored with the short side at
+    ``img_size·256/224`` (JPEG), resumably, under ``frame_cache``. A video that fails to decode is
+    reported and returned as ``None`` (left out); the others go on.
+    """
+    videos = [s for s in sources if s.path.is_file()]
+    if settings.frame_cache == "none" or not videos:
+        return sources
+    from surgkit.prep.frames import extract
+    from surgkit.prep.video import video_id_of
+    from surgkit.utils.progress import console
+    from surgkit.video.clips import open_source
+
+    cache = (
+        Path(settings.run_dir) / "frames_1fps"
+        if settings.frame_cache in (None, "auto")
+        else Path(settings.frame_cache)
+    )
+    short = max(img_size, round(img_size * 256 / 224))
+    if acc.is_main_process:
+        result = extract([s.path for s in videos], cache, fps=settings.step_fps, transform=f"resize_short={short}",
+                         fmt="jpg", progress=False)  # fmt: skip
+        for vid, why in result.failed.items():
+            console.print(f"[yellow]warning:[/] {vid}: left out of pretraining ({why})")
+    acc.wait_for_everyone()
+    out = []
+    for s in sources:
+        if not s.path.is_file():
+            out.append(s)
+            continue
+        folder = cache / video_id_of(s.path)
+        if folder.is_dir() and any(folder.iterdir()):
+            cached = open_source(
+                folder, frame_fps=settings.step_fps, step_fps=settings.step_fps, dataset=s.dataset
+            )
+            out.append(dataclasses.replace(cached, id=s.id))
+        else:
+            out.append(None)
+    return out
 
 
 class DrawPlan:
