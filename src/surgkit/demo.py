@@ -22,7 +22,13 @@ import typer
 from surgkit.errors import SurgkitError
 
 # "module:function", in run order. A step may read what earlier steps put in ctx.artifacts.
-DEMO_STEPS: tuple[str, ...] = ("surgkit.synth.demo:demo_step",)
+DEMO_STEPS: tuple[str, ...] = (
+    "surgkit.synth.demo:demo_step",
+    "surgkit.data.demo:demo_step",
+    "surgkit.metrics.demo:demo_step",
+    "surgkit.video.demo:demo_step",
+    "surgkit.reasoning.demo:demo_step",
+)
 
 SIZES = ("tiny", "demo")
 
