@@ -85,8 +85,14 @@ def vqla_question_type(answer: str) -> str:
     return "location" if answer in ("left-top", "right-top", "left-bottom", "right-bottom") else "state"
 
 
-def from_vqla(ds, name: str, root: Path, report: BuildReport) -> None:
-    """EndoVis18/17-VQLA QA records (see module docstring)."""
+def from_vqla(
+    ds, name: str, root: Path, report: BuildReport, box_size: tuple[int, int] | None = None
+) -> None:
+    """EndoVis18/17-VQLA QA records (see module docstring).
+
+    ``box_size`` = (W, H) of the frame the label boxes refer to when it differs from the stored image
+    (e.g. boxes written in the reference 1280x1024 frame for smaller images); boxes are then scaled.
+    """
     frames: dict[tuple[str, str], list] = defaultdict(list)
     for qa in ds.vqa:
         frames[(qa.video_id, qa.frame)].append(qa)
@@ -103,6 +109,9 @@ def from_vqla(ds, name: str, root: Path, report: BuildReport) -> None:
             m = QUESTION_OBJECT_RE.search(qa.question)
             obj = "kidney" if qtype == "organ" else (m.group(1).lower() if m else "object")
             box = bx.from_vqla_pixels(qa.box_xyxy) if qa.box_xyxy is not None else None
+            if box is not None and box_size is not None and tuple(box_size) != (w, h):
+                sx, sy = w / box_size[0], h / box_size[1]
+                box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
             if box is not None and not bx.inside_image(box, w, h):
                 report.skip(f"{item}: {qa.question}", f"box {qa.box_xyxy} outside the {w}x{h} image")
                 box = None
@@ -335,6 +344,8 @@ def from_endoscapes(ds, name: str, root: Path, report: BuildReport) -> None:
         for b in boxes.get((lab.video_id, lab.start), []):
             label = b.label.lower().replace(" ", "_")
             box = bx.clip_box(b.xyxy, w, h)
+            if any(a.label == label and a.bbox == box for a in anns):
+                continue  # the same box listed in two COCO files
             if bx.is_valid(box):
                 anns.append(BoxAnn(label, box, "context"))
             else:
@@ -393,6 +404,7 @@ def build(
     stride: int = 1,
     stride_s: float = 30.0,
     require_media: bool = True,
+    vqla_box_size: tuple[int, int] | None = None,
 ) -> BuildReport:
     """Records of one dataset root (``source`` in :data:`SOURCES`; ``synth`` = every native layout the
     synthetic world wrote under ``root``). Image paths in records are relative to ``root`` (absolute
@@ -411,7 +423,11 @@ def build(
     report.notes += list(ds.notes)
     report.skipped += [(s.item, s.reason) for s in ds.skipped]
     if source in ("endovis18_vqla", "endovis17_vqla"):
-        from_vqla(ds, source, root, report)
+        from_vqla(ds, source, root, report, vqla_box_size)
+        if vqla_box_size is not None:
+            report.notes.append(
+                f"VQLA label boxes read in a {vqla_box_size[0]}x{vqla_box_size[1]} frame, scaled to the images"
+            )
     elif source == "cholect50":
         from_cholect50(ds, source, root, report, stride)
     elif source == "cholec80":

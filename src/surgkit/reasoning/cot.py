@@ -146,16 +146,27 @@ def level1(rec: Record, variant: int | None = None, used: list[int] | None = Non
         pos = position_of(rec, name)
         look = INSTRUMENT_APPEARANCE.get(name, "instrument")
         items.append(f"{_article(look)} {look} ({readable(name)})" + (f" in the {pos}" if pos else ""))
-    text = (
-        _pick(V_SEE, rec, "see", variant, used).format(items=_join(items))
-        if items
-        else _pick(V_NOTHING, rec, "none", variant, used)
-    )
+    unnamed = [b for b in rec.boxes if b.label == "tool"]  # Endoscapes: a tool box without its type
+    for b in unnamed[:3]:
+        items.append(f"an unidentified instrument (tool) in the {grid_name(*grid_cell(b.bbox, *rec.size))}")
+    if items:
+        text = _pick(V_SEE, rec, "see", variant, used).format(items=_join(items))
+    elif instruments_annotated(rec):
+        text = _pick(V_NOTHING, rec, "none", variant, used)
+    else:
+        text = ""  # no instrument annotation: say nothing about instruments
     tissues = present_tissues(rec)
     if tissues:
         tis = [f"the {readable(t)} ({TISSUE_APPEARANCE.get(t, 'tissue')})" for t in tissues]
         text += " " + _pick(V_TISSUE, rec, "tissue", variant, used).format(items=_join(tis))
-    return text
+    return text.strip() or "The annotations name no instrument or tissue in this frame."
+
+
+def instruments_annotated(rec: Record) -> bool:
+    """True when the record's annotations say which instruments are present (so 'none' is a fact)."""
+    return any(k in rec.labels for k in ("tools", "triplets", "states")) or any(
+        b.label in ALL_INSTRUMENTS or b.label == "tool" for b in rec.boxes
+    )
 
 
 def relation_clause(instrument: str, verb: str, target: str) -> str:
@@ -185,7 +196,15 @@ def level2(rec: Record, variant: int | None = None, used: list[int] | None = Non
         )
     if len(inst) == 1:
         return _pick(V_ALONE, rec, "alone", variant, used).format(item=readable(inst[0]))
-    return "No instrument-tissue interaction is visible."
+    if unnamed_tools(rec):
+        return "An instrument is in the field; its action is not annotated."
+    if instruments_annotated(rec):
+        return "No instrument-tissue interaction is visible."
+    return "No instrument-tissue interaction is annotated for this frame."
+
+
+def unnamed_tools(rec: Record) -> bool:
+    return any(b.label == "tool" for b in rec.boxes)
 
 
 def phase_evidence(rec: Record, phase: str) -> list[str]:
@@ -198,11 +217,7 @@ def phase_evidence(rec: Record, phase: str) -> list[str]:
         if t["verb"] in table["verbs"] or t["target"] in table["targets"]:
             out.append(relation_clause(t["instrument"], t["verb"], t["target"]))
     if not out:
-        out = [
-            f"the presence of the {readable(i)}"
-            for i in present_instruments(rec)
-            if i in table["instruments"]
-        ]
+        out = [f"the {readable(i)} is present" for i in present_instruments(rec) if i in table["instruments"]]
     return out
 
 

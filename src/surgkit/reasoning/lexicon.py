@@ -40,7 +40,7 @@ INSTRUMENT_APPEARANCE: dict[str, str] = {
 
 TISSUE_APPEARANCE: dict[str, str] = {
     "gallbladder": "distended greenish-white sac",
-    "cystic_plate": "pale fibrous bed under the gallbladder",
+    "cystic_plate": "pale fibrous bed",
     "cystic_duct": "narrow tubular structure",
     "cystic_artery": "thin pulsating vessel",
     "cystic_pedicle": "bundle of duct and artery",
