@@ -26,6 +26,7 @@ from surgkit.grounding.frames import (
     frames_from_boxes,
     frames_from_triplets,
     join_frames,
+    video_number,
 )
 from surgkit.vocab import CHOLEC80_TOOLS, INSTRUMENTS
 
@@ -33,6 +34,7 @@ BOX_DATASETS = ("cholec80_boxes", "copesd", "cholect50")
 TRIPLET_DATASETS = ("cholect45", "cholect50")
 # Sub-folders of a synthetic world root (written by surgkit.synth).
 SYNTH_LAYOUT = {"boxes": "cholec80_boxes", "triplets": "cholect50"}
+SYNTH_FPS = 25  # the world's Cholec80 videos (and Cholec80-boxes frame numbers) are 25 fps
 
 
 @dataclasses.dataclass
@@ -63,11 +65,34 @@ def frame_mapper(spec: str | None) -> Callable[[int], int] | None:
 
 def _synth_roots(root: Path) -> tuple[Path, Path]:
     boxes, trips = root / SYNTH_LAYOUT["boxes"], root / SYNTH_LAYOUT["triplets"]
-    if not boxes.exists():
-        raise SurgkitError(
-            f"{root}: no {SYNTH_LAYOUT['boxes']}/ folder (write the world with `surgkit synth`)"
-        )
+    for path in (boxes, trips):
+        if not path.exists():
+            raise SurgkitError(f"{root}: no {path.name}/ folder (write the world with `surgkit synth`)")
     return boxes, trips
+
+
+def _attach_1fps_images(frames: list[GroundingFrame], trip_root: Path, fps: int) -> list[GroundingFrame]:
+    """Synthetic Cholec80-boxes rows name 25-fps frames of the mp4; the lossless 1-fps PNGs of the
+    CholecT50 layout hold the same pixels (frame // fps)."""
+    out = []
+    for f in frames:
+        png = trip_root / "videos" / f"VID{video_number(f.video):02d}" / f"{f.frame // fps:06d}.png"
+        out.append(dataclasses.replace(f, image=png) if f.image is None and png.is_file() else f)
+    return out
+
+
+def world_splits(root: str | Path) -> dict[str, list[str]]:
+    """The laparoscopic video splits of a synthetic world (``world.json``), e.g. {"train": [...], "test": [...]}."""
+    import json
+
+    path = Path(root) / "world.json"
+    if not path.is_file():
+        raise SurgkitError(f"{path}: not found (is {root} a world written by `surgkit synth`?)")
+    try:
+        splits = json.loads(path.read_text()).get("splits", {})
+    except json.JSONDecodeError as e:
+        raise SurgkitError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    return {k: [str(v) for v in vids] for k, vids in splits.get("lap", splits).items()}
 
 
 def load_frames(
@@ -84,9 +109,22 @@ def load_frames(
     notes: list[str] = []
     if name == "synth":
         box_root, trip_root = _synth_roots(root)
+        fps = SYNTH_FPS
         if task == "instrument":
-            return load_frames("cholec80_boxes", box_root, task)
-        return load_frames("cholect50", trip_root, task, boxes_root=box_root, boxes_dataset="cholec80_boxes")
+            src = load_frames("cholec80_boxes", box_root, task)
+            src.frames = _attach_1fps_images(src.frames, trip_root, fps)
+            src.notes.append(
+                f"synthetic world: box frame numbers are 25-fps; images = CholecT50 1-fps PNG (frame // {fps})"
+            )
+            return src
+        return load_frames(
+            "cholect50",
+            trip_root,
+            task,
+            boxes_root=box_root,
+            boxes_dataset="cholec80_boxes",
+            frame_map=f"div{fps}",
+        )
     if task == "instrument":
         if name not in BOX_DATASETS:
             raise SurgkitError(

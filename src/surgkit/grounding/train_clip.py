@@ -5,10 +5,11 @@ actually learned something: a small ``transformers.CLIPModel`` (ViT image tower,
 trained with the symmetric InfoNCE loss of CLIP on (frame, caption) pairs of the synthetic world,
 saved as a normal HF CLIP folder so it is loaded exactly like a real checkpoint.
 
-* Pairs: the world's caption records when it ships them (``captions.jsonl``), otherwise captions
-  derived from its CholecT50 triplet labels with phrasings *different* from the benchmark prompts.
+* Pairs: the world's caption records (``vlm/captions.jsonl``) and its 1-fps CholecT50 frames, each
+  with short captions derived from the triplet labels, phrased *unlike* the benchmark prompts.
 * Captions shared by several images in a batch are all positives (multi-positive soft targets).
-* Split: the last ``holdout`` share of the videos is never trained on; their names are written to
+* Split: the world's ``train`` videos (``world.json``; without one, all but the last ``holdout``
+  share of the videos); the other videos are never trained on; the training videos are written to
   ``surgkit_training.json`` in the model folder and ``surgkit ground bench`` refuses to benchmark the
   model on its training videos unless ``--allow-leakage`` is given.
 * Resumable: checkpoints (safetensors + JSON) every ``save_every`` steps in ``<out>.train/``.
@@ -29,8 +30,8 @@ import torch.nn.functional as F
 from surgkit.errors import SurgkitError
 from surgkit.grounding.frames import GroundingFrame, triplet_names, video_number
 from surgkit.grounding.geometry import CLIP_MEAN, CLIP_STD, Preprocess
-from surgkit.grounding.prompts import instrument_prompts, triplet_prompts, verb_prompts
-from surgkit.vocab import CHOLEC80_TOOLS, INSTRUMENTS
+from surgkit.grounding.prompts import instrument_prompts, normalise_label, triplet_prompts, verb_prompts
+from surgkit.vocab import CHOLEC80_TOOLS, INSTRUMENTS, TRIPLET_COMPONENTS
 
 
 @dataclasses.dataclass
@@ -48,53 +49,94 @@ class TrainSettings:
     max_pairs: int | None = None
 
 
-def caption_variants(frame: GroundingFrame) -> list[str]:
-    """Captions of a frame from its triplets and boxes, phrased unlike the benchmark templates."""
+def caption_variants(triplets: list[tuple[int, int, int]], instruments: list[str] = ()) -> list[str]:
+    """Short captions from triplets and instrument names, phrased unlike the benchmark templates."""
     out = []
-    instruments = sorted({triplet_names(c)[0] for c in frame.triplets} | set(frame.boxes))
-    for comp in frame.triplets:
+    names = sorted({triplet_names(c)[0] for c in triplets} | {normalise_label(i) for i in instruments})
+    for comp in triplets:
         i, v, t = triplet_names(comp)
         if v == "null verb":
             out.append(f"the {i} is idle in the field of view")
         else:
             out += [f"the {i} is used to {v} the {t}", f"{v} the {t} with the {i}"]
-    if instruments:
-        out.append("laparoscopic view with " + " and ".join(f"the {i}" for i in instruments))
+    if names:
+        out.append("laparoscopic view with " + " and ".join(f"the {i}" for i in names))
     return out or ["laparoscopic view without instruments"]
 
 
 def _caption_file(world: Path) -> Path | None:
-    for name in ("captions.jsonl", "vlm/captions.jsonl", "captions/captions.jsonl"):
+    for name in ("vlm/captions.jsonl", "captions.jsonl"):
         if (world / name).is_file():
             return world / name
     return None
 
 
-def load_pairs(world: str | Path) -> tuple[list[GroundingFrame], list[list[str]], str]:
-    """(frames, captions per frame, source description) of a synthetic world root."""
+def _read_caption_records(cap: Path) -> tuple[list[GroundingFrame], list[list[str]]]:
+    from surgkit.vocab import TRIPLET_NAMES
+
+    index = {n: TRIPLET_COMPONENTS[k] for k, n in enumerate(TRIPLET_NAMES)}
+    frames, captions = [], []
+    for line_no, line in enumerate(cap.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            image = (cap.parent / rec["image"]).resolve()
+            trip = [index[t] for t in rec.get("triplets", [])]
+            caps = [str(rec["caption"])] + caption_variants(trip, rec.get("instruments", []))
+            frame = GroundingFrame(str(rec["video"]), int(rec.get("frame", line_no)), image, triplets=trip,
+                                   source=f"{cap}:{line_no}")  # fmt: skip
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise SurgkitError(f"{cap}:{line_no}: bad caption record ({type(e).__name__}: {e})") from None
+        frames.append(frame)
+        captions.append(caps)
+    return frames, captions
+
+
+def load_pairs(world: str | Path) -> tuple[list[GroundingFrame], list[list[str]], list[str]]:
+    """(frames, captions per frame, sources) of a synthetic world root.
+
+    Pairs come from the world's ``vlm/captions.jsonl`` (its caption plus short captions derived from
+    the record's triplets) and from the 1-fps CholecT50 frames (derived captions only).
+    """
+    from surgkit.grounding.frames import frames_from_triplets
+
     world = Path(world)
+    frames: list[GroundingFrame] = []
+    captions: list[list[str]] = []
+    sources = []
     cap = _caption_file(world)
     if cap is not None:
-        frames, captions = [], []
-        for line_no, line in enumerate(cap.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                image = (cap.parent / rec["image"]).resolve()
-                caps = rec["captions"] if "captions" in rec else [rec["caption"]]
-                video = str(rec.get("video", image.parent.name))
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise SurgkitError(f"{cap}:{line_no}: bad caption record ({e})") from None
-            frames.append(
-                GroundingFrame(video, int(rec.get("frame", line_no)), image, source=f"{cap}:{line_no}")
-            )
-            captions.append([str(c) for c in caps])
-        return frames, captions, str(cap)
-    from surgkit.grounding.sources import load_frames
+        f, c = _read_caption_records(cap)
+        frames, captions = frames + f, captions + c
+        sources.append(f"{cap.relative_to(world)} ({len(f)} pairs)")
+    t50 = world / "cholect50"
+    if t50.is_dir():
+        from surgkit.data import load
 
-    source = load_frames("synth", world, "triplet")
-    return source.frames, [caption_variants(f) for f in source.frames], "captions derived from triplet labels"
+        t_frames = [f for f in frames_from_triplets(load("cholect50", t50, require_media=False), keep_empty=True)
+                    if f.image is not None]  # fmt: skip
+        frames += t_frames
+        captions += [caption_variants(f.triplets) for f in t_frames]
+        sources.append(f"cholect50 1-fps frames with captions from their triplets ({len(t_frames)} pairs)")
+    if not frames:
+        raise SurgkitError(f"{world}: no image-caption pairs (expected vlm/captions.jsonl or cholect50/)")
+    return frames, captions, sources
+
+
+def training_videos(world: Path, videos: list[str], holdout: float) -> tuple[list[str], list[str]]:
+    """The world's own train split when it has one (``world.json``), else :func:`split_videos`."""
+    from surgkit.grounding.sources import world_splits
+
+    if (world / "world.json").is_file():
+        splits = world_splits(world)
+        train = {video_number(v) for v in splits.get("train", [])}
+        if train:
+            ordered = sorted(set(videos), key=video_number)
+            return [v for v in ordered if video_number(v) in train], [
+                v for v in ordered if video_number(v) not in train
+            ]
+    return split_videos(videos, holdout)
 
 
 def split_videos(videos: list[str], holdout: float) -> tuple[list[str], list[str]]:
@@ -149,8 +191,9 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
         raise SurgkitError(f"unknown CLIP size '{s.size}' (choose from {', '.join(SIZES)})")
     out = Path(out)
     frames, captions, source = load_pairs(world)
-    train_v, held_v = split_videos([f.video for f in frames], s.holdout)
-    keep = [k for k, f in enumerate(frames) if f.video in set(train_v)]
+    train_v, held_v = training_videos(Path(world), [f.video for f in frames], s.holdout)
+    train_nums = {video_number(v) for v in train_v}
+    keep = [k for k, f in enumerate(frames) if video_number(f.video) in train_nums]
     if s.max_pairs is not None:
         keep = keep[: s.max_pairs]
     if not keep:
@@ -185,11 +228,13 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
                 f"{run_dir}: holds a training run with other settings; remove it or use another --out"
             )
         start, losses = int(meta["step"]), list(meta.get("losses", []))
-    rng = np.random.default_rng([s.seed, start])
     dev = acc.device
     with make_progress(disable=not progress) as bar:
         task = bar.add_task("train tiny CLIP", total=s.steps, completed=start, unit="steps")
         for step in range(start, s.steps):
+            rng = np.random.default_rng(
+                [s.seed, step]
+            )  # per-step stream: a resumed run draws the same batches
             idx = rng.choice(len(keep), size=min(s.batch_size, len(keep)), replace=False)
             cap_ids = torch.as_tensor([pair_caps[i][rng.integers(len(pair_caps[i]))] for i in idx])
             unwrapped = acc.unwrap_model(model)

@@ -1,0 +1,82 @@
+"""Tiny-CLIP training (contrastive loss, splits, leakage guard, resume) and the demo step."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from surgkit.errors import LeakageError, SurgkitError
+from surgkit.grounding.train_clip import contrastive_loss, split_videos
+
+from .miniworld import write_mini_world
+
+
+def test_contrastive_loss_equals_clip_loss_without_duplicates():
+    from transformers.models.clip.modeling_clip import image_text_contrastive_loss
+
+    g = torch.Generator().manual_seed(0)
+    img, txt = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    scale = torch.tensor(7.0)
+    logits_per_text = scale * F.normalize(txt, dim=-1) @ F.normalize(img, dim=-1).T
+    ours = contrastive_loss(img, txt, scale, torch.arange(5))
+    torch.testing.assert_close(ours, image_text_contrastive_loss(logits_per_text))
+
+
+def test_contrastive_loss_treats_equal_captions_as_positives():
+    img = torch.eye(3)
+    txt = torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [0, 0, 1.0]])
+    ids = torch.tensor([0, 0, 1])  # images 0 and 1 share a caption
+    logits = 10 * F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T
+    targets = torch.tensor([[0.5, 0.5, 0], [0.5, 0.5, 0], [0, 0, 1.0]])
+    expected = 0.5 * (
+        -(targets * logits.log_softmax(1)).sum(1).mean() - (targets * logits.T.log_softmax(1)).sum(1).mean()
+    )
+    torch.testing.assert_close(contrastive_loss(img, txt, torch.tensor(10.0), ids), expected)
+
+
+def test_split_videos_holds_out_the_last():
+    assert split_videos(["video03", "video01", "video02"], 0.34) == (["video01", "video02"], ["video03"])
+    with pytest.raises(SurgkitError, match="at least 2 videos"):
+        split_videos(["video01"], 0.3)
+
+
+def test_train_resume_and_leakage_guard(tmp_path):
+    from surgkit.grounding.api import bench
+    from surgkit.grounding.train_clip import TrainSettings, train_clip
+
+    world = write_mini_world(tmp_path / "w", videos=(1, 2), frames=3)
+    out = tmp_path / "clip"
+    settings = TrainSettings(size="test", steps=4, batch_size=4, save_every=2)
+    first = train_clip(world, out, settings, progress=False)
+    assert first["train_videos"] == ["VID01"] and first["heldout_videos"] == ["VID02"]
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    assert json.loads((out / "surgkit_training.json").read_text())["train_videos"] == ["VID01"]
+    assert (tmp_path / "clip.train" / "checkpoint-00000002").is_dir()
+    again = train_clip(world, out, settings, progress=False)  # resumes from step 2: same result
+    assert again["losses"] == first["losses"]
+    with pytest.raises(LeakageError, match="video01"):
+        bench(str(out), "synth", world, "instrument", tmp_path / "r", progress=False)
+    s = bench(str(out), "synth", world, "instrument", tmp_path / "r", videos=["video02"], progress=False)
+    assert set(s["videos"]) == {"video02"}
+
+
+def test_demo_step_tiny(tmp_path):
+    from surgkit.demo import DemoContext
+    from surgkit.grounding.demo import demo_step
+
+    world = write_mini_world(tmp_path / "world", videos=(1, 2), frames=3)
+    ctx = DemoContext(workdir=tmp_path / "demo", size="tiny", artifacts={"world": str(world)})
+    section = demo_step(ctx)
+    assert section.key == "grounding" and len(section.tables) == 3
+    assert all(p.is_file() for p, _ in section.figures)
+    assert section.metrics["trained_instrument"]["frames"] == 3
+    assert "held-out" in section.summary and ctx.artifacts["grounding_clip"]
+    header = section.tables[1][1]
+    assert header[1:4] == [
+        "tiny-CLIP (trained) ARS",
+        "tiny-CLIP (trained) V/T (%)",
+        "tiny-CLIP (trained) Z/V (%)",
+    ]
