@@ -87,3 +87,17 @@ def test_invariant_under_strictly_increasing_transform(pairs, kind):
         assert 0.0 < a <= 1.0
     else:
         assert np.isnan(a) and np.isnan(b)
+
+
+def test_signed_zero_ties_and_huge_range_fallback_equal_sklearn():
+    # -0.0 and +0.0 are the same score (a tie) for sklearn; scores spanning +-1e300 exceed the
+    # packed-key fast path and use the argsort fallback
+    rng = np.random.default_rng(3)
+    y = rng.random((300, 4)) < 0.3
+    y[0] = True
+    zeros = np.where(rng.random((300, 4)) < 0.5, -0.0, 0.0) + np.round(rng.random((300, 4)))
+    huge = rng.normal(size=(300, 4)) * 1e300
+    for s in (zeros, huge, np.round(huge, -299)):
+        ours = average_precision(y, s)
+        ref = [average_precision_score(y[:, k], s[:, k]) for k in range(4)]
+        np.testing.assert_allclose(ours, ref, atol=1e-12)
