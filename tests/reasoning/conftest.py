@@ -66,3 +66,13 @@ def endovis_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def cholect_root(tmp_path_factory) -> Path:
     return write_cholect50(tmp_path_factory.mktemp("ct50"))
+
+
+@pytest.fixture(scope="session")
+def synth_world(tmp_path_factory) -> Path:
+    """A tiny synthetic world with the layouts the reasoning records come from."""
+    from surgkit.synth import generate_world
+
+    out = tmp_path_factory.mktemp("world") / "w"
+    generate_world(out, preset="tiny", seed=0, layouts="vlm,vqla,cholect50,endoscapes", progress=False)
+    return out

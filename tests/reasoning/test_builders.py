@@ -83,3 +83,29 @@ def test_build_file_with_cot_and_validate(endovis_root, tmp_path):
     assert v == {"records": 12, "line_errors": [], "chains_valid": 12, "chain_problems": []}
     v2 = validate_records_file(tmp_path / "r.jsonl", tmp_path, check_images=True)
     assert len(v2["line_errors"]) == 12 and "image not found" in v2["line_errors"][0]
+
+
+def test_records_from_the_synthetic_world(synth_world):
+    import json
+
+    from surgkit.reasoning import boxes as bx
+
+    rep = build_from_world(synth_world)
+    manifest = json.loads((synth_world / "world.json").read_text())["layouts"]["vqla"]
+    datasets = {r.dataset for r in rep.records}
+    assert {"synth-vlm", "synth-endovis18_vqla", "synth-cholect50", "synth-endoscapes"} <= datasets
+    vqla = [r for r in rep.records if r.dataset == "synth-endovis18_vqla"]
+    test_seqs = {f"seq_{n}" for n in manifest["test_sequences"]}
+    assert all((r.split == "test") == (r.video_id in test_seqs) for r in vqla)
+    # EndoVis-layout location answers equal the quadrant of the (scaled) box centre
+    locs = [r for r in vqla if r.question_type == "location"]
+    assert locs and all(bx.quadrant(r.answer_box(), *r.size) == r.answer for r in locs)
+    # where the world's answer is not the box-centre quadrant (vlm file: a few), the chain makes no centre claim
+    for r in (r for r in rep.records if r.question_type == "location"):
+        claims = "has its centre in" in render_target(r, "cot")
+        assert claims == (bx.quadrant(r.answer_box(), *r.size) == r.answer)
+    assert all(bx.inside_image(b.bbox, *r.size) for r in rep.records for b in r.boxes)
+    # every template chain passes the validator; chains with triplets state them in Level 2
+    for r in rep.records:
+        assert validate_chain(render_target(r, "cot"), r) == [], r.id
+    assert any(r.labels.get("triplets") and r.dataset == "synth-vlm" for r in rep.records)

@@ -247,7 +247,7 @@ def level3(rec: Record, variant: int | None = None, used: list[int] | None = Non
     if task == "vqla" and rec.question_type == "location":
         box = rec.answer_box()
         obj = rec.labels.get("object", "the object")
-        if box is not None:
+        if box is not None and answers_match(quadrant(box, *rec.size), ans):
             q = quadrant(box, *rec.size)
             horiz, vert = q.split("-")
             return f"The box of the {readable(obj)} has its centre in the {horiz} {vert} quadrant, so it is located at {q}."
