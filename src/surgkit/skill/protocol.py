@@ -261,7 +261,13 @@ class CrossValidationRun:
             progress=progress,
             description=f"{task} {fold.name} {modality}",
         )
-        finish_phase(work, out_dir, branch, res, {"modality": modality, "fold": fold.name, "task": task})
+        finish_phase(
+            work,
+            out_dir,
+            branch,
+            res,
+            {"modality": modality, "fold": fold.name, "task": task, "label_scale": self.scale.to_dict()},
+        )
         return branch, res.selected_epoch
 
     def _phase2(self, fold_dir, model: SurgFusionNet, train, test, accelerator, progress, desc):
