@@ -204,3 +204,15 @@ def test_cli_pretrain_with_two_weighted_folders(tmp_path, frame_data, run_cli):
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
     code, _, err = run_cli("video", "pretrain", "--config", tmp_path / "missing.json")
     assert code == 2 and "missing.json" in err
+
+
+def test_video_files_are_cached_as_1fps_frames_and_bad_videos_left_out(tmp_path):
+    from .native_data import make_cholec80
+
+    root = make_cholec80(tmp_path / "c80", numbers=(1, 2), seconds=6)
+    (root / "videos" / "video03.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
+    summary = pretrain(_settings(root / "videos", tmp_path / "run", steps=1), progress=False)
+    frames = sorted((tmp_path / "run" / "frames_1fps" / "video01").glob("*.jpg"))
+    assert len(frames) == 6  # 6 s of 25-fps video at 1 fps
+    assert cv2.imread(str(frames[0])).shape[:2] == (37, 37)  # short side img_size·256/224 for img_size 32
+    assert summary["videos"] == 2  # the undecodable video03 is left out, the others go on

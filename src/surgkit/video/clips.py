@@ -107,7 +107,17 @@ def discover_sources(root: str | Path, frame_fps: float = 1.0, step_fps: float =
             found.append(p)
     if not found:
         raise SurgkitError(f"{root}: no video files ({', '.join(VIDEO_EXTS)}) or frame folders found")
-    return [open_source(p, frame_fps, step_fps, dataset=root.name) for p in found]
+    from surgkit.utils.progress import console
+
+    sources = []
+    for p in found:
+        try:
+            sources.append(open_source(p, frame_fps, step_fps, dataset=root.name))
+        except SurgkitError as e:  # one unreadable video must not stop the others
+            console.print(f"[yellow]warning:[/] skipped {e}")
+    if not sources:
+        raise SurgkitError(f"{root}: none of the {len(found)} videos / frame folders could be opened")
+    return sources
 
 
 def multiscale_crop_box(

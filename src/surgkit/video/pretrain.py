@@ -365,7 +365,7 @@ def cache_frames(
     short = max(img_size, round(img_size * 256 / 224))
     if acc.is_main_process:
         result = extract([s.path for s in videos], cache, fps=settings.step_fps, transform=f"resize_short={short}",
-                         fmt="jpg", progress=False)  # fmt: skip
+                         fmt="jpg", workers=max(1, settings.num_workers), progress=False)  # fmt: skip
         for vid, why in result.failed.items():
             console.print(f"[yellow]warning:[/] {vid}: left out of pretraining ({why})")
     acc.wait_for_everyone()
