@@ -142,3 +142,29 @@ def test_skill_and_vqla(run_cli, tmp_path):
     (tmp_path / "bad.json").write_text('[{"answer_true": 0}]')
     code, _, err = run_cli("eval", "vqla", tmp_path / "bad.json")
     assert code == 2 and "bad.json: record 0: missing field answer_pred" in err
+
+
+def test_phase_txt_folders_in_cholec80_layout(run_cli, tmp_path):
+    from surgkit.vocab import CHOLEC80_PHASES
+
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    gt_dir.mkdir(), pred_dir.mkdir()
+    for vid, g, p in (("41", G_A, P_A), ("42", G_B, P_B)):
+        rows = "".join(f"{i}\t{CHOLEC80_PHASES[x]}\n" for i, x in enumerate(g))
+        (gt_dir / f"video{vid}-phase.txt").write_text("Frame\tPhase\n" + rows)
+        rows = "".join(f"{i} {x}\n" for i, x in enumerate(p))  # digits, as TMRNet prediction files
+        (pred_dir / f"video{vid}_pred.txt").write_text("Frame Phase\n" + rows)
+    code, out, err = run_cli(
+        "eval", "phase", gt_dir, pred_dir, "--protocol", "relaxed", "--fps", "0.2", "--json"
+    )
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["video_accuracy"] == pytest.approx(0.829545, abs=1e-6)
+    assert res["protocol"]["video_names"] == ["41", "42"]
+    # the header line is always skipped (ReadPhaseLabel.m): a file without one loses its first frame
+    (pred_dir / "video42_pred.txt").write_text("".join(f"{i} {x}\n" for i, x in enumerate(P_B)))
+    code, _, err = run_cli("eval", "phase", gt_dir, pred_dir)
+    assert code == 2 and "video 42: 11 labelled frames but 10 predicted" in err
+    (pred_dir / "video42_pred.txt").write_text("Frame Phase\n0 1 extra\n")
+    code, _, err = run_cli("eval", "phase", gt_dir, pred_dir)
+    assert code == 2 and "video42_pred.txt:2: expected 'frame phase', got 3 fields" in err

@@ -28,9 +28,9 @@ def _emit(result: dict, as_json: bool, title: str, rows: list[tuple[str, object]
 @eval_app.command("phase")
 def phase_cmd(
     labels: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="Ground-truth phases (.csv/.json/.npz)."
+        ..., exists=True, help="Ground-truth phases (.csv/.json/.npz, a per-video .txt or a folder of them)."
     ),
-    preds: Path = typer.Argument(..., exists=True, dir_okay=False, help="Predicted phases, same format."),
+    preds: Path = typer.Argument(..., exists=True, help="Predicted phases, same kinds of input."),
     num_phases: int = typer.Option(7, help="Number of phases (Cholec80 7, M2CAI16 8)."),
     protocol: str = typer.Option("strict", help="strict | relaxed | sklearn-per-video | sklearn-pooled."),
     fps: float = typer.Option(1.0, help="Frame rate of the sequences (relaxed window = 10*fps frames)."),

@@ -6,7 +6,9 @@ text formats, the 1-based line. NPZ files are opened with ``allow_pickle=False``
 * **phase** (labels and predictions, one file each, same format):
   CSV with a header ``video,frame,phase`` (the value column may also be called ``label`` or
   ``prediction``); JSON ``{"video01": [0, 0, 1, ...], ...}``; NPZ with one 1-D integer array per
-  video. Values are 0-based ids or phase names of the dataset vocabulary.
+  video; or a folder of per-video ``.txt`` files in the Cholec80 / Matlab-protocol layout (header
+  line, then ``frame phase`` rows; the video is the last number in the file name). Values are
+  0-based ids or phase names of the dataset vocabulary.
 * **triplet**: NPZ with ``video_ids`` (N,) and ``targets`` or ``scores`` (N, 100) (optional
   ``frames``); or CSV ``video,frame,c0,...,c99``. Labels and predictions must list the same
   (video, frame) rows in the same order.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +124,52 @@ def _class_id(value: Any, names: tuple[str, ...], what: str, path: Path, line: i
 
 
 # ------------------------------------------------------------------------------------- phase
+def video_key_from_name(path: Path) -> str:
+    """Video id of a per-video text file: the last number in its stem ("video41-phase" -> "41")."""
+    numbers = re.findall(r"\d+", path.stem)
+    if not numbers:
+        raise DataFormatError("cannot tell the video from the file name (it contains no number)", path=path)
+    return str(int(numbers[-1]))
+
+
+def read_phase_txt(path: Path, phase_names: tuple[str, ...] = ()) -> np.ndarray:
+    """One Cholec80/M2CAI-style phase file: a header line (always skipped, as ReadPhaseLabel.m),
+    then whitespace-separated ``frame phase`` rows; returns the phases sorted by frame."""
+    frames: dict[int, int] = {}
+    with path.open(encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    if not lines:
+        raise DataFormatError("empty file (a header line is required)", path=path, line=1)
+    for number, text in enumerate(lines[1:], start=2):
+        fields = text.split()
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise DataFormatError(f"expected 'frame phase', got {len(fields)} fields", path=path, line=number)
+        frame = int(_number(fields[0], "frame", path, number, 0, integer=True))
+        if frame in frames:
+            raise DataFormatError(f"frame {frame} appears twice", path=path, line=number)
+        frames[frame] = _class_id(fields[1], phase_names, "phase", path, number, 0)
+    if not frames:
+        raise DataFormatError("no rows after the header", path=path)
+    return np.array([frames[k] for k in sorted(frames)], dtype=np.int64)
+
+
 def read_phase_file(path: str | Path, phase_names: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """``{video: (frames,) int array}`` from a phase CSV / JSON / NPZ file (frames sorted for CSV)."""
+    """``{video: (frames,) int array}`` from a phase CSV / JSON / NPZ file (frames sorted for CSV),
+    one ``.txt`` file per video (Cholec80 annotation / Matlab-protocol layout) or a folder of them."""
     path = Path(path)
+    if path.is_dir() or path.suffix.lower() == ".txt":
+        files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+        if not files:
+            raise DataFormatError("folder contains no .txt phase files", path=path)
+        out: dict[str, np.ndarray] = {}
+        for f in files:
+            key = video_key_from_name(f)
+            if key in out:
+                raise DataFormatError(f"two files for video {key} in this folder", path=f)
+            out[key] = read_phase_txt(f, phase_names)
+        return out
     kind = _suffix(path)
     if kind == ".npz":
         out = {}
