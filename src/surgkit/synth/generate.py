@@ -113,13 +113,20 @@ def generate_world(
             plan = world.lap_plan(job) if kind == "lap" else world.bench_plan(job)
             active = lap_writers if kind == "lap" else bench_writers
             task = bar.add_task(f"  {plan.name}", total=plan.frames, unit="frames")
-            for w in active:
-                w.begin(plan)
-            for t, (rgb, truth) in enumerate(world.render(plan)):
+            started = []
+            try:
                 for w in active:
-                    w.frame(t, rgb, truth)
-                if t % 50 == 0:
-                    bar.update(task, completed=t)
+                    w.begin(plan)
+                    started.append(w)
+                for t, (rgb, truth) in enumerate(world.render(plan)):
+                    for w in active:
+                        w.frame(t, rgb, truth)
+                    if t % 50 == 0:
+                        bar.update(task, completed=t)
+            except BaseException:
+                for w in started:  # close encoders and remove their temporary files
+                    w.abort()
+                raise
             for w in active:
                 w.end(plan)
             bar.remove_task(task)

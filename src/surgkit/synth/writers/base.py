@@ -46,6 +46,9 @@ class LayoutWriter:
     def end(self, plan: VideoPlan) -> None:  # pragma: no cover
         pass
 
+    def abort(self) -> None:
+        """Called instead of ``end`` when a video fails: drop its half-written files."""
+
     def finish(self) -> dict[str, Any]:
         return {}
 

@@ -61,7 +61,8 @@ class Cholec80Writer(LayoutWriter):
         self.count += 1
 
     def abort(self) -> None:
-        self._video.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        err = RuntimeError("aborted")
+        self._video.__exit__(type(err), err, None)
 
     def finish(self) -> dict[str, Any]:
         return {"path": "cholec80", "videos": self.count, "fps": self.plan_fps, "tool_every": 25}

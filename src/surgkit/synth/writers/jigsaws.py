@@ -88,6 +88,10 @@ class JigsawsWriter(LayoutWriter):
     def frame(self, t, rgb, truth) -> None:
         self._write(rgb)
 
+    def abort(self) -> None:
+        err = RuntimeError("aborted")
+        self._video.__exit__(type(err), err, None)
+
     def end(self, plan) -> None:
         self._video.__exit__(None, None, None)
         task_dir = self.dir / plan.task
