@@ -59,6 +59,10 @@ def test_phase_errors_name_file_and_line(run_cli, tmp_path):
     short = _phase_csv(tmp_path / "short.csv", {"v1": P_A[:5]})
     code, _, err = run_cli("eval", "phase", labels, short)
     assert code == 2 and "video v1: 12 labelled frames but 5 predicted" in err
+    shifted = tmp_path / "shifted.csv"  # same length, different frame indices: refused as Main.m does
+    shifted.write_text("video,frame,phase\n" + "".join(f"v1,{i + 25},{x}\n" for i, x in enumerate(P_A)))
+    code, _, err = run_cli("eval", "phase", labels, shifted)
+    assert code == 2 and "video v1: predicted frame 25 where the labels have frame 0" in err
     other = _phase_csv(tmp_path / "other.csv", {"v2": P_A})
     code, _, err = run_cli("eval", "phase", labels, other)
     assert code == 2 and "no predictions for video(s) v1" in err

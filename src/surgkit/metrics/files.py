@@ -132,9 +132,9 @@ def video_key_from_name(path: Path) -> str:
     return str(int(numbers[-1]))
 
 
-def read_phase_txt(path: Path, phase_names: tuple[str, ...] = ()) -> np.ndarray:
+def read_phase_txt(path: Path, phase_names: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """One Cholec80/M2CAI-style phase file: a header line (always skipped, as ReadPhaseLabel.m),
-    then whitespace-separated ``frame phase`` rows; returns the phases sorted by frame."""
+    then whitespace-separated ``frame phase`` rows; returns (sorted frame indices, their phases)."""
     frames: dict[int, int] = {}
     with path.open(encoding="utf-8") as fh:
         lines = fh.read().splitlines()
@@ -152,18 +152,32 @@ def read_phase_txt(path: Path, phase_names: tuple[str, ...] = ()) -> np.ndarray:
         frames[frame] = _class_id(fields[1], phase_names, "phase", path, number, 0)
     if not frames:
         raise DataFormatError("no rows after the header", path=path)
-    return np.array([frames[k] for k in sorted(frames)], dtype=np.int64)
+    return _sorted_frames(frames)
 
 
-def read_phase_file(path: str | Path, phase_names: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+def _sorted_frames(frames: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    order = sorted(frames)
+    return np.array(order, dtype=np.int64), np.array([frames[k] for k in order], dtype=np.int64)
+
+
+def _implicit_frames(phases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.arange(phases.size, dtype=np.int64), phases
+
+
+def read_phase_file(
+    path: str | Path, phase_names: tuple[str, ...] = ()
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{video: (frames,) int array}`` from a phase CSV / JSON / NPZ file (frames sorted for CSV),
-    one ``.txt`` file per video (Cholec80 annotation / Matlab-protocol layout) or a folder of them."""
+    one ``.txt`` file per video (Cholec80 annotation / Matlab-protocol layout) or a folder of them.
+
+    Returns ``{video: (frame indices, phases)}``; JSON and NPZ sequences have frames 0..N-1.
+    """
     path = Path(path)
     if path.is_dir() or path.suffix.lower() == ".txt":
         files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
         if not files:
             raise DataFormatError("folder contains no .txt phase files", path=path)
-        out: dict[str, np.ndarray] = {}
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for f in files:
             key = video_key_from_name(f)
             if key in out:
@@ -178,7 +192,7 @@ def read_phase_file(path: str | Path, phase_names: tuple[str, ...] = ()) -> dict
                 raise DataFormatError(
                     f"array '{k}' must be a 1-D integer array, got {v.dtype} {v.shape}", path=path
                 )
-            out[k] = v.astype(np.int64)
+            out[k] = _implicit_frames(v.astype(np.int64))
         return out
     if kind == ".json":
         data = _load_json(path)
@@ -188,12 +202,14 @@ def read_phase_file(path: str | Path, phase_names: tuple[str, ...] = ()) -> dict
         for video, seq in data.items():
             if not isinstance(seq, list):
                 raise DataFormatError(f"video {video}: expected a list of phases", path=path)
-            out[str(video)] = np.array(
-                [
-                    _class_id(x, phase_names, f"video {video} frame {i}: phase", path, None, i)
-                    for i, x in enumerate(seq)
-                ],
-                dtype=np.int64,
+            out[str(video)] = _implicit_frames(
+                np.array(
+                    [
+                        _class_id(x, phase_names, f"video {video} frame {i}: phase", path, None, i)
+                        for i, x in enumerate(seq)
+                    ],
+                    dtype=np.int64,
+                )
             )
         return out
     frames: dict[str, dict[int, int]] = {}
@@ -207,7 +223,7 @@ def read_phase_file(path: str | Path, phase_names: tuple[str, ...] = ()) -> dict
         per_video[frame] = _class_id(value, phase_names, "phase", path, line, 0)
     if not frames:
         raise DataFormatError("no rows", path=path)
-    return {v: np.array([f[k] for k in sorted(f)], dtype=np.int64) for v, f in frames.items()}
+    return {v: _sorted_frames(f) for v, f in frames.items()}
 
 
 def pair_videos(labels: dict, preds: dict, label_path: Path, pred_path: Path) -> tuple[list[str], list, list]:

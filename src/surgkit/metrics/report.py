@@ -78,12 +78,20 @@ def evaluate_phase_files(
 
     names = _phase_names(num_phases)
     gl, pl = read_phase_file(labels, names), read_phase_file(preds, names)
-    videos, g, p = pair_videos(gl, pl, Path(labels), Path(preds))
-    for name, a, b in zip(videos, g, p, strict=True):
-        if a.size != b.size:
+    videos, g_seqs, p_seqs = pair_videos(gl, pl, Path(labels), Path(preds))
+    for name, (fa, _), (fb, _) in zip(videos, g_seqs, p_seqs, strict=True):
+        if fa.size != fb.size:
             raise DataFormatError(
-                f"video {name}: {a.size} labelled frames but {b.size} predicted", path=preds
+                f"video {name}: {fa.size} labelled frames but {fb.size} predicted", path=preds
             )
+        differ = np.flatnonzero(fa != fb)
+        if differ.size:  # Main.m also stops when the frame indices differ
+            k = int(differ[0])
+            raise DataFormatError(
+                f"video {name}: predicted frame {fb[k]} where the labels have frame {fa[k]} (row {k})",
+                path=preds,
+            )
+    g, p = [x[1] for x in g_seqs], [x[1] for x in p_seqs]
     result = evaluate(
         g, p, num_phases, protocol, fps, variant=variant, relaxed_fixed=relaxed_fixed, video_names=videos,
         never_predicted=never_predicted, phase_mean=phase_mean,
