@@ -55,6 +55,7 @@ def demo_step(ctx: DemoContext) -> DemoSection:
         model_overrides=over, teacher="random-vit", num_frames=p["num_frames"], interval=p["interval"],
         batch_size=p["pre_batch"], steps=p["pre_steps"], warmup_steps=max(1, p["pre_steps"] // 10),
         base_lr=1.5e-3, base_min_lr=1e-4, save_every=max(10, p["pre_steps"]), seed=ctx.seed, device=device,
+        frame_cache=str(out / "frames_1fps"),
         test_data=_test_videos(world),
     ), progress=not ctx.tiny)  # fmt: skip
     runs = {}
@@ -64,7 +65,7 @@ def demo_step(ctx: DemoContext) -> DemoSection:
             init=init, size="tiny", model_overrides=over, split_file=str(world / "world.json"),
             num_frames=p["num_frames"], interval=p["interval"], epochs=p["epochs"], warmup_epochs=0.5,
             batch_size=p["ft_batch"], train_samples_per_epoch=p["ft_samples"], eval_frame_stride=p["eval_stride"],
-            seed=ctx.seed, device=device,
+            seed=ctx.seed, device=device, frame_cache=str(out / "frames_1fps"),
         ), progress=not ctx.tiny)  # fmt: skip
     keys = ("image_accuracy", "video_accuracy", "jaccard", "precision", "recall")
     rows = [

@@ -81,6 +81,9 @@ class FinetuneSettings:
     device: str = "auto"
     mixed_precision: str = "auto"
     num_workers: int = 0
+    frame_cache: str | None = (
+        "auto"  # video files → 1-fps frames once ("auto" = <run_dir>/frames_1fps; "none")
+    )
     allow_leakage: bool = False
 
     @classmethod
@@ -173,6 +176,37 @@ def load_split(settings: FinetuneSettings):
     if not names:
         raise SurgkitError(f"{settings.root}: dataset '{settings.dataset}' has no {settings.task} classes")
     return ds, split, names
+
+
+def cache_video_frames(ds, settings: FinetuneSettings, img_size: int) -> None:
+    """Serve video files from 1-fps frames extracted once (``surgkit.prep.frames``), keyed by source frame.
+
+    Each video gets ``extra["frames"] = {source frame of second k: image k}``, which
+    :class:`~surgkit.data.torch.ClipDataset` reads as a sparse frame list: an online clip then
+    steps over listed (1-fps) frames, exactly the 1-fps timeline, without seeking in the video.
+    """
+    if settings.frame_cache == "none" or settings.fps != 1.0:
+        return
+    videos = [v for v in ds.videos.values() if v.path is not None and Path(v.path).is_file() and v.fps]
+    if not videos:
+        return
+    from surgkit.prep.frames import extract
+    from surgkit.prep.video import video_id_of
+
+    cache = (
+        Path(settings.run_dir) / "frames_1fps"
+        if settings.frame_cache in (None, "auto")
+        else Path(settings.frame_cache)
+    )
+    short = max(img_size, round(img_size * 256 / 224))
+    result = extract([v.path for v in videos], cache, fps=1, transform=f"resize_short={short}", fmt="jpg",
+                     workers=max(1, settings.num_workers), progress=False)  # fmt: skip
+    for v in videos:
+        folder = cache / video_id_of(v.path)
+        if video_id_of(v.path) in result.failed or not folder.is_dir():
+            continue  # left to the lazy video reader, which reports the problem with the file named
+        files = sorted(folder.glob("*.jpg"))
+        v.extra["frames"] = {int(round(k * v.fps)): f for k, f in enumerate(files)}
 
 
 def split_from_file(path: str | Path, known: list[str]):
@@ -321,6 +355,7 @@ def finetune(settings: FinetuneSettings, progress: bool = True) -> dict[str, Any
     leaks = guard_split(ds, split, allow=settings.allow_leakage, progress=False)
     model, init_note = build_classifier(settings, len(names), names)
     img = model.config.img_size
+    cache_video_frames(ds, settings, img)
     train = clip_dataset(ds, settings, split.train, img, train=True)
     val = clip_dataset(ds, settings, split.val, img, False, settings.eval_frame_stride) if split.val else None
     notes = [f"split {split.scheme} {split.name}: {len(split.train)} train / {len(split.val)} val / "
