@@ -30,6 +30,7 @@ def build_cmd(
     out: Path = typer.Option(..., help="Records JSONL to write."),
     cot: bool = typer.Option(False, "--cot", help="Attach validated template chains (reasoning field)."),
     stride: int = typer.Option(1, help="Keep every N-th labelled frame (CholecT50)."),
+    stride_s: float = typer.Option(30.0, help="Seconds between sampled Cholec80 frames."),
     frames_dir: Path = typer.Option(
         None, help="Where decoded Cholec80 frames go (default ROOT/surgkit_frames)."
     ),

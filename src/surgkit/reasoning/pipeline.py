@@ -29,12 +29,20 @@ def template_reasoning(rec: Record) -> tuple[dict[str, Any] | None, list[str]]:
 
 
 def build_records_file(
-    source: str, root: str | Path, out: str | Path, cot: bool = False, stride: int = 1, frames_dir=None
+    source: str,
+    root: str | Path,
+    out: str | Path,
+    cot: bool = False,
+    stride: int = 1,
+    frames_dir=None,
+    vqla_box_size: tuple[int, int] | None = None,
+    stride_s: float = 30.0,
 ) -> dict[str, Any]:
     """Build records from a dataset root, optionally attach validated template chains, write JSONL."""
     from surgkit.reasoning.builders import build
 
-    report = build(source, root, frames_dir=frames_dir, stride=stride)
+    kw = {"vqla_box_size": vqla_box_size} if vqla_box_size else {}
+    report = build(source, root, frames_dir=frames_dir, stride=stride, stride_s=stride_s, **kw)
     template_failures = []
     if cot:
         for rec in report.records:
@@ -108,6 +116,17 @@ def make_tiny_model(records_path: str | Path, out: str | Path, seed: int = 0, **
     recs = [r for r in read_records(records_path) if r.split == "train"] or read_records(records_path)
     cfg = dataclasses.replace(TinyVLMConfig(), **sizes)
     return build_tiny_vlm(out, tokenizer_corpus(recs), cfg, seed)
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """'1280x1024' -> (1280, 1024)."""
+    if not text:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SurgkitError(f"bad size '{text}' (use WIDTHxHEIGHT, e.g. 1280x1024)") from None
+    return w, h
 
 
 def parse_weights(text: str | None) -> dict[str, float] | None:
