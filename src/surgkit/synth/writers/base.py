@@ -102,7 +102,7 @@ VIDEO_CODECS = {".mp4": "libx264", ".avi": "mpeg4"}
 def video_writer(path: Path, fps: float, width: int, height: int) -> Iterator[Callable[[np.ndarray], None]]:
     """Encode RGB frames with PyAV: H.264 for ``.mp4``, MPEG-4 Part 2 for ``.avi``; atomic on success.
 
-    Settings are fixed (x264 ``ultrafast``, CRF 18, 1 thread; MPEG-4 at 0.4 bit per pixel, 1 thread) so that the same frames
+    Settings are fixed (x264 ``ultrafast``, CRF 18, 1 thread; MPEG-4 at 0.2 bit per pixel, 1 thread) so that the same frames
     always give the same bytes.
     """
     import av
@@ -116,7 +116,7 @@ def video_writer(path: Path, fps: float, width: int, height: int) -> Iterator[Ca
             if codec == "libx264":
                 stream.options = {"preset": "ultrafast", "crf": "18", "threads": "1"}
             else:
-                stream.bit_rate = int(0.4 * width * height * fps)
+                stream.bit_rate = int(0.2 * width * height * fps)
                 stream.thread_count = 1
 
             def write(rgb: np.ndarray) -> None:
