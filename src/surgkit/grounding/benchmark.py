@@ -162,7 +162,7 @@ class _Chooser:
             classes = self.prompts["primary"].classes
             verb_set = self.prompts["verb"]
             verbs = [normalise_label(VERBS[classes[int(k)].components[1]]) for k in explained]
-            self.verb_pred = np.asarray([verb_set._index.get(v, -1) for v in verbs])
+            self.verb_pred = np.asarray([verb_set.get(v) for v in verbs])
             safe = torch.as_tensor(np.where(self.verb_pred < 0, 0, self.verb_pred))
             targets.append(self.banks["verb"][safe])
         return targets
@@ -173,8 +173,8 @@ def _gt_index(frame: GroundingFrame, settings: BenchSettings, primary: PromptSet
         return primary.index(frame.instruments[0])
     for comp in frame.triplets:
         key = triplet_key(INSTRUMENTS[comp[0]], VERBS[comp[1]], TARGETS[comp[2]])
-        if key in primary._index:
-            return primary._index[key]
+        if primary.get(key) >= 0:
+            return primary.get(key)
     return 0
 
 

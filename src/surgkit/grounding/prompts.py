@@ -117,6 +117,10 @@ class PromptSet:
                 f"{at}class '{key}' is not in the {self.task} prompt vocabulary ({shown})"
             ) from None
 
+    def get(self, key: str, default: int = -1) -> int:
+        """Index of a class key, or ``default`` when it is not in the vocabulary."""
+        return self._index.get(key, default)
+
     def flat(self) -> tuple[list[str], list[int]]:
         """All prompts and, per prompt, its class index (for batched encoding and ensembling)."""
         prompts, owner = [], []

@@ -352,8 +352,13 @@ class SurgicalVLMAdapter(VLMAdapter):
         device: str | torch.device = "cpu",
         native: bool = False,
         name: str | None = None,
+        **unsupported: Any,
     ) -> SurgicalVLMAdapter:
         """A surgkit SurgicalVLM folder (config.json, model.safetensors, vocab.txt)."""
+        if unsupported:
+            raise SurgkitError(
+                f"option(s) {', '.join(sorted(unsupported))} do not apply to Grad-CAM (ResNet) models"
+            )
         path = Path(path)
         model = SurgicalVLM.from_pretrained(path)
         return cls(model, bert_tokenizer(path / "vocab.txt"), _preprocess(model.config, native), name, device)

@@ -106,10 +106,12 @@ def run_markdown(summaries: Sequence[dict[str, Any]]) -> str:
 
 def print_tables(summaries: Sequence[dict[str, Any]]) -> None:
     """Rich tables on stdout."""
+    import sys
+
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 220)
     for caption, header, rows in tables_for(summaries):
         t = RichTable(title=caption)
         for h in header:
