@@ -216,3 +216,27 @@ def test_video_files_are_cached_as_1fps_frames_and_bad_videos_left_out(tmp_path)
     assert len(frames) == 6  # 6 s of 25-fps video at 1 fps
     assert cv2.imread(str(frames[0])).shape[:2] == (37, 37)  # short side img_size·256/224 for img_size 32
     assert summary["videos"] == 2  # the undecodable video03 is left out, the others go on
+
+
+def test_hf_teacher_gives_last_block_patch_tokens_of_frame_2t(tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    from surgkit.video.teacher import load_teacher, teacher_tokens
+
+    torch.manual_seed(0)
+    vit = ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=48), add_pooling_layer=False).eval()  # fmt: skip
+    vit.save_pretrained(tmp_path / "vit")
+    teacher = load_teacher(str(tmp_path / "vit"))
+    video = torch.randn(2, 3, 4, 32, 32)
+    tokens = teacher_tokens(teacher, video, tubelet=2, grid_hw=(4, 4))
+    assert tokens.shape == (2, 2 * 16, 24)  # B × (T/2 · 16 patches) × width
+    with torch.no_grad():
+        out = vit(
+            pixel_values=video[1, :, 2][None], output_hidden_states=True
+        )  # sample 1, tubelet 1 → frame 2
+    torch.testing.assert_close(
+        tokens[1, 16:], out.hidden_states[-1][0, 1:]
+    )  # class token dropped, before the LN
+    assert not torch.allclose(tokens[1, 16:], out.last_hidden_state[0, 1:], atol=1e-3)
+    assert not any(p.requires_grad for p in teacher.parameters())
