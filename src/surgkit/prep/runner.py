@@ -100,7 +100,8 @@ def run_tasks(
             status, value = _call(fn, task, report=on_message)
             (on_result if status == "ok" else on_error)(task, value)
         return
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    # Not "fork": OpenCV's and torch's thread pools in the parent deadlock forked children.
+    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
     queue = ctx.Queue()
 
     def drain() -> None:

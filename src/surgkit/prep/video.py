@@ -79,7 +79,8 @@ def _ffmpeg_reason(exc: BaseException, logs: list | None = None) -> str:
     return "FFmpeg: " + "; ".join(p for p in parts if p)
 
 
-def _open(path: Path) -> tuple[Any, Any]:
+def _open(path: Path) -> tuple[Any, Any, list]:
+    """Open the container; also return FFmpeg's ERROR-level messages logged while opening."""
     import av
 
     if not path.exists():
@@ -106,13 +107,14 @@ def _open(path: Path) -> tuple[Any, Any]:
         container.close()
         kinds = ", ".join(s.type for s in container.streams) or "no streams at all"
         raise VideoError(path, f"no video stream ({kinds}); truncated file or not a video?")
-    return container, container.streams.video[0]
+    errors = [entry for entry in logs if entry[0] is not None and entry[0] <= av.logging.ERROR]
+    return container, container.streams.video[0], errors
 
 
 def probe(path: str | Path) -> VideoInfo:
     """Read the container header (no decoding)."""
     path = Path(path)
-    container, stream = _open(path)
+    container, stream, _ = _open(path)
     try:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         duration = float(container.duration) / 1e6 if container.duration else None
@@ -213,7 +215,15 @@ def decode(
 
     path = Path(path)
     target = parse_fps(fps)
-    container, stream = _open(path)
+    container, stream, open_errors = _open(path)
+    if open_errors:
+        level, name, message = open_errors[0]
+        text = f"FFmpeg [{name}] {str(message).strip()}"
+        if strict:
+            container.close()
+            raise VideoError(path, f"corrupt container ({text})")
+        if warnings is not None:
+            warnings.append(f"container: {text}")
     # Single-threaded decoding: FFmpeg's frame threads would log outside this thread's capture
     # (and a global capture deadlocks PyAV); parallelism comes from processes instead.
     stream.thread_count = 1
