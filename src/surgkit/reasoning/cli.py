@@ -34,11 +34,15 @@ def build_cmd(
     frames_dir: Path = typer.Option(
         None, help="Where decoded Cholec80 frames go (default ROOT/surgkit_frames)."
     ),
+    vqla_box_size: str = typer.Option(
+        None,
+        help="WxH of the frame VQLA label boxes refer to when it differs from the images (e.g. 1280x1024).",
+    ),
 ) -> None:
     """Turn a dataset (or the synthetic world) into unified reasoning records."""
-    from surgkit.reasoning.pipeline import build_records_file
+    from surgkit.reasoning.pipeline import build_records_file, parse_size
 
-    res = build_records_file(source, root, out, cot, stride, frames_dir)
+    res = build_records_file(source, root, out, cot, stride, frames_dir, parse_size(vqla_box_size), stride_s)
     typer.echo(f"wrote {res['written']} records to {out}: {res['by_task']}")
     for item, why in res["skipped"][:20]:
         typer.echo(f"skipped {item}: {why}", err=True)
