@@ -173,6 +173,8 @@ def _vqla_metrics(items: list[Scored]) -> dict[str, Any]:
     from surgkit.metrics import vqla
 
     idx = {label_key(a): k for k, a in enumerate(VQLA_ANSWERS)}
+    for s in items:  # answers outside the 18 Surgical-VQLA classes get their own class ids
+        idx.setdefault(label_key(s.rec.answer), len(idx))
     y_true = [idx[label_key(s.rec.answer)] for s in items]
     y_pred = [idx.get(label_key(s.label), -1) if s.label is not None else -1 for s in items]
     with_box = [s for s in items if s.rec.answer_box() is not None]
