@@ -34,6 +34,7 @@ def test_world_manifest(tiny_world):
         "masks",
         "vqla",
         "vlm",
+        "copesd",
         "jigsaws",
     }
     assert [v["name"] for v in on_disk["videos"]] == ["video01", "video02"]
@@ -261,4 +262,21 @@ def test_vlm_jsonl(tiny_world):
     for q in vqa:
         if q["box"] is not None:
             x1, y1, x2, y2 = q["box"]
+            assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1
+
+
+def test_copesd_json(tiny_world):
+    root, _ = tiny_world
+    samples = json.loads((root / "copesd" / "copesd.json").read_text())
+    assert isinstance(samples, list) and samples
+    box = re.compile(r"([A-Z][a-z]+)\[(\d\.\d\d), (\d\.\d\d), (\d\.\d\d), (\d\.\d\d)\]")
+    for s in samples:
+        assert (root / "copesd" / s["image"]).is_file()
+        human, gpt = s["conversations"]
+        assert human["from"] == "human" and gpt["from"] == "gpt"
+        found = box.findall(gpt["value"])
+        assert found
+        for name, *xyxy in found:
+            x1, y1, x2, y2 = map(float, xyxy)
+            assert name.lower() in human["value"].lower()
             assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1

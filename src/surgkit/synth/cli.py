@@ -16,7 +16,7 @@ def synth(
     videos: int = typer.Option(None, help="Number of cholecystectomy videos (overrides the preset)."),
     layouts: str = typer.Option(
         "all",
-        help="Comma-separated layouts: truth, cholec80, cholect50, endoscapes, boxes, masks, vqla, vlm, jigsaws "
+        help="Comma-separated layouts: truth, cholec80, cholect50, endoscapes, boxes, masks, vqla, vlm, copesd, jigsaws "
         "(or all).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder."),
@@ -24,7 +24,7 @@ def synth(
 ) -> None:
     """Generate synthetic laparoscopic videos and JIGSAWS trials with exact ground truth.
 
-    Writes the native layouts of Cholec80, CholecT50, Endoscapes, Cholec80-Boxes, EndoVis18-VQLA and JIGSAWS (plus masks, image-caption/VQA JSONL and surgkit's own truth files) and a world.json manifest. See docs/synth.md.
+    Writes the native layouts of Cholec80, CholecT50, Endoscapes, Cholec80-Boxes, EndoVis18-VQLA, CoPESD and JIGSAWS (plus masks, image-caption/VQA JSONL and surgkit's own truth files) and a world.json manifest. See docs/synth.md.
     """
     from surgkit.synth.generate import generate_world
     from surgkit.synth.world import get_preset

@@ -24,6 +24,7 @@ def writer_classes() -> dict[str, type]:
     """Layout name -> writer class, in writing order."""
     from surgkit.synth.writers.cholec80 import BoxesWriter, Cholec80Writer
     from surgkit.synth.writers.cholect50 import CholecT50Writer
+    from surgkit.synth.writers.copesd import CopesdWriter
     from surgkit.synth.writers.endoscapes import EndoscapesWriter
     from surgkit.synth.writers.jigsaws import JigsawsWriter
     from surgkit.synth.writers.masks import MasksWriter
@@ -40,6 +41,7 @@ def writer_classes() -> dict[str, type]:
         MasksWriter,
         VqlaWriter,
         VlmWriter,
+        CopesdWriter,
         JigsawsWriter,
     )
     return {c.name: c for c in classes}
@@ -54,6 +56,7 @@ LAYOUTS: tuple[str, ...] = (
     "masks",
     "vqla",
     "vlm",
+    "copesd",
     "jigsaws",
 )
 
