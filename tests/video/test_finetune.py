@@ -112,3 +112,19 @@ def test_action_clip_task_short_clips_padded(tmp_path):
     summary = finetune(s, progress=False)
     assert summary["selection"] == "last epoch (no validation split)"  # SA160 has train/test lists only
     assert summary["test"]["num_clips"] == 2 and summary["test"]["protocol"]["name"] == "surgvista-clip-merge"
+
+
+def test_finetune_kill_and_resume_equals_uninterrupted(tmp_path, cholec80_root):
+    def settings(run):
+        return FinetuneSettings(dataset="cholec80", root=str(cholec80_root), task="phase", run_dir=str(tmp_path / run),
+                                epochs=2, batch_size=4, model_overrides=SMALL, num_frames=4, interval=2,
+                                device="cpu", train_samples_per_epoch=8, eval_frame_stride=6,
+                                frame_cache=str(tmp_path / "frames"))  # fmt: skip
+
+    full = finetune(settings("full"), progress=False)
+    cut = finetune(settings("cut"), progress=False, stop_after=1)
+    assert not cut["finished"] and "test" not in cut  # an interrupted run never looks at test
+    resumed = finetune(settings("cut"), progress=False)
+    assert [h["train_loss"] for h in resumed["history"]] == pytest.approx([h["train_loss"] for h in full["history"]],
+                                                                          rel=1e-5)  # fmt: skip
+    assert resumed["test"]["image_accuracy"] == pytest.approx(full["test"]["image_accuracy"])

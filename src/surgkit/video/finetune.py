@@ -342,8 +342,14 @@ def save_predictions(run_dir: Path, name: str, pred: dict[str, Any], label_names
 # ------------------------------------------------------------------------------------------ the run
 
 
-def finetune(settings: FinetuneSettings, progress: bool = True) -> dict[str, Any]:
-    """Train, select on validation, evaluate on test; resumable per epoch. Returns the summary."""
+def finetune(
+    settings: FinetuneSettings, progress: bool = True, stop_after: int | None = None
+) -> dict[str, Any]:
+    """Train, select on validation, evaluate on test; resumable per epoch. Returns the summary.
+
+    ``stop_after`` ends the run after that many epochs (keeping the schedule of ``settings.epochs``),
+    as a kill would; calling again resumes from the last checkpoint.
+    """
     from surgkit.data.leakage import guard_split
     from surgkit.utils.io import write_json
     from surgkit.utils.progress import console, make_progress
@@ -405,7 +411,7 @@ def finetune(settings: FinetuneSettings, progress: bool = True) -> dict[str, Any
     with make_progress(disable=not (progress and acc.is_main_process)) as bar:
         task = bar.add_task("fine-tuning", total=settings.epochs * steps_per_epoch,
                             completed=start * steps_per_epoch, unit="steps")  # fmt: skip
-        for epoch in range(start, settings.epochs):
+        for epoch in range(start, min(settings.epochs, stop_after or settings.epochs)):
             g.manual_seed(settings.seed + epoch)  # the epoch's sample order does not depend on resumption
             model.train()
             losses = []
@@ -441,7 +447,8 @@ def finetune(settings: FinetuneSettings, progress: bool = True) -> dict[str, Any
     summary: dict[str, Any] = {"task": settings.task, "dataset": settings.dataset, "history": history,
                                "selection": best if val is not None else "last epoch (no validation split)",
                                "seconds": round(time.perf_counter() - t0, 2), "notes": notes}  # fmt: skip
-    if split.test:
+    summary["finished"] = len(history) >= settings.epochs
+    if split.test and summary["finished"]:  # the test split is touched once, at the very end
         test = clip_dataset(ds, settings, split.test, img, False, settings.eval_frame_stride)
         pred = predict(final, _eval_loader(test, settings), acc.device)
         metrics = evaluate_predictions(settings.task, pred, len(names))
