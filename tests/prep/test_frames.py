@@ -17,11 +17,15 @@ from .conftest import read_index
 
 
 def test_extract_jpg_and_array_agree_on_frames(clips, tmp_path):
-    res = extract([clips["mp4_30"], clips["avi_60"]], tmp_path / "jpg", fps=10, fmt="jpg", chunk_size=7, progress=False)
+    res = extract(
+        [clips["mp4_30"], clips["avi_60"]], tmp_path / "jpg", fps=10, fmt="jpg", chunk_size=7, progress=False
+    )
     assert res.ok and sorted(res.done) == ["h264_30", "mpeg4_60"]
     names = sorted(p.name for p in (tmp_path / "jpg" / "h264_30").glob("*.jpg"))
     assert names[0] == "00000.jpg" and names[-1] == "00029.jpg" and len(names) == 30
-    arr = extract(clips["avi_60"], tmp_path / "arr", fps=10, fmt="array", chunk_size=7, progress=False, workers=1)
+    arr = extract(
+        clips["avi_60"], tmp_path / "arr", fps=10, fmt="array", chunk_size=7, progress=False, workers=1
+    )
     assert arr.ok
     seq = SequenceReader(tmp_path / "arr" / "mpeg4_60")
     frames = seq.read(0, len(seq))
@@ -65,7 +69,9 @@ def test_bad_videos_fail_alone_and_cli_exits_nonzero(clips, tmp_path, run_cli):
     src.mkdir()
     for key in ("mp4_30", "avi_60", "truncated_avi", "garbage_mp4", "empty", "text"):
         shutil.copy(clips[key], src / clips[key].name)
-    code, out, err = run_cli("prep", "frames", src, "-o", tmp_path / "out", "--fps", "10", "--workers", "2", "-q")
+    code, out, err = run_cli(
+        "prep", "frames", src, "-o", tmp_path / "out", "--fps", "10", "--workers", "2", "-q"
+    )
     assert code == 1
     text = " ".join((out + err).split())
     assert "2 done" in text and "4 failed" in text
@@ -77,7 +83,10 @@ def test_bad_videos_fail_alone_and_cli_exits_nonzero(clips, tmp_path, run_cli):
         assert f"{src / name}" in text and reason in text
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["videos"]["h264_30"]["status"] == "done"
-    assert manifest["videos"]["empty"]["status"] == "failed" and "0 bytes" in manifest["videos"]["empty"]["error"]
+    assert (
+        manifest["videos"]["empty"]["status"] == "failed"
+        and "0 bytes" in manifest["videos"]["empty"]["error"]
+    )
     assert SequenceReader(tmp_path / "out" / "h264_30").num_items == 30
     assert not (tmp_path / "out" / "trunc" / "sequence.json").exists()  # never looks complete
 

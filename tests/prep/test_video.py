@@ -56,15 +56,27 @@ def test_skip_before_yields_indices_without_pixels(clips):
 
 def test_probe(clips):
     info = probe(clips["avi_60"])
-    assert (info.codec, info.width, info.height, info.fps, info.declared_frames) == ("mpeg4", 64, 48, 60.0, 120)
+    assert (info.codec, info.width, info.height, info.fps, info.declared_frames) == (
+        "mpeg4",
+        64,
+        48,
+        60.0,
+        120,
+    )
 
 
 @pytest.mark.parametrize(
     "key,reason",
     [
         ("truncated_mp4", r"no video stream|cannot open container"),
-        ("truncated_avi", r"frame \d+: (corrupt stream \(FFmpeg|decoding failed \(FFmpeg|truncated: the container)"),
-        ("garbage_avi", r"(frame \d+: (corrupt stream|decoding failed|truncated)|corrupt container) \(?FFmpeg"),
+        (
+            "truncated_avi",
+            r"frame \d+: (corrupt stream \(FFmpeg|decoding failed \(FFmpeg|truncated: the container)",
+        ),
+        (
+            "garbage_avi",
+            r"(frame \d+: (corrupt stream|decoding failed|truncated)|corrupt container) \(?FFmpeg",
+        ),
         ("garbage_mp4", r"(frame \d+: (corrupt stream|decoding failed) \(FFmpeg|cannot open container)"),
         ("empty", r"empty file \(0 bytes\)"),
         ("text", r"cannot open container \(FFmpeg: Invalid data found"),

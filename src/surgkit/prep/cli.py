@@ -50,9 +50,20 @@ def register(app: typer.Typer) -> None:
 
         _finish(
             extract(
-                inputs, out, fps=fps, transform=transform, fmt=fmt, preset=preset, pattern=pattern,
-                start_number=start_number, jpeg_quality=jpeg_quality, chunk_size=chunk_size,
-                strict=not tolerate_errors, workers=workers, overwrite=overwrite, progress=not quiet,
+                inputs,
+                out,
+                fps=fps,
+                transform=transform,
+                fmt=fmt,
+                preset=preset,
+                pattern=pattern,
+                start_number=start_number,
+                jpeg_quality=jpeg_quality,
+                chunk_size=chunk_size,
+                strict=not tolerate_errors,
+                workers=workers,
+                overwrite=overwrite,
+                progress=not quiet,
             )  # fmt: skip
         )
 
@@ -75,8 +86,17 @@ def register(app: typer.Typer) -> None:
 
         _finish(
             compute(
-                frames, out, method=method, bound=bound, fmt=fmt, chunk_size=chunk_size, size=size,
-                dis_preset=dis_preset, workers=workers, overwrite=overwrite, progress=not quiet,
+                frames,
+                out,
+                method=method,
+                bound=bound,
+                fmt=fmt,
+                chunk_size=chunk_size,
+                size=size,
+                dis_preset=dis_preset,
+                workers=workers,
+                overwrite=overwrite,
+                progress=not quiet,
             )  # fmt: skip
         )
 
@@ -120,8 +140,14 @@ def register(app: typer.Typer) -> None:
             source = masks.ModelMasks(model, input_size=input_size, batch_size=batch_size, device=device)
         _finish(
             masks.compute(
-                frames, out, source, fmt=fmt, chunk_size=chunk_size, num_classes=num_classes,
-                overwrite=overwrite, progress=not quiet,
+                frames,
+                out,
+                source,
+                fmt=fmt,
+                chunk_size=chunk_size,
+                num_classes=num_classes,
+                overwrite=overwrite,
+                progress=not quiet,
             )  # fmt: skip
         )
 
@@ -146,8 +172,18 @@ def register(app: typer.Typer) -> None:
 
         _finish(
             extract(
-                out, backbone, frames_dir=frames, flow_dir=flow, masks_dir=masks,
-                segment_frames=segment_frames, stride_frames=stride_frames, tail=tail, temporal=temporal,
-                batch_size=batch_size, device=device, overwrite=overwrite, progress=not quiet,
+                out,
+                backbone,
+                frames_dir=frames,
+                flow_dir=flow,
+                masks_dir=masks,
+                segment_frames=segment_frames,
+                stride_frames=stride_frames,
+                tail=tail,
+                temporal=temporal,
+                batch_size=batch_size,
+                device=device,
+                overwrite=overwrite,
+                progress=not quiet,
             )  # fmt: skip
         )

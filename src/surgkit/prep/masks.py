@@ -84,8 +84,8 @@ class AnnotationMasks:
             names = self._names(video_id)
             probe = self.pattern.format(frame=987654321, **names)
             head, _, tail = probe.partition("987654321")
-            folder = (self.root / head).parent
-            prefix, suffix = Path(head).name, tail
+            sub, _, prefix = head.rpartition("/")
+            folder, suffix = self.root / sub, tail
             found: dict[int, Path] = {}
             if folder.is_dir():
                 rx = re.compile(re.escape(prefix) + r"(\d+)" + re.escape(suffix) + "$")

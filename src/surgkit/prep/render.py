@@ -5,7 +5,7 @@ Flow (from the 8-bit maps of :mod:`surgkit.prep.flow`, bound b)::
     R = x map, G = y map (both already round((clip(f, -b, b) + b) * 255 / 2b)),
     B = round(255 * min(sqrt(fx² + fy²), b) / b)          (magnitude, from the decoded maps)
 
-so zero motion is (128, 128, 0). Masks: a binary mask (2 classes) is replicated to 3 channels
+so zero motion renders as (128, 128, 1): 0 px itself encodes to 127.5, stored as 128 (+0.078 px). Masks: a binary mask (2 classes) is replicated to 3 channels
 (0 -> black, 1 -> white); a multi-class mask goes through the fixed PASCAL-VOC palette (class c's
 colour spreads the bits of c over the high bits of R, G, B: bit 3j -> R, 3j+1 -> G, 3j+2 -> B,
 at bit position 7 - j), so class 0 is black and the colours never depend on the data.
