@@ -77,3 +77,26 @@ def make_surgicalactions160(root: Path, per_class: int = 3, frames: int = 5, siz
     (root / "train.txt").write_text("\n".join(train) + "\n")
     (root / "test.txt").write_text("\n".join(test) + "\n")
     return root
+
+
+def make_endoscapes(root: Path, frames: int = 6, size: int = 32) -> Path:
+    """{train,val,test}/<vid>_<frame>.jpg + annotation_ds_coco.json (CVS criteria means) + *_vids.txt."""
+    parts = {"train": (1, 2), "val": (3,), "test": (4,)}
+    for split, vids in parts.items():
+        images, folder = [], root / split
+        folder.mkdir(parents=True)
+        for v in vids:
+            for k in range(frames):
+                crit = [
+                    float(k >= 2),
+                    float(k >= 3),
+                    1.0 / 3 if k == 5 else 0.0,
+                ]  # CVS reached late in the clip
+                img = np.full((size, size, 3), 30 + 35 * k, np.uint8)
+                name = f"{v}_{k * 5}.jpg"
+                cv2.imwrite(str(folder / name), img)
+                images.append({"id": len(images) + 1, "file_name": name, "ds": crit})
+        (folder / "annotation_ds_coco.json").write_text(json.dumps({"images": images, "annotations": [],
+                                                                    "categories": []}))  # fmt: skip
+        (root / f"{split}_vids.txt").write_text("\n".join(str(v) for v in vids) + "\n")
+    return root

@@ -128,3 +128,17 @@ def test_finetune_kill_and_resume_equals_uninterrupted(tmp_path, cholec80_root):
     assert [h["train_loss"] for h in resumed["history"]] == pytest.approx([h["train_loss"] for h in full["history"]],
                                                                           rel=1e-5)  # fmt: skip
     assert resumed["test"]["image_accuracy"] == pytest.approx(full["test"]["image_accuracy"])
+
+
+def test_cvs_criteria_finetune(tmp_path):
+    from .native_data import make_endoscapes
+
+    root = make_endoscapes(tmp_path / "endoscapes")
+    s = FinetuneSettings(dataset="endoscapes", root=str(root), task="cvs", run_dir=str(tmp_path / "r"), epochs=1,
+                         batch_size=4, model_overrides=SMALL, num_frames=4, interval=1, device="cpu",
+                         label_smoothing=0.0)  # fmt: skip
+    summary = finetune(s, progress=False)
+    assert summary["selection"]["metric"] == "map" and summary["history"][0]["val"]["primary"] == "map"
+    assert 0.0 <= summary["test"]["map"] <= 1.0  # Endoscapes official CVS metrics (surgkit.metrics)
+    rows = (tmp_path / "r" / "predictions_test.csv").read_text().splitlines()
+    assert len(rows) == 1 + 6 and rows[1].startswith("4,0,")
