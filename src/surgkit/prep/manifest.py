@@ -101,9 +101,9 @@ class Manifest:
         self.save()
 
     def save(self, throttle: bool = False) -> None:
-        """Atomically write the manifest (at most every 0.5 s when ``throttle``)."""
+        """Atomically write the manifest (at most every 0.25 s when ``throttle``)."""
         now = time.monotonic()
-        if throttle and now - self._last_save < 0.5:
+        if throttle and now - self._last_save < 0.25:
             return
         self._last_save = now
         write_json(
