@@ -20,6 +20,11 @@ def synth(
         "(or all).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue an interrupted run with the same settings (finished videos are not redone).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Generate synthetic laparoscopic videos and JIGSAWS trials with exact ground truth.
@@ -32,7 +37,14 @@ def synth(
 
     get_preset(preset)  # one-line error before any work
     manifest = generate_world(
-        out, preset=preset, seed=seed, layouts=layouts, videos=videos, overwrite=overwrite, progress=not quiet
+        out,
+        preset=preset,
+        seed=seed,
+        layouts=layouts,
+        videos=videos,
+        overwrite=overwrite,
+        resume=resume,
+        progress=not quiet,
     )
     secs = manifest["generation_seconds"]
     console.print(

@@ -7,13 +7,14 @@ writing ``world.json`` (preset, seed, version, layouts, splits, per-video summar
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 from surgkit.errors import SurgkitError
 from surgkit.synth.world import World
-from surgkit.utils.io import write_json
+from surgkit.utils.io import to_json, write_json, write_text
 from surgkit.utils.progress import make_progress
 
 MANIFEST = "world.json"
@@ -74,11 +75,35 @@ def parse_layouts(spec: str | list[str] | None) -> list[str]:
     return [n for n in LAYOUTS if n in names]
 
 
-def check_out_dir(out: Path, overwrite: bool) -> None:
+def check_out_dir(out: Path, overwrite: bool, resume: bool = False) -> None:
     if out.exists() and not out.is_dir():
         raise SurgkitError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise SurgkitError(f"{out}: folder is not empty (pass --overwrite to write into it)")
+    if out.is_dir() and any(out.iterdir()) and not (overwrite or resume):
+        raise SurgkitError(f"{out}: folder is not empty (pass --overwrite to write into it, or --resume)")
+
+
+STATE_DIR = ".synth"  # resume state: config.json + done/<video>.done markers
+
+
+def _resume_state(out: Path, config: dict[str, Any], overwrite: bool, resume: bool) -> set[str]:
+    """Names of videos complete in an earlier run with the same settings (empty unless ``resume``)."""
+    state = out / STATE_DIR
+    old = state / "config.json"
+    done: set[str] = set()
+    if resume and old.is_file():
+        if json.loads(old.read_text()) != json.loads(to_json(config)):
+            raise SurgkitError(
+                f"{out}: written with other settings (seed, preset, layouts or version); "
+                "use --overwrite to start again"
+            )
+        done = {p.stem for p in (state / "done").glob("*.done")}
+    elif resume and out.is_dir() and any(p.name != STATE_DIR for p in out.iterdir()) and not overwrite:
+        raise SurgkitError(f"{out}: nothing to resume (no {STATE_DIR}/config.json); use --overwrite")
+    if not done and (state / "done").is_dir():
+        for marker in (state / "done").glob("*.done"):
+            marker.unlink()
+    write_json(old, config)
+    return done
 
 
 def generate_world(
@@ -89,17 +114,31 @@ def generate_world(
     videos: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Generate the world into ``out``; return the manifest (also written to ``out/world.json``)."""
+    """Generate the world into ``out``; return the manifest (also written to ``out/world.json``).
+
+    ``resume=True`` continues an interrupted run with the same settings: videos marked complete in
+    ``out/.synth/done`` are *replayed* (rendered for the dataset-level annotation files, nothing
+    re-encoded or re-written), the others are generated.
+    """
     from surgkit import __version__
     from surgkit.synth.writers.base import default_splits
 
     out = Path(out)
     names = parse_layouts(layouts)
-    check_out_dir(out, overwrite)
+    check_out_dir(out, overwrite, resume)
     world = World(seed=seed, preset=preset, videos=videos)
     pr = world.preset
     splits = default_splits(pr.lap_videos)
+    config = {
+        "format": MANIFEST_FORMAT,
+        "surgkit_version": __version__,
+        "seed": seed,
+        "layouts": names,
+        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(pr).items()},
+    }
+    done = _resume_state(out, config, overwrite, resume)
     writers = [writer_classes()[n](out, world, splits) for n in names]
     lap_writers = [w for w in writers if "lap" in w.kinds]
     bench_writers = [w for w in writers if "bench" in w.kinds]
@@ -115,7 +154,11 @@ def generate_world(
         for kind, job in jobs:
             plan = world.lap_plan(job) if kind == "lap" else world.bench_plan(job)
             active = lap_writers if kind == "lap" else bench_writers
-            task = bar.add_task(f"  {plan.name}", total=plan.frames, unit="frames")
+            replay = plan.name in done
+            for w in active:
+                w.replay = replay
+            label = f"  {plan.name}" + (" (done, replaying annotations)" if replay else "")
+            task = bar.add_task(label, total=plan.frames, unit="frames")
             started = []
             try:
                 for w in active:
@@ -132,6 +175,7 @@ def generate_world(
                 raise
             for w in active:
                 w.end(plan)
+            write_text(out / STATE_DIR / "done" / f"{plan.name}.done", "")
             bar.remove_task(task)
             bar.advance(overall)
             frames_done += plan.frames
@@ -142,7 +186,7 @@ def generate_world(
         "surgkit_version": __version__,
         "preset": pr.name,
         "seed": seed,
-        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(pr).items()},
+        "settings": config["settings"],
         "layouts": {w.name: w.finish() for w in writers},
         "splits": {"lap": {k: [f"video{i:02d}" for i in v] for k, v in splits.items()}},
         "videos": summaries["lap"],

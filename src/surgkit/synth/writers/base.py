@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from surgkit.utils.io import atomic_path
+from surgkit.utils.io import atomic_path, write_json, write_text
 
 if TYPE_CHECKING:
     from surgkit.synth.plan import VideoPlan
@@ -30,6 +30,9 @@ class LayoutWriter:
     name: str = ""
     kinds: frozenset[str] = frozenset({"lap"})
     description: str = ""
+    # replay: the video's files already exist (resumed run); only dataset-level state is rebuilt,
+    # every per-video write below is skipped.
+    replay: bool = False
 
     def __init__(self, root: Path, world: World, splits: dict[str, list[int]]):
         self.root = Path(root)
@@ -51,6 +54,37 @@ class LayoutWriter:
 
     def finish(self) -> dict[str, Any]:
         return {}
+
+    # -- per-video outputs (skipped while replaying) ------------------------------------------
+    def put_png(self, path: Path, image: np.ndarray) -> None:
+        if not self.replay:
+            write_png(path, image)
+
+    def put_jpg(self, path: Path, image: np.ndarray) -> None:
+        if not self.replay:
+            write_jpg(path, image)
+
+    def put_text(self, path: Path, text: str) -> None:
+        if not self.replay:
+            write_text(path, text)
+
+    def put_json(self, path: Path, obj: Any, indent: int | None = 2) -> None:
+        if not self.replay:
+            write_json(path, obj, indent)
+
+    def open_video(self, path: Path, fps: float, width: int, height: int) -> Callable[[np.ndarray], None]:
+        """Start encoding ``path``; returns the frame sink (a no-op while replaying)."""
+        self._video = None
+        if self.replay:
+            return lambda rgb: None
+        self._video = video_writer(path, fps, width, height)
+        return self._video.__enter__()
+
+    def close_video(self, error: BaseException | None = None) -> None:
+        """Finish the video (or, given the error that stopped it, drop its temporary file)."""
+        video, self._video = getattr(self, "_video", None), None
+        if video is not None:
+            video.__exit__(None if error is None else type(error), error, None)
 
     def split_of(self, number: int) -> str:
         for name, ids in self.splits.items():

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from surgkit.synth.writers.base import LayoutWriter, sampled, video_writer
+from surgkit.synth.writers.base import LayoutWriter, sampled
 from surgkit.utils.io import write_text
 from surgkit.vocab import CHOLEC80_PHASES, CHOLEC80_TOOLS, INSTRUMENTS
 
@@ -32,10 +32,9 @@ class Cholec80Writer(LayoutWriter):
 
     def begin(self, plan) -> None:
         self.dir = self.root / "cholec80"
-        self._video = video_writer(
+        self._write = self.open_video(
             self.dir / "videos" / f"{plan.name}.mp4", plan.fps, plan.width, plan.height
         )
-        self._write = self._video.__enter__()
         self.phase_rows = ["Frame\tPhase"]
         self.tool_rows = ["Frame\t" + "\t".join(CHOLEC80_TOOLS)]
 
@@ -53,16 +52,17 @@ class Cholec80Writer(LayoutWriter):
         return self.world.preset.lap_fps
 
     def end(self, plan) -> None:
-        self._video.__exit__(None, None, None)
-        write_text(
+        self.close_video()
+        self.put_text(
             self.dir / "phase_annotations" / f"{plan.name}-phase.txt", "\n".join(self.phase_rows) + "\n"
         )
-        write_text(self.dir / "tool_annotations" / f"{plan.name}-tool.txt", "\n".join(self.tool_rows) + "\n")
+        self.put_text(
+            self.dir / "tool_annotations" / f"{plan.name}-tool.txt", "\n".join(self.tool_rows) + "\n"
+        )
         self.count += 1
 
     def abort(self) -> None:
-        err = RuntimeError("aborted")
-        self._video.__exit__(type(err), err, None)
+        self.close_video(RuntimeError("aborted"))
 
     def finish(self) -> dict[str, Any]:
         return {"path": "cholec80", "videos": self.count, "fps": self.plan_fps, "tool_every": 25}

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from surgkit.synth.writers.base import LayoutWriter, sampled, write_png
-from surgkit.utils.io import write_json, write_text
+from surgkit.synth.writers.base import LayoutWriter, sampled
+from surgkit.utils.io import write_text
 from surgkit.vocab import (
     CHOLECT50_PHASES,
     INSTRUMENTS,
@@ -73,7 +73,7 @@ class CholecT50Writer(LayoutWriter):
         if not sampled(t, self.fps):
             return
         k = len(self.annotations)
-        write_png(self.dir / "videos" / f"VID{self.number:02d}" / f"{k:06d}.png", rgb)
+        self.put_png(self.dir / "videos" / f"VID{self.number:02d}" / f"{k:06d}.png", rgb)
         self.annotations[str(k)] = instance_vectors(truth, rgb.shape[1], rgb.shape[0])
 
     def end(self, plan) -> None:
@@ -86,7 +86,7 @@ class CholecT50Writer(LayoutWriter):
             "info": {"description": f"surgkit synthetic world, {plan.name}", "source_fps": plan.fps},
             "licenses": [{"name": "CC0 (synthetic)"}],
         }
-        write_json(self.dir / "labels" / f"VID{self.number:02d}.json", doc, indent=None)
+        self.put_json(self.dir / "labels" / f"VID{self.number:02d}.json", doc, indent=None)
         self.count += 1
 
     def finish(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from surgkit.synth.writers.base import LayoutWriter, sampled, write_jpg
+from surgkit.synth.writers.base import LayoutWriter, sampled
 from surgkit.utils.io import write_json
 from surgkit.vocab import INSTRUMENTS, TARGETS, TRIPLET_COMPONENTS, VERBS
 
@@ -64,7 +64,7 @@ class CopesdWriter(LayoutWriter):
         image = f"frames/{p.name}/{t:06d}.jpg"
         rec = sample(truth, image, rgb.shape[1], rgb.shape[0])
         if rec is not None:
-            write_jpg(self.root / "copesd" / image, rgb)
+            self.put_jpg(self.root / "copesd" / image, rgb)
             self.samples.append(rec)
 
     def end(self, plan) -> None:

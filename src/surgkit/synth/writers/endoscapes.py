@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from surgkit.synth.writers.base import LayoutWriter, sampled, write_jpg, write_png
+from surgkit.synth.writers.base import LayoutWriter, sampled
 from surgkit.utils.io import write_json, write_text
 from surgkit.vocab import TARGETS
 
@@ -91,7 +91,7 @@ class EndoscapesWriter(LayoutWriter):
         second = t // int(round(p.fps))
         key = second % KEYFRAME_SECONDS == 0
         fname = f"{self.vid}_{t}.jpg"
-        write_jpg(self.dir / self.split / fname, rgb)
+        self.put_jpg(self.dir / self.split / fname, rgb)
         ds = [round(float(v), 4) for v in truth.cvs]
         image_id = self.next_image[self.split]
         self.next_image[self.split] += 1
@@ -113,7 +113,7 @@ class EndoscapesWriter(LayoutWriter):
         self.meta.append(f"{self.vid},{t},{ds[0]},{ds[1]},{ds[2]},{','.join(annot)},{key}")
         if key:
             sem = semantic_mask(truth, self._calot(t))
-            write_png(self.dir / "semseg" / f"{self.vid}_{t}.png", np.repeat(sem[..., None], 3, axis=2))
+            self.put_png(self.dir / "semseg" / f"{self.vid}_{t}.png", np.repeat(sem[..., None], 3, axis=2))
             self._add_boxes(image_id, sem)
 
     def _add_boxes(self, image_id: int, sem: np.ndarray) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from surgkit.synth.writers.base import LayoutWriter, video_writer
+from surgkit.synth.writers.base import LayoutWriter
 from surgkit.utils.io import write_text
 
 PX_TO_M = 1e-4
@@ -80,26 +80,25 @@ class JigsawsWriter(LayoutWriter):
 
     def begin(self, plan) -> None:
         task_dir = self.dir / plan.task
-        self._video = video_writer(
+        self._write = self.open_video(
             task_dir / "video" / f"{plan.name}_capture1.avi", plan.fps, plan.width, plan.height
         )
-        self._write = self._video.__enter__()
 
     def frame(self, t, rgb, truth) -> None:
         self._write(rgb)
 
     def abort(self) -> None:
-        err = RuntimeError("aborted")
-        self._video.__exit__(type(err), err, None)
+        self.close_video(RuntimeError("aborted"))
 
     def end(self, plan) -> None:
-        self._video.__exit__(None, None, None)
+        self.close_video()
         task_dir = self.dir / plan.task
         rows = [f"{s + 1} {e + 1} {g}" for s, e, g in plan.gestures]
-        write_text(task_dir / "transcriptions" / f"{plan.name}.txt", "\n".join(rows) + "\n")
-        kin = kinematics(plan)
-        text = "\n".join("    ".join(f"{v:.6f}" for v in row) for row in kin) + "\n"
-        write_text(task_dir / "kinematics" / "AllGestures" / f"{plan.name}.txt", text)
+        self.put_text(task_dir / "transcriptions" / f"{plan.name}.txt", "\n".join(rows) + "\n")
+        if not self.replay:
+            kin = kinematics(plan)
+            text = "\n".join("    ".join(f"{v:.6f}" for v in row) for row in kin) + "\n"
+            write_text(task_dir / "kinematics" / "AllGestures" / f"{plan.name}.txt", text)
         self.meta.setdefault(plan.task, []).append(meta_line(plan))
         start, end = plan.gestures[0][0] + 1, plan.gestures[-1][1] + 1
         self.trials.setdefault(plan.task, []).append((plan.name, plan.surgeon.name, plan.trial, start, end))

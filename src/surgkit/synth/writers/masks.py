@@ -28,7 +28,7 @@ class MasksWriter(LayoutWriter):
         self.frames = 0
 
     def frame(self, t, rgb, truth) -> None:
-        if not sampled(t, self.fps):
+        if self.replay or not sampled(t, self.fps):
             return
         write_png(self.dir / f"{t:06d}_instance.png", truth.instance_mask)
         write_png(self.dir / f"{t:06d}_class.png", truth.class_mask)

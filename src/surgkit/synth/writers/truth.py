@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from surgkit.synth.writers.base import LayoutWriter
-from surgkit.utils.io import save_tensors, write_json
+from surgkit.utils.io import save_tensors
 
 FORMAT = "surgkit-synth-truth/1"
 
@@ -83,8 +83,11 @@ class TruthWriter(LayoutWriter):
             "slot_acting": self.acting,
             "tip_world": tips_world.astype(np.float32),
         }
-        save_tensors(self.root / "truth" / f"{plan.name}.safetensors", arrays, metadata={"format": FORMAT})
-        write_json(self.root / "truth" / f"{plan.name}.json", truth_json(plan))
+        if not self.replay:
+            save_tensors(
+                self.root / "truth" / f"{plan.name}.safetensors", arrays, metadata={"format": FORMAT}
+            )
+        self.put_json(self.root / "truth" / f"{plan.name}.json", truth_json(plan))
         self.count += 1
 
     def finish(self) -> dict[str, Any]:

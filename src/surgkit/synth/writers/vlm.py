@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from surgkit.synth.writers.base import LayoutWriter, sampled, write_png
+from surgkit.synth.writers.base import LayoutWriter, sampled
 from surgkit.synth.writers.vqla import quadrant
 from surgkit.utils.io import to_json, write_text
 from surgkit.vocab import CHOLEC80_PHASES, INSTRUMENTS, TARGETS, TRIPLET_COMPONENTS, TRIPLET_NAMES, VERBS
@@ -157,7 +157,7 @@ class VlmWriter(LayoutWriter):
         if not sampled(t, p.fps, 1.0 / VLM_EVERY_SECONDS):
             return
         image = f"images/{p.name}_{t:06d}.png"
-        write_png(self.root / "vlm" / image, rgb)
+        self.put_png(self.root / "vlm" / image, rgb)
         rng = np.random.default_rng([self.world.seed, 11, p.index, t])
         base = {"image": image, "video": p.name, "frame": t, "split": self.split}
         self.captions.append(

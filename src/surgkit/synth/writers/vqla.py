@@ -21,8 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from surgkit.synth.writers.base import LayoutWriter, sampled, write_png
-from surgkit.utils.io import write_text
+from surgkit.synth.writers.base import LayoutWriter, sampled
 from surgkit.vocab import INSTRUMENTS, TRIPLET_COMPONENTS, VERBS, VQLA_ANSWERS
 
 VQLA_SIZE = (1280, 1024)
@@ -92,8 +91,8 @@ class VqlaWriter(LayoutWriter):
         lines = qa_lines(truth, rgb.shape[1], rgb.shape[0])
         if not lines:
             return
-        write_png(self.dir / "left_frames" / f"frame{k:03d}.png", rgb)
-        write_text(self.dir / "vqla" / "label" / f"frame{k:03d}_QA.txt", "\n".join(lines) + "\n")
+        self.put_png(self.dir / "left_frames" / f"frame{k:03d}.png", rgb)
+        self.put_text(self.dir / "vqla" / "label" / f"frame{k:03d}_QA.txt", "\n".join(lines) + "\n")
         self.pairs += len(lines)
 
     def end(self, plan) -> None:
