@@ -90,3 +90,19 @@ def test_collect_media(videos):
         "b/case_0193.mp4",
         "b/frames_of_v4",
     }
+
+
+def test_guard_split_refuses_a_renamed_test_copy(videos):
+    from surgkit.data.leakage import guard_split
+    from surgkit.data.splits import Split
+
+    _, paths = videos
+    vids = {k: Video(k, paths[k]) for k in ("v0", "v1", "v2", "v3")}
+    vids["case_0193"] = Video("case_0193", paths["renamed"])  # v2's surgery under another name
+    ds = Dataset("cholec80", paths["v0"].parent, videos=vids)
+    split = Split("official", "demo", ["v0", "v1"], ["v2"], ["v3", "case_0193"])
+    with pytest.raises(LeakageError, match="cholec80:v2 <-> cholec80:case_0193"):
+        guard_split(ds, split, progress=False)
+    clean = Split("official", "demo", ["v0", "v1"], [], ["v3", "case_0193"])
+    assert guard_split(ds, clean, progress=False) == []
+    assert len(guard_split(ds, split, allow=True, progress=False)) == 1

@@ -75,6 +75,11 @@ def test_video_file_clips_at_one_fps(tmp_path):
     assert item["indices"].tolist() == [25, 50, 75] and item["label"].item() == 0
     got = item["video"][:, :, 16, 16].mean(dim=1) * 255
     assert torch.allclose(got, torch.tensor([50.0, 100.0, 150.0]), atol=3)
+    data[0]  # opens a decoder in this process; forked workers must open their own
+    loader = torch.utils.data.DataLoader(data, batch_size=2, num_workers=2)
+    batches = list(loader)
+    assert [b["frame"].tolist() for b in batches] == [[0, 25], [50, 75]]
+    assert torch.equal(batches[1]["video"][1], item["video"])
 
 
 def test_skill_uniform_sampling_and_missing_media(tmp_path):

@@ -21,7 +21,7 @@ scaled to [0, 1] and normalised with ``mean``/``std`` when given; ``label``; ``v
 from __future__ import annotations
 
 import collections
-import contextlib
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,6 +35,7 @@ from surgkit.errors import SurgkitError
 TASKS = ("phase", "tool", "triplet", "cvs", "clip", "skill")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+_INHERITED: list = []  # decoders inherited through fork; never touched (see ClipDataset._reader)
 
 
 def online_indices(anchor: int, num_frames: int, step: int) -> tuple[list[int], bool]:
@@ -102,6 +103,7 @@ class ClipDataset(torch.utils.data.Dataset):
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self.max_open = max_open
         self._readers: collections.OrderedDict[str, FrameReader] = collections.OrderedDict()
+        self._pid = os.getpid()
         keep = set(dataset.videos if video_ids is None else video_ids)
         self.skipped: list[tuple[str, str]] = []
         self.samples: list[tuple[str, int, Any]] = []
@@ -142,6 +144,13 @@ class ClipDataset(torch.utils.data.Dataset):
 
     # -- decoding ---------------------------------------------------------------------------------
     def _reader(self, video: Video) -> FrameReader:
+        if self._pid != os.getpid():
+            # forked DataLoader worker: the parent's open decoders (and their FFmpeg threads) do not
+            # exist here; closing or freeing them would block on those threads, so they are parked
+            # untouched for the life of the worker and this process opens its own
+            _INHERITED.extend(self._readers.values())
+            self._readers = collections.OrderedDict()
+            self._pid = os.getpid()
         reader = self._readers.get(video.id)
         if reader is None:
             files = video.extra.get("frames")
@@ -203,6 +212,9 @@ class ClipDataset(torch.utils.data.Dataset):
         return state
 
     def __del__(self) -> None:
-        for r in getattr(self, "_readers", {}).values():
-            with contextlib.suppress(Exception):
-                r.close()
+        try:  # noqa: SIM105 - module globals may already be gone at interpreter exit
+            if self._pid == os.getpid():  # a fork's copy must not close the parent's decoders
+                for r in self._readers.values():
+                    r.close()
+        except Exception:
+            pass
