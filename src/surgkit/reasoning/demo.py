@@ -39,13 +39,13 @@ TINY = DemoSizes(
 )
 DEMO = DemoSizes(
     train=48,
-    test=16,
-    sft1_steps=10,
-    sft2_steps=30,
+    test=12,
+    sft1_steps=8,
+    sft2_steps=40,
     grpo_steps=4,
     generations=4,
-    completion_len=64,
-    eval_tokens=96,
+    completion_len=160,
+    eval_tokens=160,
     hidden=96,
 )
 
@@ -195,7 +195,8 @@ def demo_step(ctx) -> Any:
             stage="cot",
             max_steps=size.sft2_steps,
             lora=False,
-            learning_rate=2e-3,
+            learning_rate=3e-3,
+            scheduler="constant",
             batch_size=4,
             warmup_ratio=0.0,
             seed=ctx.seed,
