@@ -123,6 +123,7 @@ def plan_bench_trial(
                 b.stats,
             )
         )
+    suture = _suture(task, gestures, scene, world, frames)
     camera = np.tile(np.array([c, c, 1.0], np.float32), (frames, 1))
     aff = np.stack([camera_affine(camera[0], width, height, world, BENCH_VIEW)] * frames)
     in_view = np.stack(
@@ -181,4 +182,38 @@ def plan_bench_trial(
         metrics=metrics,
         scores=score(metrics, r_score),
         events=sorted(events, key=lambda e: e["frame"]),
+        suture=suture,
     )
+
+
+def _suture(task: str, gestures: list[tuple[int, int, str]], scene, world: int, frames: int) -> dict:
+    """Needle and thread state per frame, from the gestures.
+
+    ``holder``: -1 needle lying on the pad, 0 held by the left tool, 1 by the right tool (no needle
+    in Knot_Tying: -2). ``stitches``: how many stitches the thread has passed through. The needle is
+    picked up at the end of G1/G12, pulled through by the left hand in G6, handed back in G4 and
+    dropped at G11.
+    """
+    c = world / 2
+    holder = np.full(frames, -1 if task != "Knot_Tying" else -2, np.int8)
+    stitches = np.zeros(frames, np.int16)
+    if task != "Knot_Tying":
+        for start, end, g in gestures:
+            if g == "G1":
+                holder[end:] = 1
+            elif g == "G6":
+                holder[start:] = 0
+            elif g == "G4":
+                holder[(start + end) // 2 :] = 1
+            elif g == "G11":
+                holder[start:] = -1
+            if g == "G3":
+                stitches[end:] += 1
+    points = [pt for left, right in scene.marks for pt in (right, left)]
+    return {
+        "holder": holder,
+        "stitches": stitches,
+        "rest": np.array([c + 0.12 * world, c + 0.16 * world]),
+        "anchor": np.array([c + 0.05 * world, c - 0.3 * world]),
+        "points": np.asarray(points, np.float64),
+    }

@@ -86,6 +86,7 @@ class VideoPlan:
     scores: SkillScores
     events: list[dict]
     cvs_votes: np.ndarray | None = None  # (T, 3 criteria, 3 annotators) binary votes (lap only)
+    suture: dict | None = None  # bench: needle holder per frame, resting point, stitch points (see bench.py)
 
     @property
     def frames(self) -> int:

@@ -123,6 +123,8 @@ class Renderer:
         inst = np.zeros((h, w), np.uint8) if self.truth else None
         klass = np.zeros((h, w), np.uint8) if self.truth else None
         scale = float(np.hypot(m[0, 0], m[0, 1]))
+        if p.suture is not None:
+            self._draw_suture(frame, t, m, scale)
         tips = {}
         for k in self.order:
             s = p.slots[k]
@@ -140,6 +142,29 @@ class Renderer:
         if not self.truth:
             return out, None
         return out, self._truth(t, inst, klass, tips, m)
+
+    def _draw_suture(self, frame: np.ndarray, t: int, m: np.ndarray, scale: float) -> None:
+        """Needle (a half-circle) and thread, drawn under the instruments and not part of their masks."""
+        p, su = self.plan, self.plan.suture
+        holder = int(su["holder"][t])
+        if holder >= 0:
+            slot = p.slots[holder]
+            tip = slot.tip[t].astype(np.float64)
+            shaft = tip - slot.port
+            ang = float(np.degrees(np.arctan2(shaft[1], shaft[0]))) + 90.0
+        else:
+            tip, ang = su["rest"], 20.0
+        radius = max(2, int(round(0.018 * p.world_size * scale)))
+        centre = m[:, :2] @ tip + m[:, 2]
+        c = (int(round(centre[0])), int(round(centre[1])))
+        points = [su["anchor"], *su["points"][: 2 * int(su["stitches"][t])]]
+        tail = centre + radius * np.array([np.cos(np.radians(ang)), np.sin(np.radians(ang))])
+        screen = [m[:, :2] @ q + m[:, 2] for q in points] + [tail]
+        cv2.polylines(frame, [np.round(screen).astype(np.int32)], False, (70, 40, 110), 1, cv2.LINE_AA)
+        if holder > -2:
+            cv2.ellipse(
+                frame, c, (radius, radius), ang, 0, 180, (215, 215, 225), max(1, radius // 4), cv2.LINE_AA
+            )
 
     def _post(self, frame: np.ndarray, t: int) -> np.ndarray:
         p = self.plan
