@@ -65,7 +65,7 @@ def read_label_file(path: Path, vid: str) -> PhaseLabels:
     )
 
 
-def load(root: str | Path, require_media: bool = True) -> Dataset:
+def load(root: str | Path, require_media: bool = True, probe_media: bool = True) -> Dataset:
     """Read AutoLaparo Task 1 under ``root`` (``labels/label_XX.txt`` + ``videos/XX.mp4``)."""
     root = Path(root)
     label_dir = root / "labels"
@@ -89,5 +89,9 @@ def load(root: str | Path, require_media: bool = True) -> Dataset:
                 raise DataFormatError(f"missing video {vid}.mp4 for {path.name}", path=root / "videos")
             ds.skip(vid, "no video file (labels only)", root / "videos")
         ds.videos[vid] = Video(vid, media, VIDEO_FPS, extra={"number": int(vid)})
+        if probe_media and media is not None and media.is_file():
+            from surgkit.data.frames import probe_video
+
+            probe_video(ds.videos[vid], ds.notes)
     ds.notes.append("phase ids 1-7 in the files are stored 0-based; labels are at 1 fps (frame = second)")
     return ds

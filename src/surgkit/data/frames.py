@@ -238,3 +238,21 @@ class VideoFileReader(FrameReader):
             got[target] = small.to_ndarray()
         out = [got[min(max(int(i), 0), last)] for i in indices]
         return np.ascontiguousarray(np.stack(out)) if out else np.zeros((0,), np.uint8)
+
+
+def probe_video(video, notes: list[str] | None = None) -> None:
+    """Fill ``video.num_frames`` (and check ``video.fps``) from its media header; no decoding.
+
+    A frame-rate disagreement with the annotation convention is appended to ``notes`` and the media
+    rate kept in ``video.extra['media_fps']``. Unreadable media raise :class:`DataFormatError`.
+    """
+    if video.path is None:
+        return
+    info = probe(video.path, fps=video.fps)
+    video.num_frames = info.num_frames
+    if info.fps and video.fps and abs(info.fps - video.fps) > 0.01:
+        video.extra["media_fps"] = info.fps
+        if notes is not None:
+            notes.append(f"{video.id}: media is {info.fps:g} fps, the annotation assumes {video.fps:g}")
+    elif video.fps is None:
+        video.fps = info.fps

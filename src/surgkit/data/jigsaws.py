@@ -112,11 +112,13 @@ def read_transcription(path: Path, trial: str) -> list[Segment]:
     return segs
 
 
-def load(root: str | Path, task: str | list[str] | None = None, capture: str = "capture1") -> Dataset:
+def load(
+    root: str | Path, task: str | list[str] | None = None, capture: str = "capture1", probe_media: bool = True
+) -> Dataset:
     """Read one or more JIGSAWS tasks under ``root`` (the JIGSAWS folder or one task folder).
 
     ``task=None`` reads every task folder present. ``capture`` picks the camera (capture1 = left, as
-    MUSDL/CoRe/ViSA use).
+    MUSDL/CoRe/ViSA use). ``probe_media`` reads each video header (frame count, fps; no decoding).
     """
     root = Path(root)
     if not root.is_dir():
@@ -136,6 +138,11 @@ def load(root: str | Path, task: str | list[str] | None = None, capture: str = "
         if tdir is None:
             raise DataFormatError(f"missing JIGSAWS task folder {t}", path=root / t)
         _load_task(ds, tdir, t, capture)
+    if probe_media:
+        from surgkit.data.frames import probe_video
+
+        for video in ds.videos.values():
+            probe_video(video, ds.notes)
     ds.notes.append("frames: 0-based 30-Hz indices (transcriptions are 1-based in the files)")
     return ds
 

@@ -28,6 +28,7 @@ def load(
     pattern: str = DEFAULT_PATTERN,
     label_fps: float = 1.0,
     require_media: bool = True,
+    probe_media: bool = True,
 ) -> Dataset:
     """Read every phase file under ``root`` (recursively) whose name matches ``pattern``."""
     root = Path(root)
@@ -65,6 +66,10 @@ def load(
                 )
             ds.skip(vid, "no video file (labels only)", pf)
         ds.videos[vid] = Video(vid, media, NATIVE_FPS, extra={"number": num, "official_split": split})
+        if probe_media and media is not None and media.is_file():
+            from surgkit.data.frames import probe_video
+
+            probe_video(ds.videos[vid], ds.notes)
         ds.split_files[split].append(vid)
     if (root / "videos").is_dir():
         _skip_unannotated(ds, root / "videos")

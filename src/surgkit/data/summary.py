@@ -108,7 +108,7 @@ def print_summary(summary: dict[str, Any], max_skipped: int = 20) -> None:
     for k, v in summary["split_files"].items():
         t.add_row(f"split file {k}", str(v))
     for k, v in summary["scores"].items():
-        t.add_row(k, str(v))
+        t.add_row(k, ", ".join(f"{a} {b}" for a, b in v.items()) if isinstance(v, dict) else str(v))
     t.add_row("default split", str(summary["split_scheme"]))
     con.print(t)
     for name, counts in summary["classes"].items():
