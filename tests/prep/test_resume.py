@@ -87,11 +87,11 @@ def test_chunk_checkpoint_resume_decodes_but_does_not_rewrite(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["videos"]["v"].update(status="partial", chunks_done=[0, 1, 2], computed_items=12, num_items=None)
     write_json(out / "manifest.json", manifest)
-    for name in ("chunk-000003.safetensors", "chunk-000004.safetensors", "sequence.json"):
+    for name in ("chunk-000003.npy", "chunk-000004.npy", "sequence.json"):
         (out / "v" / name).unlink()
-    kept = (out / "v" / "chunk-000001.safetensors").stat().st_mtime_ns
+    kept = (out / "v" / "chunk-000001.npy").stat().st_mtime_ns
     again = extract(src, out, fps=10, fmt="array", chunk_size=4, progress=False)
     assert again.computed_items == {"v": 8}  # frames 12..19 only
-    assert (out / "v" / "chunk-000001.safetensors").stat().st_mtime_ns == kept
+    assert (out / "v" / "chunk-000001.npy").stat().st_mtime_ns == kept
     assert {p.name: p.read_bytes() for p in (out / "v").iterdir()} == reference
     assert json.loads((out / "manifest.json").read_text())["videos"]["v"]["computed_items"] == 20

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         pattern: str = typer.Option(None, help="File name pattern over 'index' (default {index:05d})."),
         start_number: int = typer.Option(0, help="Number of the first frame file (0 or 1)."),
         jpeg_quality: int = typer.Option(95, help="JPEG quality."),
-        chunk_size: int = typer.Option(256, help="Frames per checkpoint chunk."),
+        chunk_size: int = typer.Option(None, help="Frames per checkpoint chunk (default: ~64 MiB, 8..256)."),
         tolerate_errors: bool = typer.Option(
             False, "--tolerate-decode-errors", help="Warn instead of failing on FFmpeg decode errors."
         ),

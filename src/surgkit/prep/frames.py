@@ -1,7 +1,8 @@
 """``surgkit prep frames``: decode videos, resample to a target fps, transform, write frames.
 
-Streaming: a worker holds at most one chunk of output frames (``chunk_size``, default 256) plus
-two decoded frames, whatever the video length. Each chunk is written atomically and recorded in
+Streaming: a worker holds at most two chunks of output frames (one being filled, one being
+written by a background thread; ``chunk_size`` frames each, by default about 64 MiB of source
+frames, 8 to 256) plus two decoded frames, whatever the video length. Each chunk is written atomically and recorded in
 the manifest, so a killed run resumes from the first unfinished chunk (earlier frames are decoded
 to keep the timestamp rule exact, but not converted or written again). Finished videos are
 skipped when the input file hash and settings are unchanged. See :mod:`surgkit.prep.video` for the
@@ -13,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from surgkit.errors import SurgkitError
 from surgkit.prep.manifest import Manifest
@@ -33,11 +36,50 @@ class FrameSettings:
     pattern: str = "{index:05d}"
     start_number: int = 0
     jpeg_quality: int = 95
-    chunk_size: int = 256
+    chunk_size: int | None = None  # None: auto (about 64 MiB of source frames, 8..256)
     strict: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+CHUNK_BYTES = 64 << 20  # auto chunk size: about 64 MiB of decoded source frames per chunk
+
+
+def auto_chunk_size(width: int, height: int) -> int:
+    """Frames per chunk when not given: 64 MiB of source RGB frames, between 8 and 256."""
+    return int(min(256, max(8, CHUNK_BYTES // max(1, width * height * 3))))
+
+
+class _BackgroundWriter:
+    """Encode/write chunks in one background thread so disk and JPEG/PNG work overlap decoding.
+
+    At most ``depth`` chunks wait for the thread, so memory stays bounded. ``on_written`` runs in
+    the calling thread, in chunk order, once a chunk file is complete.
+    """
+
+    def __init__(self, writer: SequenceWriter, on_written, depth: int = 1):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.writer, self.on_written, self.depth = writer, on_written, depth
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="surgkit-prep-writer")
+        self.pending: list[tuple[int, Any]] = []
+
+    def submit(self, chunk_id: int, items: Any) -> None:
+        while len(self.pending) >= self.depth:
+            self._pop()
+        self.pending.append((chunk_id, self.pool.submit(self.writer.write_chunk, chunk_id, items)))
+
+    def _pop(self) -> None:
+        chunk_id, fut = self.pending.pop(0)
+        self.on_written(chunk_id, fut.result())
+
+    def close(self) -> None:
+        while self.pending:
+            self._pop()
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +90,7 @@ class _Task:
     settings: FrameSettings
     input_sha256: str
     resume_from_chunk: int  # 0 = start over (the video folder is cleared)
+    chunk_size: int  # effective frames per chunk
 
 
 def _first_gap(chunks: set[int]) -> int:
@@ -61,53 +104,64 @@ def extract_video(task: _Task, report) -> dict[str, Any]:
     """Worker: decode one video and write its frames chunk by chunk; returns its summary."""
     s = task.settings
     transform = parse_transform(s.transform)
+    chunk = task.chunk_size
     writer = SequenceWriter(
         Path(task.out_dir) / task.video_id,
         "frames",
         s.fmt,
-        chunk_size=s.chunk_size,
+        chunk_size=chunk,
         pattern=s.pattern,
         start_number=s.start_number,
         jpeg_quality=s.jpeg_quality,
     )
     if task.resume_from_chunk == 0:
         writer.reset()
-    skip_before = task.resume_from_chunk * s.chunk_size
     warnings: list[str] = []
     source_index: list[int] = []
-    buffer: list[Any] = []
     shape = None
     chunk_id = task.resume_from_chunk
+    buffer: Any = None
+    fill = 0
 
-    def flush() -> None:
-        nonlocal buffer, chunk_id
-        if buffer:
-            n = writer.write_chunk(chunk_id, buffer)
-            report(("chunk", task.video_id, chunk_id, n))
-            report(("items", task.video_id, n))
-            chunk_id += 1
-            buffer = []
+    def written(cid: int, n: int) -> None:
+        report(("chunk", task.video_id, cid, n))
+        report(("items", task.video_id, n))
 
-    for frame in decode(task.path, s.fps, skip_before=skip_before, strict=s.strict, warnings=warnings):
-        source_index.append(frame.source_index)
-        if frame.image is None:
-            continue
-        image = transform(frame.image)
-        if shape is None:
-            shape = image.shape
-        elif image.shape != shape and s.fmt == "array":
-            raise VideoError(
-                task.path,
-                f"transformed frame has shape {image.shape}, earlier frames {shape}; "
-                "the array store needs one size (add resize=WxH to the transform)",
-                frame=frame.source_index,
-            )
-        buffer.append(image)
-        if len(buffer) == s.chunk_size:
-            flush()
-    flush()
+    background = _BackgroundWriter(writer, written)
+    try:
+        frames = decode(task.path, s.fps, skip_before=chunk_id * chunk, strict=s.strict, warnings=warnings)
+        for frame in frames:
+            source_index.append(frame.source_index)
+            if frame.image is None:
+                continue
+            image = transform(frame.image)
+            if shape is None:
+                shape = image.shape
+            elif image.shape != shape and s.fmt == "array":
+                raise VideoError(
+                    task.path,
+                    f"transformed frame has shape {image.shape}, earlier frames {shape}; "
+                    "the array store needs one size (add resize=WxH to the transform)",
+                    frame=frame.source_index,
+                )
+            if buffer is None:  # array store: fill a preallocated chunk (no stacking copy)
+                buffer = np.empty((chunk, *shape), np.uint8) if s.fmt == "array" else [None] * chunk
+            buffer[fill] = image
+            fill += 1
+            if fill == chunk:
+                background.submit(chunk_id, buffer)
+                chunk_id, buffer, fill = chunk_id + 1, None, 0
+        if fill:
+            background.submit(chunk_id, buffer[:fill])
+        background.close()
+    finally:
+        background.shutdown()
     if not source_index:
         raise VideoError(task.path, "no output frames (is the video shorter than one output period?)")
+    if shape is None:  # every chunk was written by an earlier run: read the size back
+        from surgkit.prep.seqstore import SequenceReader
+
+        shape = SequenceReader.peek_shape(writer)
     info = probe(task.path)
     writer.finalize(
         len(source_index),
@@ -166,7 +220,7 @@ def extract(
     pattern: str | None = None,
     start_number: int = 0,
     jpeg_quality: int = 95,
-    chunk_size: int = 256,
+    chunk_size: int | None = None,
     strict: bool = True,
     workers: int | None = None,
     overwrite: bool = False,
@@ -208,10 +262,11 @@ def extract(
                 bar.advance_video()
                 continue
             start_chunk = _first_gap(chunks) if action == "resume" else 0
+            chunk = settings.chunk_size or auto_chunk_size(info.width, info.height)
             if info.declared_frames and info.fps:
                 ratio = float(parse_fps(settings.fps)) / info.fps if settings.fps else 1.0
-                bar.add_items_total(max(0, round(info.declared_frames * ratio) - start_chunk * chunk_size))
-            tasks.append(_Task(vid, str(path), str(out), settings, digest, start_chunk))
+                bar.add_items_total(max(0, round(info.declared_frames * ratio) - start_chunk * chunk))
+            tasks.append(_Task(vid, str(path), str(out), settings, digest, start_chunk, chunk))
 
         def on_message(msg: tuple) -> None:
             if msg[0] == "chunk":

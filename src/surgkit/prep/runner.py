@@ -101,7 +101,11 @@ def run_tasks(
             (on_result if status == "ok" else on_error)(task, value)
         return
     # Not "fork": OpenCV's and torch's thread pools in the parent deadlock forked children.
-    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["numpy", "cv2", "av", "surgkit.prep.flow", "surgkit.prep.frames"])
+    else:  # pragma: no cover - platforms without forkserver
+        ctx = mp.get_context("spawn")
     queue = ctx.Queue()
 
     def drain() -> None:

@@ -9,8 +9,8 @@ Layouts (``fmt``):
   ``flow_x_<pattern>.png`` + ``flow_y_<pattern>.png`` (8-bit greyscale maps), masks
   ``<pattern>.png`` (8-bit class index). ``pattern`` is a Python format string over ``index``
   (default ``{index:05d}``); the file number is ``index + start_number``.
-* ``array`` (compact, fast): ``chunk-<k:06d>.safetensors`` holding ``data`` uint8 [n, H, W(, C)]
-  and ``index`` int64 [n], item ``i`` in chunk ``i // chunk_size``.
+* ``array`` (compact, fast): ``chunk-<k:06d>.npy`` holding uint8 [n, H, W(, C)] (plain NumPy
+  arrays, read with ``allow_pickle=False`` and memory-mapped), item ``i`` in chunk ``i // chunk_size``.
 
 Items: frames uint8 [H, W, 3] RGB; flow uint8 [H, W, 2] (x, y encoded, see :mod:`surgkit.prep.flow`);
 masks uint8 [H, W] class indices. Masks are never written as JPEG (lossy labels).
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from surgkit.errors import DataFormatError, SurgkitError
-from surgkit.utils.io import atomic_path, save_tensors, write_json
+from surgkit.utils.io import atomic_path, write_json
 
 SEQ_FORMAT = "surgkit-seq/1"
 SEQ_NAME = "sequence.json"
@@ -109,8 +109,8 @@ class SequenceWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.fmt == "array":
             data = np.ascontiguousarray(np.stack(items) if isinstance(items, list) else items, dtype=np.uint8)
-            index = np.arange(start, start + n, dtype=np.int64)
-            save_tensors(self.folder / f"chunk-{chunk_id:06d}.safetensors", {"data": data, "index": index})
+            with atomic_path(self.folder / f"chunk-{chunk_id:06d}.npy") as tmp:
+                np.save(tmp, data, allow_pickle=False)
             return n
         for offset, item in enumerate(items):
             names = self.file_names(start + offset)
@@ -169,6 +169,21 @@ class SequenceReader:
     def __len__(self) -> int:
         return self.num_items
 
+    @staticmethod
+    def peek_shape(writer: SequenceWriter) -> tuple[int, ...] | None:
+        """Item shape of an unfinished sequence from its first chunk (used when resuming)."""
+        if writer.fmt == "array":
+            path = writer.folder / "chunk-000000.npy"
+            return (
+                tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape[1:]) if path.is_file() else None
+            )
+        import cv2
+
+        img = cv2.imread(str(writer.folder / writer.file_names(0)[0]), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            return None
+        return img.shape[:2] + ((2,) if writer.kind == "flow" else img.shape[2:])
+
     def read(self, start: int, stop: int) -> np.ndarray:
         """Items ``start`` .. ``stop - 1`` stacked: [n, H, W(, C)] uint8."""
         stop = min(stop, self.num_items)
@@ -181,17 +196,20 @@ class SequenceReader:
         return np.stack([self._read_image(i) for i in range(start, stop)])
 
     def _read_array(self, start: int, stop: int) -> np.ndarray:
-        from safetensors import safe_open
-
         parts = []
         for chunk in range(start // self.chunk_size, (stop - 1) // self.chunk_size + 1):
-            path = self.folder / f"chunk-{chunk:06d}.safetensors"
+            path = self.folder / f"chunk-{chunk:06d}.npy"
             if not path.is_file():
                 raise DataFormatError("chunk file missing although sequence.json says complete", path=path)
             lo = max(start - chunk * self.chunk_size, 0)
             hi = min(stop - chunk * self.chunk_size, self.chunk_size)
-            with safe_open(str(path), framework="numpy") as fh:
-                parts.append(fh.get_slice("data")[lo:hi])
+            try:
+                data = np.load(path, mmap_mode="r", allow_pickle=False)
+            except ValueError as e:
+                raise DataFormatError(f"unreadable chunk ({e})", path=path) from e
+            if data.dtype != np.uint8:
+                raise DataFormatError(f"chunk has dtype {data.dtype}, expected uint8", path=path)
+            parts.append(np.array(data[lo:hi]))
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def _read_image(self, index: int) -> np.ndarray:
