@@ -15,6 +15,13 @@ sub = typer.Typer(help="Multimodal surgical skill assessment (SurgFusion-Net wit
                   no_args_is_help=True)  # fmt: skip
 
 
+def _stdout_console():
+    """Results go to stdout (progress bars and errors use stderr)."""
+    from rich.console import Console
+
+    return Console(width=160)
+
+
 def _echo_json(obj) -> None:
     from surgkit.utils.io import to_json
 
@@ -75,8 +82,7 @@ def train(
 def _print_run_summary(results: dict) -> None:
     from rich.table import Table
 
-    from surgkit.utils.progress import console
-
+    console = _stdout_console()
     table = Table(title=f"{results['name']} — {results['scheme']} (select={results['select']})")
     for col in ("task", "model", "SCC (mean ± std)", "SCC pooled", "MAE", "folds"):
         table.add_column(col)
@@ -84,7 +90,6 @@ def _print_run_summary(results: dict) -> None:
         for model, s in tres["summary"].items():
             table.add_row(task, model, f"{s['scc_mean']:.3f} ± {s['scc_std']:.3f}", f"{s['scc_pooled']:.3f}",
                           f"{s['mae_mean']:.2f} ± {s['mae_std']:.2f}", f"{s['n_folds']} ({s['nan_folds']} NaN)")  # fmt: skip
-    typer.echo("")
     console.print(table)
     for note in results["protocol"]:
         console.print(f"  • {note}", highlight=False)
@@ -139,7 +144,8 @@ def table(
 ) -> None:
     """Paper-style table: methods × (task, scheme), SCC and MAE as mean ± std over folds."""
     from surgkit.skill.table import render_tables, table_rows, write_table
-    from surgkit.utils.progress import console
+
+    console = _stdout_console()
 
     rows = table_rows(run_dirs, model)
     for t in render_tables(rows):

@@ -40,7 +40,7 @@ def make_synthetic_skill_data(
     seed: int = 0,
     view: str = "capture1",
 ) -> tuple[Path, Path]:
-    """Write ``<root>/data/<task>/meta_file_<task>.txt`` and a feature store ``<root>/features``.
+    """Write ``<root>/jigsaws/<task>/meta_file_<task>.txt`` and a feature store ``<root>/features``.
 
     Returns (data_dir, features_dir). Store ids are ``<trial>_<view>`` as for JIGSAWS videos.
     """
@@ -48,7 +48,7 @@ def make_synthetic_skill_data(
         raise ValueError(f"users must be in 1..{len(USERS)}")
     rng = np.random.default_rng(seed)
     root = Path(root)
-    data_dir, feat_dir = root / "data", root / "features"
+    data_dir, feat_dir = root / "jigsaws", root / "features"
     directions = {m: _unit(rng.normal(size=dim)) for m in ("rgb", "flow", "mask")}
     gains = {"flow": flow_signal, "mask": mask_signal, "rgb": rgb_signal}
     skills = np.linspace(0.05, 0.95, users)[rng.permutation(users)]
