@@ -109,3 +109,16 @@ def test_records_from_the_synthetic_world(synth_world):
     for r in rep.records:
         assert validate_chain(render_target(r, "cot"), r) == [], r.id
     assert any(r.labels.get("triplets") and r.dataset == "synth-vlm" for r in rep.records)
+
+
+def test_validate_reports_unknown_answers(endovis_root, tmp_path):
+    import json
+
+    build_records_file("endovis18_vqla", endovis_root, tmp_path / "r.jsonl")
+    lines = (tmp_path / "r.jsonl").read_text().splitlines()
+    bad = json.loads(lines[1])
+    bad["answer"] = "Dancing"
+    lines[1] = json.dumps(bad)
+    (tmp_path / "r.jsonl").write_text("\n".join(lines) + "\n")
+    v = validate_records_file(tmp_path / "r.jsonl")
+    assert any("unknown VQLA answer 'Dancing'" in p for p in v["line_errors"])

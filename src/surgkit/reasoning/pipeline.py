@@ -60,6 +60,43 @@ def build_records_file(
     }
 
 
+def answer_problem(rec: Record) -> str | None:
+    """Why the canonical answer of ``rec`` is not usable for scoring (None if it is)."""
+    from surgkit.reasoning.lexicon import ALL_INSTRUMENTS
+    from surgkit.reasoning.parsing import (
+        TOOL_ALIASES,
+        answers_match,
+        parse_cvs,
+        parse_name_set,
+        parse_triplets,
+    )
+    from surgkit.vocab import CHOLEC80_PHASES, VQLA_ANSWERS
+
+    a = rec.answer
+    if (
+        rec.options is not None
+        and rec.answer_index is not None
+        and not answers_match(rec.options[rec.answer_index], a)
+    ):
+        return f"answer {a!r} is not option {rec.answer_index} ({rec.options[rec.answer_index]!r})"
+    if rec.task == "vqla" and rec.labels.get("vqla_class") is not None and a not in VQLA_ANSWERS:
+        return f"unknown VQLA answer {a!r} (not one of the 18 classes)"
+    cholec = rec.labels.get("phase_vocab", "cholec80") == "cholec80"
+    if (
+        rec.task == "phase"
+        and cholec
+        and not any(answers_match(a, p, rec.answer_aliases, "phase") for p in CHOLEC80_PHASES)
+    ):
+        return f"unknown Cholec80 phase {a!r} (set labels.phase_vocab for another phase set)"
+    if rec.task == "triplet" and not parse_triplets(a) and a.strip().lower() != "none":
+        return f"triplet answer {a!r} does not parse as 'instrument,verb,target; …'"
+    if rec.task == "cvs" and parse_cvs(a) is None:
+        return f"CVS answer {a!r} does not parse as 'C1 yes/no, C2 yes/no, C3 yes/no'"
+    if rec.task == "tool_presence" and parse_name_set(a, ALL_INSTRUMENTS, TOOL_ALIASES) is None:
+        return f"tool answer {a!r} names an unknown instrument"
+    return None
+
+
 def validate_records_file(path: str | Path, image_root=None, check_images: bool = False) -> dict[str, Any]:
     """Parse every line (errors listed as file:line), check images, and validate each stored or template chain."""
     from surgkit.reasoning.cot import validate_chain
@@ -70,6 +107,9 @@ def validate_records_file(path: str | Path, image_root=None, check_images: bool 
     problems = [str(e) for e in errors]
     chains_ok, chain_problems = 0, []
     for rec in records:
+        why = answer_problem(rec)
+        if why:
+            problems.append(f"{rec.id}: {why}")
         if check_images:
             try:
                 resolve_image(rec, image_root)
