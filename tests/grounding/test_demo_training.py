@@ -51,9 +51,9 @@ def test_train_resume_and_leakage_guard(tmp_path):
     out = tmp_path / "clip"
     settings = TrainSettings(size="test", steps=4, batch_size=4, save_every=2)
     first = train_clip(world, out, settings, progress=False)
-    assert first["train_videos"] == ["VID01"] and first["heldout_videos"] == ["VID02"]
+    assert first["train_videos"] == ["video01"] and first["heldout_videos"] == ["video02"]
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
-    assert json.loads((out / "surgkit_training.json").read_text())["train_videos"] == ["VID01"]
+    assert json.loads((out / "surgkit_training.json").read_text())["train_videos"] == ["video01"]
     assert (tmp_path / "clip.train" / "checkpoint-00000002").is_dir()
     again = train_clip(world, out, settings, progress=False)  # resumes from step 2: same result
     assert again["losses"] == first["losses"]

@@ -39,7 +39,7 @@ class TrainSettings:
     size: str = "tiny"
     steps: int = 300
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.05
     warmup: int = 20
     holdout: float = 0.34
@@ -132,11 +132,16 @@ def training_videos(world: Path, videos: list[str], holdout: float) -> tuple[lis
         splits = world_splits(world)
         train = {video_number(v) for v in splits.get("train", [])}
         if train:
-            ordered = sorted(set(videos), key=video_number)
+            ordered = _canonical(videos)
             return [v for v in ordered if video_number(v) in train], [
                 v for v in ordered if video_number(v) not in train
             ]
-    return split_videos(videos, holdout)
+    return split_videos(_canonical(videos), holdout)
+
+
+def _canonical(videos: list[str]) -> list[str]:
+    """``VID01``/``video01`` -> ``video01``, unique, sorted by number."""
+    return [f"video{n:02d}" for n in sorted({video_number(v) for v in videos})]
 
 
 def split_videos(videos: list[str], holdout: float) -> tuple[list[str], list[str]]:
