@@ -29,7 +29,7 @@ from surgkit.data.leakage import fingerprint
 t = time.perf_counter()
 fp = fingerprint(sys.argv[1], interval=float(sys.argv[2]), max_frames=int(sys.argv[3]))
 wall = time.perf_counter() - t
-print(json.dumps({"wall_s": wall, "frames_decoded": fp.frames_decoded, "valid": int(fp.valid.sum()),
+print(json.dumps({"wall_s": wall, "frames_hashed": fp.frames_hashed, "frames_decoded": fp.frames_decoded, "valid": int(fp.valid.sum()),
                   "interval_s": fp.interval, "duration_s": fp.duration,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "python_heap_peak_mb": tracemalloc.get_traced_memory()[1] / 2**20}))
@@ -113,10 +113,12 @@ def main() -> None:
             "params": {"interval_s": args.interval, "max_frames": args.max_frames},
             "fingerprint": {
                 "wall_s": round(fp["wall_s"], 2),
-                "frames_decoded_for_hash": fp["frames_decoded"],
-                "fraction_of_frames_hashed": round(fp["frames_decoded"] / n, 5),
+                "frames_hashed": fp["frames_hashed"],
+                "frames_decoded_by_codec": fp["frames_decoded"],
+                "fraction_of_frames_decoded": round(fp["frames_decoded"] / n, 4),
+                "fraction_of_frames_scaled_and_hashed": round(fp["frames_hashed"] / n, 5),
                 "video_frames_per_s": round(n / fp["wall_s"], 1),
-                "hashed_frames_per_s": round(fp["frames_decoded"] / fp["wall_s"], 1),
+                "hashed_frames_per_s": round(fp["frames_hashed"] / fp["wall_s"], 1),
                 "video_seconds_per_s": round(fp["duration_s"] / fp["wall_s"], 1),
                 "effective_interval_s": round(fp["interval_s"], 2),
                 "peak_rss_mb": round(fp["peak_rss_mb"], 1),

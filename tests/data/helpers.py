@@ -47,9 +47,14 @@ def textured_frames(seed: int, n: int, size: int = 96, fps: float = 10.0) -> np.
 
 
 def encode(
-    path: Path, frames: np.ndarray, fps: float = 10.0, size: tuple[int, int] | None = None, crf: int = 23
+    path: Path,
+    frames: np.ndarray,
+    fps: float = 10.0,
+    size: tuple[int, int] | None = None,
+    crf: int = 23,
+    gop: int | None = None,
 ) -> Path:
-    """Encode frames (T, H, W, 3) to H.264 (optionally resized to size=(w, h))."""
+    """Encode frames (T, H, W, 3) to H.264 (optionally resized to size=(w, h); keyframe every ``gop``)."""
     import av
     import cv2
 
@@ -61,6 +66,8 @@ def encode(
         s = c.add_stream("libx264", rate=int(fps) if float(fps).is_integer() else fps)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         s.options = {"crf": str(crf), "preset": "ultrafast"}
+        if gop is not None:
+            s.options |= {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
         for f in frames:
             img = f if size is None else cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA)
             for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):

@@ -52,7 +52,7 @@ def test_copies_found_and_different_videos_not(videos):
     offset = similarity(fps["v2"], fps["renamed"])[1]
     assert offset == pytest.approx(-1.3, abs=max(fps["v2"].interval, fps["renamed"].interval) * 1.01)
     # never every frame: a handful of sampled frames per video
-    assert all(f.frames_decoded <= 32 for f in fps.values())  # of 80 (or 48) frames per video
+    assert all(f.frames_hashed <= 32 for f in fps.values())  # of 80 (or 48) frames per video
 
 
 def test_check_leakage_raises_and_allow(videos, tmp_path):
@@ -106,3 +106,12 @@ def test_guard_split_refuses_a_renamed_test_copy(videos):
     clean = Split("official", "demo", ["v0", "v1"], [], ["v3", "case_0193"])
     assert guard_split(ds, clean, progress=False) == []
     assert len(guard_split(ds, split, allow=True, progress=False)) == 1
+
+
+def test_fingerprint_seeks_instead_of_decoding_everything(tmp_path):
+    # 60 s at 25 fps with a keyframe every second; 15 samples 4 s apart need at most ~25 frames each
+    frames = np.repeat(textured_frames(9, 60, size=32), 25, axis=0)
+    path = encode(tmp_path / "long.mp4", frames, fps=25, gop=25)
+    fp = fingerprint(path, interval=4.0, min_frames=1)
+    assert fp.frames_hashed == 15
+    assert fp.frames_decoded <= 15 * 26 < len(frames) / 3

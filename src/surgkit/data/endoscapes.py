@@ -12,7 +12,8 @@ Layout (spec metrics_formats.md §7.6)::
 
 Frame numbers are those in the file names (``<vid>_<frame>.jpg``); the COCO ``frame_id`` is kept in
 ``extra``. There are no video files: each :class:`Video` lists its frame images in
-``extra["frames"]`` (frame number -> path), which the torch datasets read directly.
+``extra["frames"]`` (frame number -> path; ``path`` is the split folder), which the torch datasets
+and the leakage guard read directly.
 """
 
 from __future__ import annotations

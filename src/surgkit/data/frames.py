@@ -150,6 +150,7 @@ class VideoFileReader(FrameReader):
         self._reformatter = VideoReformatter()  # keeps its scaler between calls (frame.reformat rebuilds it)
         self._iter = None
         self._pos = -1  # index of the last decoded frame
+        self.decoded = 0  # frames the codec has output so far (for benchmarks)
         self._gop = 0  # lower bound of the keyframe interval, learnt from where seeks land
         self._after_seek = None  # target of the last seek, until its first frame is decoded
 
@@ -178,6 +179,7 @@ class VideoFileReader(FrameReader):
 
     def _next(self):
         frame = next(self._iter)
+        self.decoded += 1
         idx = self._index(frame)
         if idx is None:  # no timestamps: count frames from the (re)start
             self._sequential += 1

@@ -58,7 +58,8 @@ class Fingerprint:
     valid: np.ndarray  # (K,) bool
     interval: float
     duration: float
-    frames_decoded: int
+    frames_hashed: int
+    frames_decoded: int | None = None  # frames the codec output (video files), of duration * fps
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +70,7 @@ class Fingerprint:
             "valid": self.valid.astype(int).tolist(),
             "interval": self.interval,
             "duration": self.duration,
+            "frames_hashed": self.frames_hashed,
             "frames_decoded": self.frames_decoded,
         }
 
@@ -82,7 +84,8 @@ class Fingerprint:
             np.asarray(d["valid"], bool),
             float(d["interval"]),
             float(d["duration"]),
-            int(d["frames_decoded"]),
+            int(d["frames_hashed"]),
+            d.get("frames_decoded"),
         )
 
 
@@ -190,10 +193,11 @@ def fingerprint(
         times, step = sample_times(duration, interval, max_frames, min_frames)
         idx = np.minimum(np.round(times * rate).astype(np.int64), max(reader.info.num_frames - 1, 0))
         grey = reader.read(idx.tolist(), size=(GRID, GRID), gray=True).astype(np.float64)
+        decoded = getattr(reader, "decoded", None)
     valid = grey.reshape(len(grey), -1).std(axis=1) >= min_std
     centred = grey - demean * (grey[valid].mean(axis=0) if valid.any() else 0.0)
     hashes = phash(centred)
-    return Fingerprint(key or name, str(path), times, hashes, valid, step, duration, len(idx))
+    return Fingerprint(key or name, str(path), times, hashes, valid, step, duration, len(idx), decoded)
 
 
 # --- comparing ----------------------------------------------------------------------------------------
