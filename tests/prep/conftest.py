@@ -91,5 +91,31 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     out["garbage_mp4"] = damage(out["mp4_30"], bad / "garbage.mp4", "garbage")
     out["empty"] = damage(out["mp4_30"], bad / "empty.mp4", "empty")
     out["text"] = damage(out["mp4_30"], bad / "notes.avi", "text")
+    out["no_frames"] = _no_frames(bad / "noframes.avi")
+    out["audio_only"] = _audio_only(bad / "sound.m4a")
     assert os.path.getsize(out["empty"]) == 0
     return out
+
+
+def _no_frames(path: Path) -> Path:
+    """An AVI whose video stream has a header but not a single frame."""
+    import av
+
+    container = av.open(str(path), "w")
+    stream = container.add_stream("mpeg4", rate=30)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    container.start_encoding()
+    container.close()
+    return path
+
+
+def _audio_only(path: Path) -> Path:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    return path

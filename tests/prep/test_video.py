@@ -80,6 +80,8 @@ def test_probe(clips):
         ("garbage_mp4", r"(frame \d+: (corrupt stream|decoding failed) \(FFmpeg|cannot open container)"),
         ("empty", r"empty file \(0 bytes\)"),
         ("text", r"cannot open container \(FFmpeg: Invalid data found"),
+        ("no_frames", r"frame 0: the video stream contains no decodable frames"),
+        ("audio_only", r"no video stream \(audio stream\)"),
     ],
 )
 def test_damaged_files_fail_with_file_frame_and_reason(clips, key, reason):

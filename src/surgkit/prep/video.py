@@ -104,8 +104,8 @@ def _open(path: Path) -> tuple[Any, Any, list]:
     finally:
         av.logging.set_level(previous_level)
     if not container.streams.video:
+        kinds = ", ".join(f"{s.type} stream" for s in container.streams) or "no streams at all"
         container.close()
-        kinds = ", ".join(s.type for s in container.streams) or "no streams at all"
         raise VideoError(path, f"no video stream ({kinds}); truncated file or not a video?")
     errors = [entry for entry in logs if entry[0] is not None and entry[0] <= av.logging.ERROR]
     return container, container.streams.video[0], errors
