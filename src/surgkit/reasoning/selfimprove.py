@@ -63,11 +63,11 @@ def sample_chains(
             batch,
             image_root,
             box,
-            settings.max_new_tokens,
-            True,
-            True,
-            settings.temperature,
-            settings.samples,
+            max_new_tokens=settings.max_new_tokens,
+            reasoning=True,
+            do_sample=True,
+            temperature=settings.temperature,
+            num_return_sequences=settings.samples,
         )
         for j, rec in enumerate(batch):
             cands = texts[j * settings.samples : (j + 1) * settings.samples]

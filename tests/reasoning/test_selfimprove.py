@@ -1,0 +1,31 @@
+from surgkit.reasoning import vlm
+from surgkit.reasoning.render import render_target
+from surgkit.reasoning.rewards import BoxSettings
+from surgkit.reasoning.selfimprove import SelfImproveSettings, sample_chains
+
+from .helpers import location_rec, phase_rec
+
+
+def test_dual_pathway_accepts_valid_self_chains_and_falls_back(monkeypatch):
+    good = phase_rec()
+    other = location_rec()
+    own = render_target(good, "cot").replace("So the current phase", "Hence the current phase")
+    hallucinated = render_target(other, "cot").replace("(bipolar forceps)", "(bipolar forceps) and a clipper")
+
+    def fake_generate(model, processor, batch, *args, **kwargs):
+        assert kwargs["num_return_sequences"] == 2 and kwargs["do_sample"]
+        out = []
+        for r in batch:
+            out += ["<think>garbage</think>", own] if r.id == good.id else [hallucinated, "no tags"]
+        return out
+
+    monkeypatch.setattr(vlm, "generate", fake_generate)
+    accepted, fallback, stats = sample_chains(
+        None, None, [good, other], None, SelfImproveSettings(samples=2), BoxSettings()
+    )
+    assert [r.id for r in accepted] == [good.id] and [r.id for r in fallback] == [other.id]
+    assert accepted[0].reasoning["source"] == "self" and "Hence" in accepted[0].reasoning["level3"]
+    assert fallback[0].reasoning is None  # the template chain is rendered at SFT time
+    assert stats["acceptance_rate"] == 0.5 and stats["rejections_by_kind"]["instrument"] == 1
+    # the stored self chain is what Stage-4 SFT trains on
+    assert "Hence the current phase" in render_target(accepted[0], "cot")
