@@ -404,8 +404,11 @@ def compare_roots(
     when ``within``). Keys are '<root name>:<relative path>'. Returns the pairs and the media count per root."""
     prints: list[dict[str, Fingerprint]] = []
     counts: dict[str, int] = {}
+    names = [Path(r).name or str(r) for r in roots]
     for root in roots:
         label = Path(root).name or str(root)
+        if names.count(label) > 1:  # e.g. two 'videos' folders: keep the parent to tell them apart
+            label = f"{Path(root).resolve().parent.name}/{label}"
         media = collect_media(root)
         counts[str(root)] = len(media)
         fps, _ = fingerprint_set(
