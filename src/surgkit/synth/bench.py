@@ -1,4 +1,9 @@
-"""Planning a JIGSAWS-like bench-top trial: gestures, two needle drivers, a static camera."""
+"""Planning a JIGSAWS-like bench-top trial: gestures, two needle drivers, a near-static camera.
+
+The camera is placed anew for every trial (offset and zoom, as when the endoscope is re-positioned
+between sessions) and drifts slightly within it; with the per-trial lighting and pad texture this
+varies the RGB appearance independently of skill, while the instruments' motion carries the skill.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from surgkit.synth.plan import (
     SlotTrack,
     VideoPlan,
     _cls_array,
+    _smooth,
     camera_affine,
     to_screen,
     view_test,
@@ -124,8 +130,8 @@ def plan_bench_trial(
             )
         )
     suture = _suture(task, gestures, scene, world, frames)
-    camera = np.tile(np.array([c, c, 1.0], np.float32), (frames, 1))
-    aff = np.stack([camera_affine(camera[0], width, height, world, BENCH_VIEW)] * frames)
+    camera = _bench_camera(r_scene, frames, world, fps)
+    aff = np.stack([camera_affine(cam, width, height, world, BENCH_VIEW) for cam in camera])
     in_view = np.stack(
         [view_test(to_screen(aff, t.tip.astype(np.float64)), width, height, False) for t in tracks], 1
     )
@@ -184,6 +190,14 @@ def plan_bench_trial(
         events=sorted(events, key=lambda e: e["frame"]),
         suture=suture,
     )
+
+
+def _bench_camera(rng: np.random.Generator, frames: int, world: int, fps: float) -> np.ndarray:
+    """(T, 3) camera: per-trial placement (offset <= 4 % of the world, zoom 0.92..1.08) + slow drift."""
+    c = world / 2 + rng.uniform(-0.04, 0.04, 2) * world
+    drift = np.stack([_smooth(rng, frames, 4 * fps), _smooth(rng, frames, 4 * fps)], 1) * 0.006 * world
+    zoom = np.full((frames, 1), rng.uniform(0.92, 1.08))
+    return np.hstack([c + drift, zoom]).astype(np.float32)
 
 
 def _suture(task: str, gestures: list[tuple[int, int, str]], scene, world: int, frames: int) -> dict:

@@ -201,8 +201,15 @@ def _camera(rng: np.random.Generator, right_tip: np.ndarray, world: int, fps: fl
     return np.column_stack([c, zoom]).astype(np.float32)
 
 
-def _cvs(rng: np.random.Generator, phase: np.ndarray, skill: float) -> tuple[np.ndarray, np.ndarray]:
-    """Exposure of the 3 CVS regions (quantised to the visible fat levels) and 3-annotator means."""
+def _cvs(
+    rng: np.random.Generator, phase: np.ndarray, skill: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CVS state per frame: (visible exposure (T, 3), annotator mean (T, 3), fat level 0..3 (T, 3),
+    votes (T, 3 criteria, 3 annotators)).
+
+    Each region is exposed along a ramp during Calot dissection; the rendered fat level is the
+    exposure quantised to 4 levels, and annotator j votes 1 if ``visible + bias_j > 0.6``.
+    """
     n = len(phase)
     idx = np.nonzero(phase == 1)[0]
     a, b = (int(idx[0]), int(idx[-1]) + 1) if len(idx) else (n, n)
