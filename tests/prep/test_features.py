@@ -133,3 +133,21 @@ def test_custom_backbone_adapter_plugs_in(prepared, tmp_path):
     assert res.ok
     got = FeatureStore(tmp_path).load("b", "rgb")
     assert got.shape == (2, 3) and FeatureStore(tmp_path).backbone == "mean-colour"
+
+
+def test_surgvista_encoder_folder_plugs_in(tmp_path):
+    """surgkit.video's SurgVISTA encoder folder is opened by model_type; features = mean over tokens."""
+    from surgkit.video.config import SurgVistaEncoderConfig
+    from surgkit.video.model import SurgVistaEncoder
+
+    torch.manual_seed(0)
+    cfg = SurgVistaEncoderConfig(img_size=32, patch_size=16, num_frames=4, tubelet_size=2, embed_dim=16, depth=1,
+                                 num_heads=2, drop_path_rate=0.0)  # fmt: skip
+    encoder = SurgVistaEncoder(cfg).eval()
+    encoder.save_pretrained(tmp_path / "sv")
+    backbone = load_backbone(tmp_path / "sv")
+    assert (backbone.num_frames, backbone.image_size, backbone.feature_dim) == (4, (32, 32), 16)
+    clips = torch.randn(2, 4, 3, 32, 32)  # [B, T, C, H, W] as prep passes them
+    with torch.no_grad():
+        want = encoder(clips.permute(0, 2, 1, 3, 4)).mean(1)
+    torch.testing.assert_close(backbone.encode(clips), want)

@@ -71,6 +71,8 @@ class _ModalityReader:
     def __init__(self, modality: str, folder: Path):
         self.modality = modality
         self.reader = SequenceReader(folder, kind=_KIND[modality])
+        if modality == "flow" and self.reader.num_items == 0:
+            raise SurgkitError(f"{folder}: no flow fields (a video needs at least 2 frames for flow)")
         self.count = self.reader.num_items + (1 if modality == "flow" else 0)
         self.bound = float(self.reader.meta.get("bound", 20.0))
         self.num_classes = int(self.reader.meta.get("num_classes", 2))
@@ -79,7 +81,7 @@ class _ModalityReader:
         n = self.reader.num_items
         if self.modality == "flow":  # MAQA: repeat the last field so there are N fields
             lo, hi = min(start, n - 1), min(stop, n)
-            items = self.reader.read(lo, hi) if n else np.zeros((0,), np.uint8)
+            items = self.reader.read(lo, hi)
             need = min(stop, self.count) - start
             if len(items) < need:
                 items = np.concatenate([items, np.repeat(items[-1:], need - len(items), axis=0)])
