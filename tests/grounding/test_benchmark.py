@@ -146,3 +146,26 @@ def test_cli_bench_table_figure(world, tiny_clip_dir, tmp_path, run_cli):
     assert code == 2 and "instrument task needs boxes" in err
     code, out, err = run_cli("ground", "table", tmp_path / "missing")
     assert code == 2 and "summary.json" in err
+
+
+def test_copesd_frames_use_normalised_boxes_and_vqa_images(tmp_path, tiny_clip):
+    import cv2
+
+    (tmp_path / "frames" / "000123").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "frames" / "000123" / "0042.png"), np.full((40, 50, 3), 90, np.uint8))
+    answer = "Move the Forceps[0.10, 0.20, 0.50, 0.60] to the flap and lift it with the Knife[0.60, 0.50, 0.90, 0.80]."
+    sample = {
+        "image": "frames/000123/0042.png",
+        "conversations": [{"from": "human", "value": "Lift the flap."}, {"from": "gpt", "value": answer}],
+    }
+    (tmp_path / "copesd.json").write_text(json.dumps([sample, sample]))  # the same frame twice
+    src = load_frames("copesd", tmp_path, "instrument")
+    assert len(src.frames) == 1 and src.vocabulary == ["forceps", "knife"]
+    frame = src.frames[0]
+    assert frame.unit == "normalized" and frame.boxes["forceps"] == [(0.1, 0.2, 0.5, 0.6)]
+    masks = frame.region_masks((40, 50))
+    assert masks["knife"].sum() == 15 * 12  # x in [30, 45), y in [20, 32)
+    s = run_benchmark(
+        tiny_clip, src.frames, src.vocabulary, BenchSettings(), tmp_path / "run", progress=False
+    )
+    assert s["frames"] == 1 and s["overall"]["accuracy"] in (0.0, 1.0)
