@@ -189,3 +189,15 @@ def test_different_seeds_differ():
     fb = b.render(pb, truth=False).render(10)[0]
     assert not np.array_equal(fa, fb)
     assert [s.skill for s in a.jig_surgeons] != [s.skill for s in b.jig_surgeons]
+
+
+def test_camera_motion_blur_changes_rgb_not_masks(tiny):
+    plan = tiny.lap_plan(0)
+    t = int(np.argmax(plan.blur[:, 0]))
+    assert plan.blur[t, 0] >= 2
+    r = tiny.render(plan)
+    rgb1, truth1 = r.render(t)
+    plan.blur[t, 0] = 0.0
+    rgb2, truth2 = r.render(t)
+    np.testing.assert_array_equal(truth1.instance_mask, truth2.instance_mask)
+    assert not np.array_equal(rgb1, rgb2)
