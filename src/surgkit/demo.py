@@ -26,7 +26,10 @@ DEMO_STEPS: tuple[str, ...] = (
     "surgkit.synth.demo:demo_step",
     "surgkit.data.demo:demo_step",
     "surgkit.metrics.demo:demo_step",
-    "surgkit.video.demo:demo_step",
+    "surgkit.video.demo:demo_step",  # pretrains the tiny SurgVISTA encoder ...
+    "surgkit.prep.demo:demo_step",  # ... which prep uses as the frozen feature backbone ...
+    "surgkit.skill.demo:demo_step",  # ... for the skill-assessment features
+    "surgkit.grounding.demo:demo_step",
     "surgkit.reasoning.demo:demo_step",
 )
 
