@@ -197,3 +197,11 @@ def test_load_adapter_errors(tmp_path):
     ckpt.write_bytes(b"x")
     with pytest.raises(SurgkitError, match="vocab"):
         load_adapter(str(ckpt))
+
+
+def test_cli_convert_refuses_untrusted_pickle(tiny_surgvlp, tmp_path, bert_vocab, run_cli):
+    ckpt = save_reference_checkpoint(tiny_surgvlp.model, tmp_path / "SurgVLP.pth")
+    code, _out, err = run_cli(
+        "ground", "convert-surgvlp", ckpt, "--vocab", bert_vocab, "--out", tmp_path / "o"
+    )
+    assert code == 2 and "--trust-checkpoint" in err and not (tmp_path / "o").exists()

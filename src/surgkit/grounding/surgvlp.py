@@ -261,7 +261,14 @@ def load_reference_checkpoint(
     model: SurgicalVLM, path: str | Path, trust_checkpoint: bool = False
 ) -> SurgicalVLM:
     """Load an official SurgVLP/HecVL/PeskaVLP checkpoint strictly; list missing/unexpected keys on failure."""
-    mapped, _dropped = remap_reference_keys(read_checkpoint(path, trust_checkpoint))
+    return load_reference_state(model, read_checkpoint(path, trust_checkpoint), path)
+
+
+def load_reference_state(
+    model: SurgicalVLM, state: Mapping[str, torch.Tensor], path: str | Path
+) -> SurgicalVLM:
+    """Remap a reference-layout state dict and load it strictly (``path`` names the source in errors)."""
+    mapped, _dropped = remap_reference_keys(state)
     missing, unexpected = model.load_state_dict(mapped, strict=False)
     if missing or unexpected:
 
@@ -290,9 +297,8 @@ def convert_reference_checkpoint(
     vocab = Path(vocab)
     if not vocab.is_file():
         raise SurgkitError(f"{vocab}: vocab.txt not found (the Bio_ClinicalBERT vocabulary)")
-    model = load_reference_checkpoint(
-        SurgicalVLM(config or SurgicalVLMConfig()), checkpoint, trust_checkpoint
-    )
+    state = read_checkpoint(checkpoint, trust_checkpoint)  # refused or read before building the model
+    model = load_reference_state(SurgicalVLM(config or SurgicalVLMConfig()), state, checkpoint)
     out = model.save_pretrained(out_dir)
     write_text(out / "vocab.txt", vocab.read_text(encoding="utf-8"))
     return out
@@ -380,7 +386,8 @@ class SurgicalVLMAdapter(VLMAdapter):
                 f"{checkpoint}: a SurgVLP checkpoint needs the Bio_ClinicalBERT vocab.txt (--vocab)"
             )
         config = SurgicalVLMConfig(variant=variant)
-        model = load_reference_checkpoint(SurgicalVLM(config), checkpoint, trust_checkpoint)
+        state = read_checkpoint(checkpoint, trust_checkpoint)
+        model = load_reference_state(SurgicalVLM(config), state, checkpoint)
         return cls(model, bert_tokenizer(vocab), _preprocess(config, native), name or variant, device)
 
     @property
