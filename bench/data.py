@@ -103,7 +103,7 @@ def main() -> None:
         "--preset", default="ultrafast", help="x264 preset (ultrafast: no B-frames; veryfast: B-frames)"
     )
     ap.add_argument("--interval", type=float, default=2.0)
-    ap.add_argument("--max-frames", type=int, default=256)
+    ap.add_argument("--max-frames", type=int, default=128)
     ap.add_argument("--full-decode", action="store_true", help="also time decoding every frame")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()

@@ -4,9 +4,11 @@ The same surgery can sit in two datasets under two names (SurgVISTA's authors fo
 test videos inside M2CAI16 by hand), re-encoded, resized, at another frame rate. A name check cannot
 see that; this module compares what the videos show.
 
-**Fingerprint** (:func:`fingerprint`). Sample frames every ``interval`` seconds (widened so that at
-most ``max_frames`` are taken, narrowed so that a short clip still gets ``min_frames``), decode each one once at low resolution (PyAV seeks to the nearest
-keyframe and scales inside libswscale; no full-resolution RGB frame is built), convert to 64x64 grey,
+**Fingerprint** (:func:`fingerprint`). Sample frames every ``interval`` seconds, widened so that at
+most ``max_frames`` = 128 are taken (every 14 s for a 30-min video: further apart than the usual
+keyframe interval, so seeking skips decoding) and narrowed so that a short clip still gets
+``min_frames``. Decode each one once at low resolution (PyAV seeks to the nearest keyframe and
+scales inside libswscale; no full-resolution RGB frame is built), convert to 64x64 grey,
 subtract half of the video's mean sampled frame (``demean=0.5``: damps what every frame shares, the
 endoscope vignette, black borders, overlays, while short or static clips keep enough content to hash
 stably after re-encoding), and hash each frame with a DCT perceptual hash: 2-D DCT-II of the 32x32
@@ -167,7 +169,7 @@ def fingerprint(
     key: str | None = None,
     fps: float | None = None,
     interval: float = 2.0,
-    max_frames: int = 256,
+    max_frames: int = 128,
     min_frames: int = 32,
     min_std: float = 2.0,
     demean: float = 0.5,
