@@ -241,3 +241,47 @@ def test_demo_step_tiny(synthetic_skill, tmp_path):
     ]
     assert section.figures and all(p.is_file() for p, _ in section.figures)
     assert any("LOUO" in n for n in section.notes)
+
+
+def test_four_fold_lists_and_clinical_kfold(synthetic_skill, tmp_path):
+    data, _ = synthetic_skill
+    items = interop.load_labels(data).for_task("Suturing")
+    folds = interop.make_folds(items, "4fold")
+    assert len(folds) == 4
+    tested = [v for f in folds for v in f.test]
+    assert len(tested) == len(set(tested)) and set(tested) <= {it.id for it in items}
+    assert "Suturing_B001" in folds[0].test  # MUSDL fold 0 of SU starts with B001 (spec §1.2)
+    videos = []
+    for i in range(6):
+        rating = {"rater": "R1", "items": dict.fromkeys(["depth_perception", "bimanual_dexterity", "efficiency",
+                                                         "force_sensitivity", "robotic_control"], 1 + i % 5)}  # fmt: skip
+        videos.append({"id": f"rah_{i:03d}", "surgeon": f"S{i % 3}", "procedure": "vault_closure",
+                       "segments": [{"name": "suturing_1", "ratings": [rating]}]})  # fmt: skip
+    (tmp_path / "skill.json").write_text(json.dumps({"format": "surgkit-clinical-skill/1", "videos": videos}))
+    labels = interop.load_labels(tmp_path)
+    assert labels.dataset == "clinical" and labels.score_range == (5.0, 25.0)
+    assert labels.tasks == ["vault_closure"]
+    kf = interop.make_folds(labels.items, "kfold", k=3, seed=1)
+    surgeon = {it.id: it.surgeon for it in labels.items}
+    for f in kf:
+        assert not {surgeon[v] for v in f.test} & {surgeon[v] for v in f.train}
+
+
+def test_item_targets_give_per_item_breakdown(synthetic_skill, tmp_path):
+    """train.target=items: one output per OSATS item; predictions sum to the GRS and list the items."""
+    from surgkit.skill.predict import evaluate_checkpoint, predict_features
+
+    data, feats = synthetic_skill
+    exp = small_experiment(1, 1, target="items")
+    exp = dataclasses.replace(exp, model=dataclasses.replace(exp.model, strategy="avg"))
+    res = run_cross_validation(exp, RunOptions(data, feats, tmp_path / "r", scheme="kfold", k=2, device="cpu",
+                                               progress=False, only_folds=("fold_0",)))  # fmt: skip
+    fold = res["tasks"]["Suturing"]["folds"][0]
+    items = np.array(fold["models"]["fusion"]["pred_items"])
+    assert items.shape == (24, 6)
+    np.testing.assert_allclose(items.sum(1), fold["models"]["fusion"]["pred"], atol=1e-3)
+    branch = tmp_path / "r" / "Suturing" / "fold_0" / "unimodal" / "flow"
+    rows = predict_features(branch, feats, [f"{fold['test'][0]}_capture1"])
+    assert len(rows[0]["items"]) == 6 and rows[0]["score"] == pytest.approx(sum(rows[0]["items"].values()))
+    ev = evaluate_checkpoint(branch, data, feats)
+    assert ev["tasks"]["Suturing"]["n"] == 48 and -1 <= ev["tasks"]["Suturing"]["scc"] <= 1

@@ -91,6 +91,7 @@ def demo_step(ctx: DemoContext) -> DemoSection:
         for name, s in summary.items()
     ]  # fmt: skip
     metrics = {f"scc_{name.split(':')[-1]}": round(s["scc_mean"], 4) for name, s in summary.items()}
+    metrics |= {f"scc_pooled_{name.split(':')[-1]}": round(s["scc_pooled"], 4) for name, s in summary.items()}
     metrics |= {f"mae_{name.split(':')[-1]}": round(s["mae_mean"], 3) for name, s in summary.items()}
     folds = results["tasks"][task]["folds"]
     metrics |= {
@@ -104,7 +105,9 @@ def demo_step(ctx: DemoContext) -> DemoSection:
         title="Skill assessment: SurgFusion-Net (RGB + flow + masks, DRA)",
         summary=(
             f"LOUO on the synthetic {task} trials ({metrics['videos']} videos, {metrics['folds']} folds): "
-            f"fusion SCC {fusion:.3f} vs RGB-only {rgb:.3f}. Unimodal branches trained first (SGD, cosine), "
+            f"fusion SCC {fusion:.3f} vs RGB-only {rgb:.3f} (mean over folds; pooled out-of-fold "
+            f"{summary['fusion']['scc_pooled']:.3f} vs {summary['unimodal:rgb']['scc_pooled']:.3f}). "
+            "Unimodal branches trained first (SGD, cosine), "
             "then frozen while the fusion branch trains (AdamW); hybrid loss 0.5·MSE + 0.5·MAE on GRS scaled to [0, 1]."
         ),
         metrics=metrics,
