@@ -130,17 +130,21 @@ def bench_flow(tmp: Path, n: int, workers: int) -> dict:
             prev = g
     t_naive = time.perf_counter() - t0
     # stricter baseline: the same loop over frames already decoded in memory (Farnebäck only)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     for a, b in zip(grey[:-1], grey[1:], strict=True):
         encode_flow(cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0), 20.0)
-    t_loop = time.perf_counter() - t0
+    t_loop, cpu_loop = time.perf_counter() - t0, time.process_time() - c0
     cv2.setNumThreads(-1)
 
     t0 = time.perf_counter()
     res = compute(tmp / "flow_frames", tmp / "flow_out", workers=workers, progress=False)
     t_ours = time.perf_counter() - t0
     assert res.ok
+    # CPU cost per pair of the pipeline itself (1 worker, in-process) vs the loop: the overhead part
+    c0, t0 = time.process_time(), time.perf_counter()
+    assert compute(tmp / "flow_frames", tmp / "flow_out1", workers=1, progress=False).ok
+    cpu_one, t_one = time.process_time() - c0, time.perf_counter() - t0
     ours = SequenceReader(tmp / "flow_out" / "flow_src").read(0, n - 1)
     identical = bool(np.array_equal(ours, np.stack(naive)))
     pairs = n - 1
@@ -152,6 +156,9 @@ def bench_flow(tmp: Path, n: int, workers: int) -> dict:
         "speedup": round(t_naive / t_ours, 3),
         "loop_over_decoded_frames_pairs_per_s": round(pairs / t_loop, 1),
         "speedup_vs_loop_over_decoded_frames": round(t_loop / t_ours, 3),
+        "ours_1_worker_pairs_per_s": round(pairs / t_one, 1),
+        "cpu_ms_per_pair_loop": round(1000 * cpu_loop / pairs, 2),
+        "cpu_ms_per_pair_ours_1_worker": round(1000 * cpu_one / pairs, 2),
         "identical_output": identical,
         "target": ">= 1.8 on 2 cores, identical output",
         "note": "naive = PyAV decode + grey + sequential Farnebäck; ours reads the extracted frames (array store), "

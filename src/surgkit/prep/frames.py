@@ -1,10 +1,10 @@
 """``surgkit prep frames``: decode videos, resample to a target fps, transform, write frames.
 
-Streaming: a worker holds at most two chunks of output frames (one being filled, one being
-written by a background thread; ``chunk_size`` frames each, by default about 64 MiB of source
-frames, 8 to 256) plus two decoded frames, whatever the video length. Each chunk is written atomically and recorded in
-the manifest, so a killed run resumes from the first unfinished chunk (earlier frames are decoded
-to keep the timestamp rule exact, but not converted or written again). Finished videos are
+Streaming: a worker holds at most two chunks of output frames (one being filled with decoded
+frames, one being converted to RGB, transformed and written by a background thread; ``chunk_size`` frames each, by default about 64 MiB of source
+frames, 8 to 256) plus two decoded frames, whatever the video length. Each chunk is written
+atomically and recorded in the manifest, so a killed run resumes from the first unfinished chunk
+(earlier frames are decoded to keep the timestamp rule exact, but not converted or written again). Finished videos are
 skipped when the input file hash and settings are unchanged. See :mod:`surgkit.prep.video` for the
 exact resampling rule and :mod:`surgkit.prep.transforms` for crop/resize options.
 """
@@ -22,7 +22,7 @@ from surgkit.prep.manifest import Manifest
 from surgkit.prep.runner import PrepProgress, PrepResult, check_unique_ids, default_workers, run_tasks
 from surgkit.prep.seqstore import SequenceWriter, check_format
 from surgkit.prep.transforms import PRESETS, parse_transform
-from surgkit.prep.video import VideoError, decode, find_videos, parse_fps, probe, video_id_of
+from surgkit.prep.video import VideoError, decode, find_videos, parse_fps, probe, to_rgb_array, video_id_of
 from surgkit.utils.io import sha256_file
 
 
@@ -52,23 +52,23 @@ def auto_chunk_size(width: int, height: int) -> int:
 
 
 class _BackgroundWriter:
-    """Encode/write chunks in one background thread so disk and JPEG/PNG work overlap decoding.
+    """Convert/encode/write chunks in one background thread so that work overlaps decoding.
 
     At most ``depth`` chunks wait for the thread, so memory stays bounded. ``on_written`` runs in
     the calling thread, in chunk order, once a chunk file is complete.
     """
 
-    def __init__(self, writer: SequenceWriter, on_written, depth: int = 1):
+    def __init__(self, write_chunk, on_written, depth: int = 1):
         from concurrent.futures import ThreadPoolExecutor
 
-        self.writer, self.on_written, self.depth = writer, on_written, depth
+        self.write_chunk, self.on_written, self.depth = write_chunk, on_written, depth
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="surgkit-prep-writer")
         self.pending: list[tuple[int, Any]] = []
 
     def submit(self, chunk_id: int, items: Any) -> None:
         while len(self.pending) >= self.depth:
             self._pop()
-        self.pending.append((chunk_id, self.pool.submit(self.writer.write_chunk, chunk_id, items)))
+        self.pending.append((chunk_id, self.pool.submit(self.write_chunk, chunk_id, items)))
 
     def _pop(self) -> None:
         chunk_id, fut = self.pending.pop(0)
@@ -118,44 +118,47 @@ def extract_video(task: _Task, report) -> dict[str, Any]:
         writer.reset()
     warnings: list[str] = []
     source_index: list[int] = []
-    shape = None
+    shape: list[Any] = [None]  # set by the writer thread from the first converted frame
     chunk_id = task.resume_from_chunk
-    buffer: Any = None
-    fill = 0
+    pending: list[Any] = []
+
+    def convert_and_write(cid: int, raws: list[Any]) -> int:
+        """Writer thread: RGB conversion (GIL released in FFmpeg), transform, stack, encode, write."""
+        images = [transform(to_rgb_array(r)) for r in raws]
+        for image in images:
+            if shape[0] is None:
+                shape[0] = image.shape
+            elif image.shape != shape[0] and s.fmt == "array":
+                raise VideoError(
+                    task.path,
+                    f"transformed frame has shape {image.shape}, earlier frames {shape[0]}; "
+                    "the array store needs one size (add resize=WxH to the transform)",
+                    frame=cid * chunk,
+                )
+        return writer.write_chunk(cid, np.stack(images) if s.fmt == "array" else images)
 
     def written(cid: int, n: int) -> None:
         report(("chunk", task.video_id, cid, n))
         report(("items", task.video_id, n))
 
-    background = _BackgroundWriter(writer, written)
+    background = _BackgroundWriter(convert_and_write, written)
     try:
-        frames = decode(task.path, s.fps, skip_before=chunk_id * chunk, strict=s.strict, warnings=warnings)
+        frames = decode(task.path, s.fps, skip_before=chunk_id * chunk, strict=s.strict, warnings=warnings,
+                        to_rgb=False)  # fmt: skip
         for frame in frames:
             source_index.append(frame.source_index)
-            if frame.image is None:
+            if frame.raw is None:
                 continue
-            image = transform(frame.image)
-            if shape is None:
-                shape = image.shape
-            elif image.shape != shape and s.fmt == "array":
-                raise VideoError(
-                    task.path,
-                    f"transformed frame has shape {image.shape}, earlier frames {shape}; "
-                    "the array store needs one size (add resize=WxH to the transform)",
-                    frame=frame.source_index,
-                )
-            if buffer is None:  # array store: fill a preallocated chunk (no stacking copy)
-                buffer = np.empty((chunk, *shape), np.uint8) if s.fmt == "array" else [None] * chunk
-            buffer[fill] = image
-            fill += 1
-            if fill == chunk:
-                background.submit(chunk_id, buffer)
-                chunk_id, buffer, fill = chunk_id + 1, None, 0
-        if fill:
-            background.submit(chunk_id, buffer[:fill])
+            pending.append(frame.raw)
+            if len(pending) == chunk:
+                background.submit(chunk_id, pending)
+                chunk_id, pending = chunk_id + 1, []
+        if pending:
+            background.submit(chunk_id, pending)
         background.close()
     finally:
         background.shutdown()
+    shape = shape[0]
     if not source_index:
         raise VideoError(task.path, "no output frames (is the video shorter than one output period?)")
     if shape is None:  # every chunk was written by an earlier run: read the size back

@@ -61,7 +61,8 @@ class Frame:
     index: int
     time: float
     source_index: int
-    image: np.ndarray | None  # H x W x 3 uint8 RGB; None for frames skipped on resume
+    image: np.ndarray | None  # H x W x 3 uint8 RGB; None for frames skipped on resume (or to_rgb=False)
+    raw: Any = None  # the decoded av.VideoFrame when to_rgb=False (convert with to_rgb_array)
 
 
 def _ffmpeg_reason(exc: BaseException, logs: list | None = None) -> str:
@@ -203,12 +204,16 @@ def decode(
     skip_before: int = 0,
     strict: bool = True,
     warnings: list[str] | None = None,
+    to_rgb: bool = True,
 ) -> Iterator[Frame]:
     """Yield the output frames of ``path`` resampled to ``fps`` (None = every source frame).
 
     Frames with output index < ``skip_before`` are selected but not converted to pixels (used to
     resume after a checkpoint: decoding is cheap, conversion and writing are not); they are
-    yielded with ``image=None`` so their source indices stay known. Memory holds at most two decoded frames, whatever the video length.
+    yielded with ``image=None`` so their source indices stay known. ``to_rgb=False`` yields the
+    decoded ``av.VideoFrame`` in ``raw`` instead of pixels, so the caller can convert it in another
+    thread (FFmpeg's colour conversion releases the GIL). Without a consumer holding frames,
+    memory holds at most two decoded frames, whatever the video length.
     """
     import av
     import av.logging
@@ -244,9 +249,12 @@ def decode(
             if k < skip_before:  # selected, but already written by an earlier run
                 yield Frame(index=k, time=sampler.time_of(k), source_index=src_index, image=None)
                 continue
+            t = sampler.time_of(k) if target is not None else float(time - sampler.t0)
+            if not to_rgb:
+                yield Frame(index=k, time=t, source_index=src_index, image=None, raw=vframe)
+                continue
             if image is None:
                 image = vframe.to_ndarray(format="rgb24")
-            t = sampler.time_of(k) if target is not None else float(time - sampler.t0)
             yield Frame(index=k, time=t, source_index=src_index, image=image)
 
     try:
@@ -330,3 +338,8 @@ def find_videos(inputs: list[str | Path] | str | Path) -> list[Path]:
 def video_id_of(path: str | Path) -> str:
     """The id of a video: its file name without extension (JIGSAWS 'Suturing_B001_capture1')."""
     return Path(path).stem
+
+
+def to_rgb_array(raw: Any) -> np.ndarray:
+    """RGB uint8 [H, W, 3] pixels of a decoded frame (``Frame.raw``)."""
+    return raw.to_ndarray(format="rgb24")
