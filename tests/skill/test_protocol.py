@@ -285,3 +285,27 @@ def test_item_targets_give_per_item_breakdown(synthetic_skill, tmp_path):
     assert len(rows[0]["items"]) == 6 and rows[0]["score"] == pytest.approx(sum(rows[0]["items"].values()))
     ev = evaluate_checkpoint(branch, data, feats)
     assert ev["tasks"]["Suturing"]["n"] == 48 and -1 <= ev["tasks"]["Suturing"]["scc"] <= 1
+
+
+def test_unimodal_from_reuses_phase1_branches(learning_run, synthetic_skill, tmp_path, monkeypatch):
+    """Table IV rows share the phase-1 branches: --unimodal-from loads them instead of retraining."""
+    from surgkit.skill import protocol
+
+    res, run = learning_run
+    data, feats = synthetic_skill
+    calls = []
+    real = protocol.train_phase
+
+    def spy(model, *a, **k):
+        calls.append(k["optimizer_kind"])
+        return real(model, *a, **k)
+
+    monkeypatch.setattr(protocol, "train_phase", spy)
+    exp = small_experiment(40, 1)
+    exp = dataclasses.replace(exp, name="negative", model=dataclasses.replace(exp.model, strategy="negative"))
+    out = run_cross_validation(exp, RunOptions(data, feats, tmp_path / "neg", scheme="kfold", k=2, device="cpu",
+                                               progress=False, only_folds=("fold_0",), unimodal_from=run))  # fmt: skip
+    assert calls == ["adamw"]  # only the fusion branch was trained
+    for m in ("rgb", "flow", "mask"):
+        key = f"unimodal:{m}"
+        assert out["tasks"]["Suturing"]["summary"][key] == res["tasks"]["Suturing"]["summary"][key]
