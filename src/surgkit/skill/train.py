@@ -170,6 +170,7 @@ def train_phase(
             )
     if progress:
         progress.remove_task(task)
+    accelerator.free_memory()  # drop the accelerator's references to this phase's model and optimizer
     selected = phase.epochs
     if tcfg.select == "best_test" and best["epoch"] > 0 and best_file.is_file():
         from safetensors.torch import load_file
