@@ -23,17 +23,21 @@ def world(tmp_path_factory):
 
 
 def test_join_reports_counts(world):
-    src = load_frames("cholect50", world / "cholect50", "triplet", boxes_root=world / "cholec80_boxes")
+    root, boxes_root = world / "cholect50", world / "cholec80_boxes"
+    src = load_frames("cholect50", root, "triplet", boxes_root=boxes_root, frame_map="div25")
     assert len(src.frames) == 12 and src.join["kept"] == 12
-    boxes = load_frames("cholec80_boxes", world / "cholec80_boxes", "instrument").frames
+    assert src.frames[1].image == world / "cholect50" / "videos" / "VID01" / "000001.png"
+    unmapped = load_frames("cholect50", root, "triplet", boxes_root=boxes_root)  # 25-fps numbers, no map
+    assert unmapped.join["kept"] == 3  # only frame 0 of each video coincides
+    boxes = load_frames("cholec80_boxes", boxes_root, "instrument").frames
     left = [f for f in boxes if f.video != "video03"]
     trip = [GroundingFrame("VID02", k, None, triplets=[TRIPLET_COMPONENTS[17]]) for k in (1, 2, 9)]
-    joined, report = join_frames(left, trip)
-    assert [(f.video, f.frame) for f in joined] == [("video02", 1), ("video02", 2)]
+    joined, report = join_frames(left, trip, frame_map=lambda f: f // 25)
+    assert [(f.video, f.frame) for f in joined] == [("video02", 25), ("video02", 50)]
     assert report.per_video[2] == (4, 3, 2) and report.per_video[1] == (4, 0, 0)
     assert joined[0].boxes and joined[0].triplets == [TRIPLET_COMPONENTS[17]]
-    shifted, rep2 = join_frames(left, trip, frame_map=lambda f: f + 8)
-    assert rep2.kept == 1 and shifted[0].frame == 1
+    shifted, rep2 = join_frames(left, trip, frame_map=lambda f: f // 25 + 8)
+    assert rep2.kept == 1 and shifted[0].frame == 25
 
 
 def test_instrument_run_metrics_match_metrics_module(world, tiny_clip, tmp_path):
@@ -116,6 +120,24 @@ def test_bad_inputs_give_clear_errors(tiny_clip, tmp_path):
         SurgkitError, match=r"boxes.csv:9: frame video01/5: class 'trocar' is not in the instrument"
     ):
         run_benchmark(tiny_clip, [alien], CHOLEC80_TOOLS, BenchSettings(), tmp_path / "c")
+
+
+def test_mask_regions_on_the_synthetic_layout(world, tiny_clip, tmp_path):
+    src = load_frames("synth", world, "instrument", regions="masks")
+    frame = src.frames[0]
+    assert frame.regions == "masks" and set(frame.masks) == set(frame.boxes)
+    masks, boxes = frame.region_masks((64, 96), "masks"), frame.region_masks((64, 96), "boxes")
+    for label in frame.boxes:
+        assert masks[label].sum() == boxes[label].sum() - 2 * 2 * 20 - (
+            0 if label == "grasper" else 2 * 2 * 4
+        )
+        assert not (masks[label] & ~boxes[label]).any()
+    s = run_benchmark(
+        tiny_clip, src.frames, src.vocabulary, BenchSettings(batch_size=6), tmp_path / "m", progress=False
+    )
+    assert s["frames"] == 12
+    with pytest.raises(SurgkitError, match="synthetic world only"):
+        load_frames("cholec80_boxes", world / "cholec80_boxes", "instrument", regions="masks")
 
 
 def test_rasterise_box_pixel_centres():

@@ -39,6 +39,7 @@ def bench(
     device: str = "cpu",
     boxes_root: str | Path | None = None,
     frame_map: str | None = None,
+    regions: str = "boxes",
     videos: Sequence[str] | None = None,
     allow_leakage: bool = False,
     name: str | None = None,
@@ -49,7 +50,7 @@ def bench(
     """Load the model and the frames, run the benchmark, return the summary (also on disk in ``out``)."""
     from surgkit.grounding.adapters import load_adapter
 
-    source = load_frames(dataset, root, task, boxes_root=boxes_root, frame_map=frame_map)
+    source = load_frames(dataset, root, task, boxes_root=boxes_root, frame_map=frame_map, regions=regions)
     frames = source.frames
     if videos:
         wanted = {video_number(v) for v in videos}

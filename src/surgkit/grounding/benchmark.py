@@ -241,7 +241,7 @@ def _process_batch(
     for b, (frame, img, geom) in enumerate(zip(frames, images, geoms, strict=True)):
         idx = offset + b
         heat = to_frame(maps[0][b], geom)
-        regions = frame.region_masks(img.shape[:2])
+        regions = frame.region_masks(img.shape[:2], frame.regions)
         pred = int(chooser.pred[b])
         rec: dict[str, Any] = {
             "index": idx,
@@ -260,7 +260,8 @@ def _process_batch(
             comp = prompts["primary"].classes[pred].components
             has_verb = chooser.verb_pred[b] >= 0
             verb_heat = to_frame(maps[1][b], geom) if has_verb else None
-            rec.update(_triplet_record(frame, comp, keys[pred], verb_heat, regions))
+            boxes = frame.region_masks(img.shape[:2], "boxes")  # ARS: B(instrument) is the GT box
+            rec.update(_triplet_record(frame, comp, keys[pred], verb_heat, boxes))
             rec["pred_score"] = float(scores[pred])
             if settings.save_heatmaps and has_verb:
                 arrays[f"{idx}_verb"] = _quantise(maps[1][b])

@@ -34,6 +34,9 @@ def bench_cmd(
     frame_map: str | None = typer.Option(
         None, help="Map box frame numbers to triplet frames: identity or divN."
     ),
+    regions: str = typer.Option(
+        "boxes", help="GT regions of τ-AC/τ-AA: boxes, or masks (synthetic world only)."
+    ),
     videos: str | None = typer.Option(None, help="Comma-separated video ids to keep (e.g. video42,video43)."),
     vocab: Path | None = typer.Option(None, help="Bio_ClinicalBERT vocab.txt (SurgVLP checkpoint files)."),
     variant: str = typer.Option("surgvlp", help="SurgVLP-family variant name of a checkpoint file."),
@@ -75,7 +78,7 @@ def bench_cmd(
         if score_scale is not None:
             options["score_scale"] = score_scale
     summary = bench(
-        model, dataset, root, task, out, device=device, boxes_root=boxes_root, frame_map=frame_map,
+        model, dataset, root, task, out, device=device, boxes_root=boxes_root, frame_map=frame_map, regions=regions,
         videos=[v.strip() for v in videos.split(",")] if videos else None, allow_leakage=allow_leakage,
         name=name, model_options=options, tau=tau, batch_size=batch_size, heatmap_target=heatmap_target,
         null_policy=null_policy, articles=articles, templates=str(templates) if templates else None,

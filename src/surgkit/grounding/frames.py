@@ -44,6 +44,7 @@ class GroundingFrame:
     unit: str = "pixel"  # of the boxes: "pixel" or "normalized"
     masks: dict[str, Callable[[], np.ndarray] | np.ndarray] = dataclasses.field(default_factory=dict)
     triplets: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)  # vocab ids
+    regions: str = "any"  # which GT regions tau-AC / tau-AA use: any, boxes or masks
     source: str = ""  # where the annotation came from (file:line) for error messages
 
     @property
@@ -79,15 +80,23 @@ class GroundingFrame:
             )
         return arr
 
-    def region_masks(self, hw: tuple[int, int]) -> dict[str, np.ndarray]:
-        """Per-label bool masks at frame size: union of the label's rasterised boxes and masks."""
+    def region_masks(self, hw: tuple[int, int], source: str = "any") -> dict[str, np.ndarray]:
+        """Per-label bool masks at frame size.
+
+        ``source``: ``boxes`` (rasterised boxes only), ``masks`` (masks only, falling back to boxes for
+        labels without a mask) or ``any`` (union of both).
+        """
+        if source not in ("any", "boxes", "masks"):
+            raise SurgkitError(f"unknown region source '{source}' (any, boxes or masks)")
         out: dict[str, np.ndarray] = {}
         for label, boxes in self.boxes.items():
+            if source == "masks" and label in self.masks:
+                continue
             m = np.zeros(hw, dtype=bool)
             for box in boxes:
                 m |= rasterise_box(box, hw, self.unit)
             out[label] = m
-        for label, mask in self.masks.items():
+        for label, mask in self.masks.items() if source != "boxes" else ():
             arr = np.asarray(mask() if callable(mask) else mask).astype(bool)
             if arr.shape != tuple(hw):
                 raise SurgkitError(f"{self.where()}: mask of '{label}' is {arr.shape}, frame is {tuple(hw)}")

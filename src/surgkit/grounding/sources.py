@@ -81,6 +81,37 @@ def _attach_1fps_images(frames: list[GroundingFrame], trip_root: Path, fps: int)
     return out
 
 
+def _attach_synth_masks(frames: list[GroundingFrame], world: Path, fps: int) -> list[GroundingFrame]:
+    """Instrument class masks of the world's ``masks`` layout (``<video>/<25-fps frame>_class.png``,
+    value = CholecT50 instrument id + 1) as the GT regions of tau-AC / tau-AA."""
+    from surgkit.grounding.prompts import normalise_label
+
+    out = []
+    for f in frames:
+        png = world / "masks" / f"video{video_number(f.video):02d}" / f"{f.frame:06d}_class.png"
+        if not png.is_file():
+            raise SurgkitError(f"{png}: missing class mask (write the world with the 'masks' layout)")
+        masks = {}
+        for k, name in enumerate(INSTRUMENTS):
+            label = normalise_label(name)
+            if label in f.boxes:
+                masks[label] = _mask_loader(png, k + 1)
+        out.append(dataclasses.replace(f, masks=masks, regions="masks"))
+    return out
+
+
+def _mask_loader(path: Path, value: int) -> Callable[[], Any]:
+    def load() -> Any:
+        import cv2
+
+        arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if arr is None:
+            raise SurgkitError(f"{path}: unreadable mask")
+        return arr == value
+
+    return load
+
+
 def world_splits(root: str | Path) -> dict[str, list[str]]:
     """The laparoscopic video splits of a synthetic world (``world.json``), e.g. {"train": [...], "test": [...]}."""
     import json
@@ -102,8 +133,17 @@ def load_frames(
     boxes_root: str | Path | None = None,
     boxes_dataset: str = "cholec80_boxes",
     frame_map: str | None = None,
+    regions: str = "boxes",
 ) -> FrameSource:
-    """Frames of ``dataset`` at ``root`` for ``task`` (instrument or triplet)."""
+    """Frames of ``dataset`` at ``root`` for ``task`` (instrument or triplet).
+
+    ``regions="masks"`` (synthetic world only) scores tau-AC / tau-AA on the exact instrument masks of
+    the world's ``masks`` layout instead of the boxes; ARS always uses the boxes.
+    """
+    if regions not in ("boxes", "masks"):
+        raise SurgkitError(f"unknown regions '{regions}' (boxes or masks)")
+    if regions == "masks" and dataset.strip().lower() != "synth":
+        raise SurgkitError("--regions masks is available for the synthetic world only")
     name = dataset.strip().lower().replace("-", "_")
     root = Path(root)
     notes: list[str] = []
@@ -113,6 +153,11 @@ def load_frames(
         if task == "instrument":
             src = load_frames("cholec80_boxes", box_root, task)
             src.frames = _attach_1fps_images(src.frames, trip_root, fps)
+            if regions == "masks":
+                src.frames = _attach_synth_masks(src.frames, root, fps)
+                src.notes.append(
+                    "tau-AC / tau-AA regions: exact instrument masks (masks/<video>/<frame>_class.png)"
+                )
             src.notes.append(
                 f"synthetic world: box frame numbers are 25-fps; images = CholecT50 1-fps PNG (frame // {fps})"
             )
