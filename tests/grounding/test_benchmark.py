@@ -191,3 +191,19 @@ def test_copesd_frames_use_normalised_boxes_and_vqa_images(tmp_path, tiny_clip):
         tiny_clip, src.frames, src.vocabulary, BenchSettings(), tmp_path / "run", progress=False
     )
     assert s["frames"] == 1 and s["overall"]["accuracy"] in (0.0, 1.0)
+
+
+def test_unreadable_image_is_skipped_and_named(tiny_clip, tmp_path):
+    good = GroundingFrame("video01", 1, np.zeros((32, 32, 3), np.uint8), boxes={"hook": [(0, 0, 8, 8)]})
+    bad = GroundingFrame("video01", 2, tmp_path / "missing.png", boxes={"hook": [(0, 0, 8, 8)]})
+    s = run_benchmark(tiny_clip, [bad, good], CHOLEC80_TOOLS, BenchSettings(), tmp_path / "r", progress=False)
+    assert s["frames"] == 1
+    assert s["skipped"] == [
+        {
+            "frame": "video01/2",
+            "reason": f"{tmp_path / 'missing.png'}: missing or unreadable image for frame video01/2",
+            "where": "image",
+        }
+    ]
+    assert [r["frame"] for r in load_records(tmp_path / "r")] == [1]
+    assert load_heatmap(tmp_path / "r", load_records(tmp_path / "r")[0]) is not None

@@ -231,7 +231,17 @@ def _quantise(m: torch.Tensor) -> np.ndarray:
 def _process_batch(
     adapter, frames, settings, prompts, banks, offset
 ) -> tuple[list[dict], dict[str, np.ndarray]]:
-    images = [f.load_image() for f in frames]
+    loaded, failed = [], []
+    for b, f in enumerate(frames):
+        try:
+            loaded.append((offset + b, f, f.load_image()))
+        except SurgkitError as e:  # an unreadable image is reported; the rest of the batch goes on
+            failed.append({"index": offset + b, "video": f.video, "frame": f.frame, "error": str(e)})
+    if not loaded:
+        return failed, {}
+    offsets = [k for k, _, _ in loaded]
+    frames = [f for _, f, _ in loaded]
+    images = [img for _, _, img in loaded]
     pixels, geoms = adapter.preprocess(images)
     chooser = _Chooser(settings, prompts, banks)
     chooser.gt_index = [_gt_index(f, settings, prompts["primary"]) for f in frames]
@@ -239,7 +249,7 @@ def _process_batch(
     keys = prompts["primary"].keys
     records, arrays = [], {}
     for b, (frame, img, geom) in enumerate(zip(frames, images, geoms, strict=True)):
-        idx = offset + b
+        idx = offsets[b]
         heat = to_frame(maps[0][b], geom)
         regions = frame.region_masks(img.shape[:2], frame.regions)
         pred = int(chooser.pred[b])
@@ -268,7 +278,7 @@ def _process_batch(
         if settings.save_heatmaps:
             arrays[f"{idx}_primary"] = _quantise(maps[0][b])
         records.append(rec)
-    return records, arrays
+    return sorted(records + failed, key=lambda r: r["index"]), arrays
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -329,9 +339,15 @@ def run_benchmark(
                 write_json(shard, records)
             bar.advance(task, len(chunk))
 
-    records = []
+    records, errors = [], []
     for s in range(n_shards):
-        records += json.loads((out / "shards" / f"{s:05d}.json").read_text())
+        for rec in json.loads((out / "shards" / f"{s:05d}.json").read_text()):
+            (errors if "error" in rec else records).append(rec)
+    for e in errors:
+        console.print(f"[yellow]skipped[/] frame {e['video']}/{e['frame']}: {e['error']}", highlight=False)
+        skipped.append({"frame": f"{e['video']}/{e['frame']}", "reason": e["error"], "where": "image"})
+    if not records:
+        raise SurgkitError(f"no frame could be read ({len(errors)} unreadable images)")
     write_text(out / "predictions.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     summary = {
         "model": adapter.name,
