@@ -309,3 +309,16 @@ def test_unimodal_from_reuses_phase1_branches(learning_run, synthetic_skill, tmp
     for m in ("rgb", "flow", "mask"):
         key = f"unimodal:{m}"
         assert out["tasks"]["Suturing"]["summary"][key] == res["tasks"]["Suturing"]["summary"][key]
+
+
+def test_cosine_schedule_per_epoch_matches_closed_form(learning_run):
+    """T6: lr after epoch e is η_min + (lr₀ − η_min)(1 + cos(π e / E)) / 2 (CosineAnnealingLR, per epoch)."""
+    _, run = learning_run
+    state = json.loads((run / "Suturing" / "fold_0" / "unimodal" / "flow" / "train_state.json").read_text())
+    lrs = np.array([h["lr"] for h in state["history"]])
+    epochs, lr0, eta = 40, 0.05, 5e-6
+    e = np.arange(1, epochs + 1)
+    np.testing.assert_allclose(
+        lrs, eta + (lr0 - eta) * (1 + np.cos(np.pi * e / epochs)) / 2, rtol=1e-9, atol=1e-12
+    )
+    assert state["selected_epoch"] == epochs and state["selection"] == "last"
