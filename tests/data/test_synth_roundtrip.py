@@ -14,7 +14,7 @@ from safetensors.numpy import load_file
 
 from surgkit.data import cholec80, cholec80_boxes, cholect50, endoscapes, endovis18_vqla, jigsaws
 from surgkit.data.leakage import compare_sets, fingerprint_set
-from surgkit.data.splits import make_splits
+from surgkit.data.splits import jigsaws_setup_folds, make_splits
 from surgkit.vocab import CHOLEC80_TOOLS, INSTRUMENTS
 
 
@@ -75,6 +75,13 @@ def test_jigsaws_scores_gestures_and_folds(world):
     assert [f.name for f in louo] == [f"user {u}" for u in manifest["layouts"]["jigsaws"]["users"]]
     for f in louo:
         assert not {ds.videos[t].subject for t in f.train} & {ds.videos[t].subject for t in f.test}
+    # the world's Experimental_setup files give the same folds as the trial names
+    for scheme in ("LOUO", "LOSO"):
+        from_files = jigsaws_setup_folds(root / "jigsaws", "Suturing", scheme)
+        derived = make_splits(ds, scheme, task="Suturing")
+        assert [(sorted(a.train), sorted(a.test)) for a in from_files] == [
+            (sorted(b.train), sorted(b.test)) for b in derived
+        ]
 
 
 def test_endoscapes_cvs_and_splits(world):
