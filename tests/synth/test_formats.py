@@ -222,6 +222,7 @@ def test_boxes_csv_matches_truth(tiny_world):
         if r["Dir"] != "video01":
             continue
         t = int(r["FrameName"].split("_")[2][:-4])
+        assert (root / "cholec80_boxes" / r["Dir"] / r["FrameName"]).is_file()
         box = [
             int(r["BBox_X"]),
             int(r["BBox_Y"]),

@@ -6,6 +6,7 @@
     cholec80/phase_annotations/video01-phase.txt  "Frame<TAB>Phase" header, one row per frame, phase by name
     cholec80/tool_annotations/video01-tool.txt    "Frame<TAB>Grasper<TAB>...<TAB>SpecimenBag", every 25 frames
     cholec80_boxes/cholec80_boxes.csv            one row per visible tool box, every 25 frames
+    cholec80_boxes/video01/Video_01_00025.png    the 1-Hz frames the rows refer to (<Dir>/<FrameName>)
 
 Tool presence = at least one visible pixel of the instrument (synthetic videos never show a
 specimen bag *tool*, so the SpecimenBag column is 0; the bag appears as a CholecT50 target).
@@ -82,13 +83,14 @@ class BoxesWriter(LayoutWriter):
     def frame(self, t, rgb, truth) -> None:
         if not sampled(t, self.world.preset.lap_fps):
             return
+        fname = f"Video_{self.number:02d}_{t:05d}.png"
+        self.put_png(self.root / "cholec80_boxes" / f"video{self.number:02d}" / fname, rgb)
         insts = sorted(truth.instruments, key=lambda i: (i.box[0], i.box[1]))
         for k, inst in enumerate(insts, 1):
             x1, y1, x2, y2 = inst.box
             tool = CHOLEC80_TOOLS[TOOL_COLUMN[inst.cls]]
-            name = f"Video_{self.number:02d}_{t:05d}.png"
             self.rows.append(
-                f"{self.number},video{self.number:02d},{name},{k},{tool},{x1},{y1},{x2 - x1},{y2 - y1}"
+                f"{self.number},video{self.number:02d},{fname},{k},{tool},{x1},{y1},{x2 - x1},{y2 - y1}"
             )
 
     def end(self, plan) -> None:
