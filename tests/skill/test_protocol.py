@@ -161,6 +161,15 @@ def test_best_test_selection_is_flagged_everywhere(synthetic_skill, tmp_path):
     from surgkit.skill.table import table_rows
 
     assert table_rows([tmp_path / "r"])[0]["test_set_selection"] is True
+    # a run that crashed between the phases retrains the fusion to exactly the same result
+    import shutil
+
+    fold_dir = tmp_path / "r" / "Suturing" / "fold_1"
+    shutil.rmtree(fold_dir / "fusion")
+    (fold_dir / "predictions.json").unlink()
+    again = run_cross_validation(exp, RunOptions(data, feats, tmp_path / "r", scheme="kfold", k=2, device="cpu",
+                                                 progress=False, only_folds=("fold_1",)))  # fmt: skip
+    assert again["tasks"]["Suturing"]["folds"][0]["models"] == res["tasks"]["Suturing"]["folds"][0]["models"]
 
 
 def test_jigsaws_folds_and_leakage_guard(synthetic_skill):

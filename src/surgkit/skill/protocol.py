@@ -151,7 +151,7 @@ class CrossValidationRun:
     # -- main loop ------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         from surgkit.utils.progress import make_progress
-        from surgkit.utils.training import make_accelerator, seed_everything
+        from surgkit.utils.training import make_accelerator
 
         self._claim_run_dir()
         accelerator = make_accelerator(self.opts.device)
@@ -181,7 +181,6 @@ class CrossValidationRun:
                 ftask = progress.add_task(f"{task} {self.opts.scheme}", total=len(folds), unit="folds")
                 for fold in folds:
                     check_leakage(fold, self.opts.scheme, surgeons, self.opts.allow_leakage)
-                    seed_everything(self.exp.train.seed)
                     fold_results.append(self._run_fold(task, fold, videos, accelerator, progress))
                     progress.update(ftask, advance=1)
                 per_task[task] = {
@@ -211,12 +210,17 @@ class CrossValidationRun:
         train = [videos[i] for i in fold.train]
         test = [videos[i] for i in fold.test]
         cfg, tcfg = self.model_cfg, self.exp.train
-        model = SurgFusionNet(cfg)
         selected: dict[str, int] = {}
+        branches = {}
         for m in cfg.modalities:
-            branch, sel = self._phase1(task, fold, m, train, test, accelerator, progress)
+            part_seed(tcfg.seed, task, fold.name, m)
+            branches[m], selected[f"unimodal:{m}"] = self._phase1(
+                task, fold, m, train, test, accelerator, progress
+            )
+        part_seed(tcfg.seed, task, fold.name, MAIN)  # fusion init and training independent of resume point
+        model = SurgFusionNet(cfg)
+        for m, branch in branches.items():
             model.load_branch(m, branch)
-            selected[f"unimodal:{m}"] = sel
         preds: dict[str, np.ndarray] = {}
         model.to(accelerator.device)
         for m in cfg.modalities:
@@ -297,6 +301,16 @@ class CrossValidationRun:
         )
         finish_phase(work, out_dir, model, res, {"label_scale": self.scale.to_dict()})
         return model, res.selected_epoch
+
+
+def part_seed(seed: int, *parts: str) -> None:
+    """Seed everything from (seed, task, fold, part), so each phase starts from the same RNG state
+    whether the run went straight through or resumed after a crash."""
+    import zlib
+
+    from surgkit.utils.training import seed_everything
+
+    seed_everything(seed + zlib.crc32("/".join(parts).encode()))
 
 
 def _subset(video: ScoredVideo, modalities: list[str]) -> ScoredVideo:
