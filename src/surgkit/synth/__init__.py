@@ -22,24 +22,29 @@ Writing files: :func:`generate_world` (CLI ``surgkit synth``). Formats and known
 real data: docs/synth.md.
 """
 
-from surgkit.synth.generate import LAYOUTS, generate_world
-from surgkit.synth.plan import VideoPlan
-from surgkit.synth.render import FrameTruth, InstrumentTruth, Renderer
-from surgkit.synth.skill import SkillMetrics, SkillScores, Surgeon
-from surgkit.synth.world import PRESETS, Preset, TrialSpec, World
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "LAYOUTS",
-    "PRESETS",
-    "FrameTruth",
-    "InstrumentTruth",
-    "Preset",
-    "Renderer",
-    "SkillMetrics",
-    "SkillScores",
-    "Surgeon",
-    "TrialSpec",
-    "VideoPlan",
-    "World",
-    "generate_world",
-]
+# Lazy exports: ``surgkit --help`` imports surgkit.synth.cli, which must not pull in OpenCV/SciPy.
+_EXPORTS = {
+    "LAYOUTS": "surgkit.synth.generate",
+    "generate_world": "surgkit.synth.generate",
+    "VideoPlan": "surgkit.synth.plan",
+    "FrameTruth": "surgkit.synth.render",
+    "InstrumentTruth": "surgkit.synth.render",
+    "Renderer": "surgkit.synth.render",
+    "SkillMetrics": "surgkit.synth.skill",
+    "SkillScores": "surgkit.synth.skill",
+    "Surgeon": "surgkit.synth.skill",
+    "PRESETS": "surgkit.synth.world",
+    "Preset": "surgkit.synth.world",
+    "TrialSpec": "surgkit.synth.world",
+    "World": "surgkit.synth.world",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'surgkit.synth' has no attribute {name!r}")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy.signal import lfilter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +82,8 @@ def tremor(rng: np.random.Generator, n: int, fps: float, rms: float, hz: float =
     """(n, 2) AR(2) noise resonant at ``hz`` with the given RMS amplitude (physiological tremor)."""
     if n == 0 or rms <= 0:
         return np.zeros((n, 2))
+    from scipy.signal import lfilter  # imported here: scipy.signal costs seconds to import
+
     r, w = 0.9, 2 * np.pi * min(hz, 0.45 * fps) / fps
     e = rng.normal(0, 1, (n + 50, 2))
     x = lfilter([1.0], [1.0, -2 * r * np.cos(w), r * r], e, axis=0)[50:]
