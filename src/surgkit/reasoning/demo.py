@@ -41,12 +41,12 @@ DEMO = DemoSizes(
     train=48,
     test=12,
     sft1_steps=8,
-    sft2_steps=40,
-    grpo_steps=4,
+    sft2_steps=80,
+    grpo_steps=3,
     generations=4,
     completion_len=160,
     eval_tokens=160,
-    hidden=96,
+    hidden=128,
 )
 
 
