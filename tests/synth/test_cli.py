@@ -58,3 +58,15 @@ def test_out_is_a_file(run_cli, tmp_path):
     f.write_text("x")
     code, _, err = run_cli("synth", "--out", f, "--preset", "tiny")
     _one_line_error(code, err, "not a folder")
+
+
+def test_cli_module_import_is_light():
+    """``surgkit --help`` imports surgkit.synth.cli: it must not pull in OpenCV, SciPy or PyAV."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, surgkit.synth.cli; print(sorted(m for m in ('cv2', 'scipy', 'av') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
