@@ -157,3 +157,31 @@ def test_encoder_is_a_prep_feature_backbone(tmp_path, golden, fixture_cfgs):
     with torch.no_grad():
         expected = model.encoder(inp["video"]).mean(1)
     assert_close(feats, expected, 1e-4, 1e-4)
+
+
+def test_videomae_1d_table_equals_hf():
+    from transformers.models.videomae.modeling_videomae import get_sinusoid_encoding_table
+
+    from surgkit.video.layers import sincos_1d_table
+
+    torch.testing.assert_close(
+        sincos_1d_table(48, 45), get_sinusoid_encoding_table(45, 48), atol=1e-6, rtol=0
+    )
+
+
+def test_official_multiscale_crop_boxes():
+    import numpy as np
+
+    from surgkit.video.clips import multiscale_crop_box
+
+    rng = np.random.default_rng(0)
+    w, h, out = 298, 256, 224  # short side 256: sizes int(256·s) = 256, 224, 192, 168 (|224-224| < 3 snaps)
+    allowed = {256, 224, 192, 168}
+    seen_offsets = set()
+    for _ in range(400):
+        x, y, cw, ch = multiscale_crop_box(w, h, out, rng)
+        assert cw in allowed and ch in allowed and 0 <= x <= w - cw and 0 <= y <= h - ch
+        sizes = sorted(allowed, reverse=True)
+        assert abs(sizes.index(cw) - sizes.index(ch)) <= 1  # max_distort 1
+        seen_offsets.add((x * 4 // max(1, w - cw), y * 4 // max(1, h - ch)))
+    assert len(seen_offsets) > 5  # corners, centre, edge centres and quarter points are all used
