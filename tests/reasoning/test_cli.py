@@ -48,3 +48,39 @@ def test_cli_user_errors_exit_2(run_cli, tmp_path):
     assert code == 2 and "bad.jsonl:1:" in err
     code, _, err = run_cli("reason", "validate", str(tmp_path / "missing.jsonl"))
     assert code == 2 and "no such file" in err
+
+
+def test_build_vqla_box_size_option(run_cli, synth_world, tmp_path):
+    root = synth_world / "endovis18_vqla" / "EndoVis-18-VQA"
+    out = tmp_path / "v.jsonl"
+    code, stdout, err = run_cli(
+        "reason", "build", "--from", "endovis18_vqla", "--root", str(root), "--out", str(out)
+    )
+    assert code == 0 and "outside the 128x128 image" in err  # the world writes boxes in the 1280x1024 frame
+    code, stdout2, err2 = run_cli(
+        "reason",
+        "build",
+        "--from",
+        "endovis18_vqla",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--vqla-box-size",
+        "1280x1024",
+    )
+    assert code == 0 and "skipped" not in err2
+    assert int(stdout2.split()[1]) > int(stdout.split()[1])
+    code, _, err = run_cli(
+        "reason",
+        "build",
+        "--from",
+        "endovis18_vqla",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--vqla-box-size",
+        "big",
+    )
+    assert code == 2 and "bad size 'big'" in err
