@@ -106,7 +106,7 @@ class Record:
         out["boxes"] = [
             {"label": b.label, "bbox": [float(v) for v in b.bbox], "role": b.role} for b in self.boxes
         ]
-        return {k: v for k, v in out.items() if v is not None and v != {} or k in ("labels",)}
+        return {k: v for k, v in out.items() if k == "labels" or (v is not None and v != {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Record:
