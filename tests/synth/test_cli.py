@@ -50,6 +50,8 @@ def test_unknown_layout_and_preset(run_cli, tmp_path):
     _one_line_error(code, err, "unknown preset 'huge'")
     code, _, err = run_cli("synth", "--out", tmp_path / "c", "--preset", "tiny", "--videos", "0")
     _one_line_error(code, err, "--videos")
+    code, _, err = run_cli("synth", "--out", tmp_path / "d", "--preset", "tiny", "--seed", "-3")
+    _one_line_error(code, err, "--seed")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 

@@ -125,6 +125,8 @@ class World:
         videos: int | None = None,
         jigsaws_surgeons: int | None = None,
     ):
+        if int(seed) < 0:
+            raise SurgkitError(f"--seed must be a non-negative integer (got {seed})")
         self.seed = int(seed)
         self.preset = get_preset(preset) if isinstance(preset, str) else preset
         if videos is not None:
