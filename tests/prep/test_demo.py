@@ -15,7 +15,9 @@ from .conftest import make_video
 def test_demo_step_tiny(tmp_path):
     world = tmp_path / "world"
     for trial, n in (("Suturing_B001", 75), ("Suturing_C001", 60)):
-        make_video(world / "jigsaws" / "Suturing" / "video" / f"{trial}_capture1.avi", n, 30, "mpeg4", size=(64, 48))
+        make_video(
+            world / "jigsaws" / "Suturing" / "video" / f"{trial}_capture1.avi", n, 30, "mpeg4", size=(64, 48)
+        )
         for f in range(0, n, 30):  # ground truth at 1 fps, 30-fps frame numbers, like surgkit synth
             mask = np.zeros((48, 64), np.uint8)
             mask[10:30, 5 + f // 10 : 20 + f // 10] = 3
@@ -28,4 +30,4 @@ def test_demo_step_tiny(tmp_path):
     assert store.modalities == ["rgb", "flow", "mask"] and store.segment_frames == 8
     assert store.info("Suturing_B001_capture1")["num_frames"] == 13  # 75 frames at 30 fps -> 5 fps
     assert section.metrics["segments"] == 2 + 2 and section.figures[0][0].is_file()
-    assert any("randomly initialised VideoMAE" in n for n in section.notes)
+    assert any("randomly initialised SurgVISTA-architecture encoder" in n for n in section.notes)

@@ -21,20 +21,41 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 
 
-def _tiny_backbone(folder: Path, image: int, frames: int, seed: int) -> Path:
-    """A small randomly initialised VideoMAE saved as an HF folder (stand-in for a pretrained encoder)."""
-    import torch
-    from transformers import VideoMAEConfig, VideoMAEModel
+def _random_backbone(folder: Path, image: int, frames: int, seed: int) -> tuple[Path, str]:
+    """A small randomly initialised encoder saved as a model folder (stand-in for a pretrained one).
 
-    if (folder / "config.json").is_file():
-        return folder
-    cfg = VideoMAEConfig(
-        image_size=image, patch_size=16, num_frames=frames, tubelet_size=2, hidden_size=64,
-        num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-    )  # fmt: skip
+    The SurgVISTA encoder architecture of surgkit.video (no transformers import, so the tiny demo
+    stays fast); a transformers VideoMAE if surgkit.video is unavailable.
+    """
+    import torch
+
     torch.manual_seed(seed)
-    VideoMAEModel(cfg).eval().save_pretrained(folder)
-    return folder
+    try:
+        from surgkit.video.config import SurgVistaEncoderConfig
+        from surgkit.video.model import SurgVistaEncoder
+    except ImportError:  # pragma: no cover - surgkit.video missing
+        from transformers import VideoMAEConfig, VideoMAEModel
+
+        if not (folder / "config.json").is_file():
+            cfg = VideoMAEConfig(
+                image_size=image, patch_size=16, num_frames=frames, tubelet_size=2, hidden_size=64,
+                num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+            )  # fmt: skip
+            VideoMAEModel(cfg).eval().save_pretrained(folder)
+        kind = "VideoMAE (transformers)"
+    else:
+        if not (folder / "config.json").is_file():
+            cfg = SurgVistaEncoderConfig(
+                img_size=image, patch_size=16, num_frames=frames, tubelet_size=2, embed_dim=64, depth=2,
+                num_heads=4, drop_path_rate=0.0,
+            )  # fmt: skip
+            SurgVistaEncoder(cfg).eval().save_pretrained(folder)
+        kind = "SurgVISTA-architecture encoder (surgkit.video)"
+    note = (
+        f"a randomly initialised {kind} (2 layers, width 64, {image}² input, {frames} frames), "
+        "NOT a pretrained encoder: the features only exercise the pipeline"
+    )
+    return folder, note
 
 
 def _figure(frames_dir: Path, flow_dir: Path, masks_dir: Path, vid: str, path: Path) -> Path:
@@ -110,11 +131,7 @@ def demo_step(ctx: DemoContext) -> DemoSection:
             f"the SurgVISTA encoder pretrained by the video step ({surgvista})",
         )
     else:
-        backbone = _tiny_backbone(out / "backbone-videomae-random", p["image"], p["frames"], ctx.seed)
-        backbone_note = (
-            f"a randomly initialised VideoMAE (2 layers, width 64, {p['image']}² input, {p['frames']} frames), "
-            "NOT a pretrained encoder: the features only exercise the pipeline"
-        )
+        backbone, backbone_note = _random_backbone(out / "backbone-random", p["image"], p["frames"], ctx.seed)
     timed("features", features.extract, dirs["features"], backbone, frames_dir=dirs["frames"],
           flow_dir=dirs["flow"], masks_dir=dirs["masks"], segment_frames=p["segment"], device=ctx.device, batch_size=16,
           progress=show)  # fmt: skip
