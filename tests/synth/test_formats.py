@@ -84,6 +84,7 @@ def test_cholect50_labels(tiny_world):
     assert len(pngs) == doc["num_frames"] == len(doc["annotations"])
     assert pngs[0].name == "000000.png"
     truth = load_file(str(root / "truth" / "video01.safetensors"))
+    target_boxes = 0
     for key, vectors in doc["annotations"].items():
         t = int(key) * 25
         for vec in vectors:
@@ -93,9 +94,16 @@ def test_cholect50_labels(tiny_world):
                 continue
             assert list(TRIPLET_COMPONENTS[vec[0]]) == [vec[1], vec[7], vec[8]]
             assert 0 <= vec[3] <= 1 and 0 < vec[5] <= 1
+            if vec[8] == 14:  # null target: no target box
+                assert vec[9:14] == [-1, -1, -1, -1, -1]
+            elif vec[9] == 1:
+                x, y, w, h = vec[10:14]
+                assert x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= 1 + 1e-6 and y + h <= 1 + 1e-6
+                target_boxes += 1
         assert sorted(v[0] for v in vectors if v[0] >= 0) == sorted(
             int(x) for x in truth["slot_triplet"][t] if x >= 0
         )
+    assert target_boxes > 0
 
 
 def test_jigsaws_layout(tiny_world):
@@ -239,6 +247,7 @@ def test_masks_and_truth_files_match_the_renderer(tiny_world, tiny):
     truth = load_file(str(root / "truth" / "video01.safetensors"))
     assert truth["phase"].shape == (plan.frames,) and truth["slot_box"].shape == (plan.frames, 3, 4)
     meta = json.loads((root / "truth" / "video01.json").read_text())
+    labels = json.loads((root / "cholect50" / "labels" / "VID01.json").read_text())
     assert meta["format"] == "surgkit-synth-truth/1" and meta["grs"] == plan.scores.grs
     r = tiny.render(plan)
     for t in (0, 250, 500):
@@ -248,6 +257,19 @@ def test_masks_and_truth_files_match_the_renderer(tiny_world, tiny):
         for i in tr.instruments:
             assert truth["slot_box"][t, i.slot].tolist() == list(i.box)
             assert truth["slot_triplet"][t, i.slot] == i.triplet
+        # CholecT50 target boxes = tight box of the target's visible pixels (not under a tool)
+        for vec in labels["annotations"][str(t // 25)]:
+            if vec[9] != 1:
+                continue
+            ys, xs = np.nonzero((tr.anatomy_mask == vec[8] + 1) & (tr.instance_mask == 0))
+            h, w = tr.anatomy_mask.shape
+            expected = [
+                xs.min() / w,
+                ys.min() / h,
+                (xs.max() + 1 - xs.min()) / w,
+                (ys.max() + 1 - ys.min()) / h,
+            ]
+            np.testing.assert_allclose(vec[10:14], expected, atol=1e-5)
 
 
 def test_vlm_jsonl(tiny_world):

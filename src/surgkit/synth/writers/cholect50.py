@@ -9,14 +9,18 @@
 Each annotation is a list of 15-element instance vectors
 ``[triplet, instrument, score, x, y, w, h, verb, target, score, x, y, w, h, phase]``: one per visible
 instrument (an idle one carries its null triplet 94..99 with null_verb/null_target), boxes
-normalised by the frame width/height (top-left x, y, w, h; the public release has -1 there,
-surgkit fills the instrument box and leaves the target box -1). A frame with no visible
-instrument carries one vector of -1 with the phase at index 14.
+normalised by the frame width/height (top-left x, y, w, h; the public release has -1 there):
+surgkit fills the instrument box (its visible mask) and the target box (the target's visible
+pixels, not under a tool; -1 with score -1 for null_target or fewer than 20 visible pixels).
+A frame with no visible instrument carries one vector of -1 with the phase at index 14.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import cv2
+import numpy as np
 
 from surgkit.synth.writers.base import LayoutWriter, sampled
 from surgkit.utils.io import write_text
@@ -41,6 +45,23 @@ def categories() -> dict[str, dict[str, str]]:
     }
 
 
+MIN_TARGET_PIXELS = 20
+
+
+def _norm_box(x: int, y: int, w: int, h: int, width: int, height: int) -> list[float]:
+    return [round(x / width, 6), round(y / height, 6), round(w / width, 6), round(h / height, 6)]
+
+
+def target_box(truth, target: int, width: int, height: int) -> list[float]:
+    """Normalised (x, y, w, h) of the target's visible pixels (not under a tool), or four -1."""
+    if TARGETS[target] == "null_target":
+        return [-1, -1, -1, -1]
+    region = ((truth.anatomy_mask == target + 1) & (truth.instance_mask == 0)).astype(np.uint8)
+    if int(region.sum()) < MIN_TARGET_PIXELS:
+        return [-1, -1, -1, -1]
+    return _norm_box(*cv2.boundingRect(region), width, height)
+
+
 def instance_vectors(truth, width: int, height: int) -> list[list[float]]:
     """The 15-element vectors of one frame."""
     if not truth.instruments:
@@ -49,13 +70,9 @@ def instance_vectors(truth, width: int, height: int) -> list[list[float]]:
     for inst in sorted(truth.instruments, key=lambda i: (i.triplet, i.slot)):
         i, v, t = TRIPLET_COMPONENTS[inst.triplet]
         x1, y1, x2, y2 = inst.box
-        box = [
-            round(x1 / width, 6),
-            round(y1 / height, 6),
-            round((x2 - x1) / width, 6),
-            round((y2 - y1) / height, 6),
-        ]
-        rows.append([inst.triplet, i, 1, *box, v, t, 1, -1, -1, -1, -1, truth.phase])
+        box = _norm_box(x1, y1, x2 - x1, y2 - y1, width, height)
+        tbox = target_box(truth, t, width, height)
+        rows.append([inst.triplet, i, 1, *box, v, t, 1 if tbox[0] >= 0 else -1, *tbox, truth.phase])
     return rows
 
 
