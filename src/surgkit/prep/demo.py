@@ -132,9 +132,17 @@ def demo_step(ctx: DemoContext) -> DemoSection:
         )
     else:
         backbone, backbone_note = _random_backbone(out / "backbone-random", p["image"], p["frames"], ctx.seed)
-    timed("features", features.extract, dirs["features"], backbone, frames_dir=dirs["frames"],
-          flow_dir=dirs["flow"], masks_dir=dirs["masks"], segment_frames=p["segment"], device=ctx.device, batch_size=16,
-          progress=show)  # fmt: skip
+    import torch
+
+    threads = torch.get_num_threads()
+    if ctx.tiny:  # tiny models are overhead-bound: one thread avoids contention on small machines
+        torch.set_num_threads(1)
+    try:
+        timed("features", features.extract, dirs["features"], backbone, frames_dir=dirs["frames"],
+              flow_dir=dirs["flow"], masks_dir=dirs["masks"], segment_frames=p["segment"], device=ctx.device,
+              batch_size=16, progress=show)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
     ctx.artifacts["features"] = dirs["features"]
     ctx.artifacts["prep"] = {k: str(v) for k, v in dirs.items()}
 
