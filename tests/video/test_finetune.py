@@ -41,7 +41,7 @@ def test_layer_decay_matches_official_rule():
 
 def test_phase_finetune_selects_on_validation(tmp_path, cholec80_root, run_cli):
     cfg = {"epochs": 2, "warmup_epochs": 0.5, "batch_size": 4, "model_overrides": SMALL, "num_frames": 4,
-           "interval": 2, "device": "cpu", "train_samples_per_epoch": 32, "eval_frame_stride": 2}  # fmt: skip
+           "interval": 2, "device": "cpu", "torch_threads": 1, "train_samples_per_epoch": 32, "eval_frame_stride": 2}  # fmt: skip
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     code, out, err = run_cli("video", "finetune", "--task", "phase", "--dataset", "cholec80", "--root",
                              cholec80_root, "--run-dir", tmp_path / "run", "--config", tmp_path / "cfg.json")  # fmt: skip
@@ -67,7 +67,7 @@ def test_phase_finetune_selects_on_validation(tmp_path, cholec80_root, run_cli):
 def test_no_validation_split_warns_and_keeps_last_epoch(tmp_path, cholec80_root):
     s = FinetuneSettings(dataset="cholec80", root=str(cholec80_root), task="phase", run_dir=str(tmp_path / "r"),
                          split_variant="40/40", epochs=1, batch_size=4, model_overrides=SMALL, num_frames=4,
-                         interval=2, device="cpu", train_samples_per_epoch=8, eval_frame_stride=4)  # fmt: skip
+                         interval=2, device="cpu", torch_threads=1, train_samples_per_epoch=8, eval_frame_stride=4)  # fmt: skip
     summary = finetune(s, progress=False)
     assert summary["selection"] == "last epoch (no validation split)"
     assert any("NO VALIDATION SPLIT" in n for n in summary["notes"])
@@ -77,7 +77,7 @@ def test_no_validation_split_warns_and_keeps_last_epoch(tmp_path, cholec80_root)
 def test_triplet_finetune_multilabel(tmp_path):
     root = make_cholect50(tmp_path / "t50")
     s = FinetuneSettings(dataset="cholect50", root=str(root), task="triplet", run_dir=str(tmp_path / "r"),
-                         epochs=1, batch_size=4, model_overrides=SMALL, num_frames=4, interval=1, device="cpu",
+                         epochs=1, batch_size=4, model_overrides=SMALL, num_frames=4, interval=1, device="cpu", torch_threads=1,
                          label_smoothing=0.0)  # fmt: skip
     summary = finetune(s, progress=False)
     assert summary["selection"]["metric"] == "ivt"  # challenge split: VID05 val, VID92 test
@@ -108,7 +108,7 @@ def test_action_clip_task_short_clips_padded(tmp_path):
 
     root = make_surgicalactions160(tmp_path / "sa160", frames=3)  # 3-frame clips for a 4-frame model: padded
     s = FinetuneSettings(dataset="surgicalactions160", root=str(root), task="action", run_dir=str(tmp_path / "r"),
-                         epochs=1, batch_size=2, model_overrides=SMALL, num_frames=4, device="cpu")  # fmt: skip
+                         epochs=1, batch_size=2, model_overrides=SMALL, num_frames=4, device="cpu", torch_threads=1)  # fmt: skip
     summary = finetune(s, progress=False)
     assert summary["selection"] == "last epoch (no validation split)"  # SA160 has train/test lists only
     assert summary["test"]["num_clips"] == 2 and summary["test"]["protocol"]["name"] == "surgvista-clip-merge"
@@ -118,7 +118,7 @@ def test_finetune_kill_and_resume_equals_uninterrupted(tmp_path, cholec80_root):
     def settings(run):
         return FinetuneSettings(dataset="cholec80", root=str(cholec80_root), task="phase", run_dir=str(tmp_path / run),
                                 epochs=2, batch_size=4, model_overrides=SMALL, num_frames=4, interval=2,
-                                device="cpu", train_samples_per_epoch=8, eval_frame_stride=6,
+                                device="cpu", torch_threads=1, train_samples_per_epoch=8, eval_frame_stride=6,
                                 frame_cache=str(tmp_path / "frames"))  # fmt: skip
 
     full = finetune(settings("full"), progress=False)
@@ -135,7 +135,7 @@ def test_cvs_criteria_finetune(tmp_path):
 
     root = make_endoscapes(tmp_path / "endoscapes")
     s = FinetuneSettings(dataset="endoscapes", root=str(root), task="cvs", run_dir=str(tmp_path / "r"), epochs=1,
-                         batch_size=4, model_overrides=SMALL, num_frames=4, interval=1, device="cpu",
+                         batch_size=4, model_overrides=SMALL, num_frames=4, interval=1, device="cpu", torch_threads=1,
                          label_smoothing=0.0)  # fmt: skip
     summary = finetune(s, progress=False)
     assert summary["selection"]["metric"] == "map" and summary["history"][0]["val"]["primary"] == "map"

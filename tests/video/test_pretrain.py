@@ -42,7 +42,7 @@ def _settings(data: Path, run_dir: Path, **kw) -> PretrainSettings:
     base = dict(
         data=[str(data)], run_dir=str(run_dir), model="tiny",
         model_overrides=dict(img_size=32, depth=1, drop_path_rate=0.0), num_frames=4, interval=2,
-        batch_size=2, steps=4, warmup_steps=1, save_every=100, teacher="random-vit", device="cpu",
+        batch_size=2, steps=4, warmup_steps=1, save_every=100, teacher="random-vit", device="cpu", torch_threads=1,
     )  # fmt: skip
     base.update(kw)
     return PretrainSettings.from_dict(base)

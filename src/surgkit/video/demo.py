@@ -57,7 +57,7 @@ def demo_step(ctx: DemoContext) -> DemoSection:
         model_overrides=over, teacher="random-vit", num_frames=p["num_frames"], interval=p["interval"],
         batch_size=p["pre_batch"], steps=p["pre_steps"], warmup_steps=max(1, p["pre_steps"] // 10),
         base_lr=p["pre_lr"], base_min_lr=p["pre_lr"] / 15, save_every=max(10, p["pre_steps"]), seed=ctx.seed, device=device,
-        frame_cache=str(out / "frames_1fps"),
+        frame_cache=str(out / "frames_1fps"), torch_threads=1,
         test_data=_test_videos(world),
     ), progress=not ctx.tiny)  # fmt: skip
     runs = {}
@@ -67,7 +67,7 @@ def demo_step(ctx: DemoContext) -> DemoSection:
             init=init, size="tiny", model_overrides=over, split_file=str(world / "world.json"),
             num_frames=p["num_frames"], interval=p["interval"], epochs=p["epochs"], warmup_epochs=0.5,
             batch_size=p["ft_batch"], base_lr=p["ft_lr"], train_samples_per_epoch=p["ft_samples"], eval_frame_stride=p["eval_stride"],
-            seed=ctx.seed, device=device, frame_cache=str(out / "frames_1fps"),
+            seed=ctx.seed, device=device, frame_cache=str(out / "frames_1fps"), torch_threads=1,
         ), progress=not ctx.tiny)  # fmt: skip
     keys = ("image_accuracy", "video_accuracy", "jaccard", "precision", "recall")
     rows = [

@@ -81,9 +81,9 @@ class FinetuneSettings:
     device: str = "auto"
     mixed_precision: str = "auto"
     num_workers: int = 0
-    frame_cache: str | None = (
-        "auto"  # video files → 1-fps frames once ("auto" = <run_dir>/frames_1fps; "none")
-    )
+    # video files → 1-fps frames once: "auto" = <run_dir>/frames_1fps, a folder, or "none"
+    frame_cache: str | None = "auto"
+    torch_threads: int | None = None  # intra-op CPU threads for this run (None = torch's default)
     allow_leakage: bool = False
 
     @classmethod
@@ -350,6 +350,13 @@ def finetune(
     ``stop_after`` ends the run after that many epochs (keeping the schedule of ``settings.epochs``),
     as a kill would; calling again resumes from the last checkpoint.
     """
+    from surgkit.video.pretrain import torch_threads
+
+    with torch_threads(settings.torch_threads):
+        return _finetune(settings, progress, stop_after)
+
+
+def _finetune(settings: FinetuneSettings, progress: bool, stop_after: int | None) -> dict[str, Any]:
     from surgkit.data.leakage import guard_split
     from surgkit.utils.io import write_json
     from surgkit.utils.progress import console, make_progress
