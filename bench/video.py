@@ -21,8 +21,11 @@ import sys
 import time
 
 
-def run_one(size: str, impl: str, batch: int, steps: int, device: str) -> dict:
+def run_one(size: str, impl: str, batch: int, steps: int, device: str, threads: int | None) -> dict:
     import torch
+
+    if threads:
+        torch.set_num_threads(threads)
 
     from surgkit.video.config import preset
     from surgkit.video.masking import batch_tube_masks
@@ -75,16 +78,19 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--one", nargs=2, metavar=("SIZE", "IMPL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one[0], args.one[1], args.batch, args.steps, args.device)))
+        print(
+            json.dumps(run_one(args.one[0], args.one[1], args.batch, args.steps, args.device, args.threads))
+        )
         return
     results = []
     for size in args.sizes:
         for impl in args.attention:
             cmd = [sys.executable, __file__, "--one", size, impl, "--batch", str(args.batch), "--steps",
-                   str(args.steps), "--device", args.device]  # fmt: skip
+                   str(args.steps), "--device", args.device] + (["--threads", str(args.threads)] if args.threads else [])  # fmt: skip
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0:
                 results.append(
