@@ -25,7 +25,7 @@ BOS, EOS, PAD = "<|startoftext|>", "<|endoftext|>", "<|pad|>"
 SIZES: dict[str, dict[str, int]] = {
     # hidden, layers, heads, image, patch, projection
     "test": {"hidden": 32, "layers": 2, "heads": 2, "image": 32, "patch": 8, "proj": 16, "text_layers": 2},
-    "tiny": {"hidden": 64, "layers": 4, "heads": 4, "image": 64, "patch": 8, "proj": 64, "text_layers": 2},
+    "tiny": {"hidden": 64, "layers": 4, "heads": 4, "image": 96, "patch": 12, "proj": 64, "text_layers": 2},
     "small": {"hidden": 128, "layers": 6, "heads": 4, "image": 96, "patch": 8, "proj": 128, "text_layers": 4},
     "base": {
         "hidden": 768,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,19 +50,31 @@ class TrainSettings:
     max_pairs: int | None = None
 
 
-def caption_variants(triplets: list[tuple[int, int, int]], instruments: list[str] = ()) -> list[str]:
-    """Short captions from triplets and instrument names, phrased unlike the benchmark templates."""
-    out = []
+CAPTION_KINDS: dict[str, float] = {"scene": 0.5, "action": 0.3, "world": 0.2}  # sampling weight per step
+
+
+def caption_variants(
+    triplets: list[tuple[int, int, int]], instruments: Sequence[str] = ()
+) -> dict[str, list[str]]:
+    """Short captions by kind, phrased unlike the benchmark templates.
+
+    ``scene`` lists the visible instruments (shared by every frame with the same set, so those frames
+    are positives of each other), ``action`` describes one triplet each.
+    """
     names = sorted({triplet_names(c)[0] for c in triplets} | {normalise_label(i) for i in instruments})
+    actions = []
     for comp in triplets:
         i, v, t = triplet_names(comp)
         if v == "null verb":
-            out.append(f"the {i} is idle in the field of view")
+            actions.append(f"the {i} is idle in the field of view")
         else:
-            out += [f"the {i} is used to {v} the {t}", f"{v} the {t} with the {i}"]
-    if names:
-        out.append("laparoscopic view with " + " and ".join(f"the {i}" for i in names))
-    return out or ["laparoscopic view without instruments"]
+            actions += [f"the {i} is used to {v} the {t}", f"{v} the {t} with the {i}"]
+    scene = (
+        "laparoscopic view with " + " and ".join(f"the {i}" for i in names)
+        if names
+        else ("laparoscopic view without instruments")
+    )
+    return {"scene": [scene], "action": actions}
 
 
 def _caption_file(world: Path) -> Path | None:
@@ -71,7 +84,7 @@ def _caption_file(world: Path) -> Path | None:
     return None
 
 
-def _read_caption_records(cap: Path) -> tuple[list[GroundingFrame], list[list[str]]]:
+def _read_caption_records(cap: Path) -> tuple[list[GroundingFrame], list[dict[str, list[str]]]]:
     from surgkit.vocab import TRIPLET_NAMES
 
     index = {n: TRIPLET_COMPONENTS[k] for k, n in enumerate(TRIPLET_NAMES)}
@@ -83,7 +96,7 @@ def _read_caption_records(cap: Path) -> tuple[list[GroundingFrame], list[list[st
             rec = json.loads(line)
             image = (cap.parent / rec["image"]).resolve()
             trip = [index[t] for t in rec.get("triplets", [])]
-            caps = [str(rec["caption"])] + caption_variants(trip, rec.get("instruments", []))
+            caps = {**caption_variants(trip, rec.get("instruments", [])), "world": [str(rec["caption"])]}
             frame = GroundingFrame(str(rec["video"]), int(rec.get("frame", line_no)), image, triplets=trip,
                                    source=f"{cap}:{line_no}")  # fmt: skip
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
@@ -93,7 +106,7 @@ def _read_caption_records(cap: Path) -> tuple[list[GroundingFrame], list[list[st
     return frames, captions
 
 
-def load_pairs(world: str | Path) -> tuple[list[GroundingFrame], list[list[str]], list[str]]:
+def load_pairs(world: str | Path) -> tuple[list[GroundingFrame], list[dict[str, list[str]]], list[str]]:
     """(frames, captions per frame, sources) of a synthetic world root.
 
     Pairs come from the world's ``vlm/captions.jsonl`` (its caption plus short captions derived from
@@ -103,7 +116,7 @@ def load_pairs(world: str | Path) -> tuple[list[GroundingFrame], list[list[str]]
 
     world = Path(world)
     frames: list[GroundingFrame] = []
-    captions: list[list[str]] = []
+    captions: list[dict[str, list[str]]] = []
     sources = []
     cap = _caption_file(world)
     if cap is not None:
@@ -153,7 +166,7 @@ def split_videos(videos: list[str], holdout: float) -> tuple[list[str], list[str
     return ordered[:-n_out], ordered[-n_out:]
 
 
-def tokenizer_corpus(captions: list[list[str]]) -> list[str]:
+def tokenizer_corpus(captions: list[dict[str, list[str]]]) -> list[str]:
     """Captions plus every benchmark prompt, so the BPE vocabulary covers both."""
     prompts = []
     for ps in (
@@ -163,7 +176,7 @@ def tokenizer_corpus(captions: list[list[str]]) -> list[str]:
         verb_prompts(),
     ):
         prompts += ps.flat()[0]
-    return [c for caps in captions for c in caps] + prompts
+    return [c for caps in captions for texts in caps.values() for c in texts] + prompts
 
 
 def contrastive_loss(
@@ -209,10 +222,13 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
     size = int(model.config.vision_config.image_size)
     pre = Preprocess("resize", size, CLIP_MEAN, CLIP_STD)
     pixels = torch.cat([pre([frames[k].load_image()])[0] for k in keep])
-    texts = sorted({c for k in keep for c in captions[k]})
+    texts = sorted({c for k in keep for group in captions[k].values() for c in group})
     text_index = {c: j for j, c in enumerate(texts)}
     enc = tokenizer(texts, padding=True, truncation=True, max_length=77, return_tensors="pt")
-    pair_caps = [[text_index[c] for c in captions[k]] for k in keep]
+    pair_caps = [
+        {kind: [text_index[c] for c in group] for kind, group in captions[k].items() if group} for k in keep
+    ]
+    kinds, weights = list(CAPTION_KINDS), np.asarray(list(CAPTION_KINDS.values()))
 
     acc = make_accelerator(s.device)
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
@@ -241,7 +257,9 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
                 [s.seed, step]
             )  # per-step stream: a resumed run draws the same batches
             idx = rng.choice(len(keep), size=min(s.batch_size, len(keep)), replace=False)
-            cap_ids = torch.as_tensor([pair_caps[i][rng.integers(len(pair_caps[i]))] for i in idx])
+            kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]  # one caption kind per batch
+            options = [pair_caps[i].get(kind) or pair_caps[i]["scene"] for i in idx]
+            cap_ids = torch.as_tensor([o[rng.integers(len(o))] for o in options])
             unwrapped = acc.unwrap_model(model)
             img = unwrapped.visual_projection(
                 unwrapped.vision_model(pixel_values=pixels[idx].to(dev)).pooler_output
