@@ -20,9 +20,9 @@ SIZES: dict[str, dict[str, Any]] = {
     # 5e-4·B/64 at batch 2048/64): stated in the section notes. The learning rates are raised because the
     # tiny batches would otherwise give per-step rates of ~5e-5.
     "tiny": dict(img_size=32, num_frames=4, interval=2, depth=1, pre_steps=6, pre_batch=4, pre_lr=1.5e-2,
-                 epochs=1, ft_samples=24, eval_stride=6, ft_batch=4, ft_lr=4e-3),
-    "demo": dict(img_size=64, num_frames=8, interval=2, depth=2, pre_steps=150, pre_batch=8, pre_lr=1.5e-2,
-                 epochs=3, ft_samples=128, eval_stride=2, ft_batch=8, ft_lr=4e-3),
+                 epochs=1, ft_samples=24, eval_stride=6, ft_batch=4, ft_lr=1e-2),
+    "demo": dict(img_size=64, num_frames=8, interval=2, depth=2, pre_steps=300, pre_batch=8, pre_lr=1.5e-2,
+                 epochs=6, ft_samples=256, eval_stride=2, ft_batch=8, ft_lr=1e-2),
 }  # fmt: skip
 
 
