@@ -118,6 +118,8 @@ def demo_step(ctx: DemoContext) -> DemoSection:
             f"epoch(s) on {p['ft_samples']} clips each (base lr {p['ft_lr']:g}·B/64).",
             "Fine-tuning: model selection on the world's validation videos (none in the tiny world: last epoch); "
             "test metrics with surgkit.metrics.phase strict protocol; no RandAugment/mixup.",
+            f"Small sample: {len(_split(world, 'test'))} synthetic test video(s), every "
+            f"{p['eval_stride']}th 1-fps frame; one seed. The gain is indicative, not a significance result.",
             f"Leakage guard: pretraining videos checked against the test videos; {pre['leakage']}.",
         ],
     )
