@@ -59,6 +59,8 @@ def test_instrument_run_metrics_match_metrics_module(world, tiny_clip, tmp_path)
         assert abs(tau_ac(heat, union) - rec["tau_ac"]) < 0.05
         assert abs(tau_aa(heat, regions, rec["pred"]) - rec["tau_aa"]) < 0.05
         assert rec["correct"] == (rec["pred"] in frame.instruments)
+    best = max(np.mean([lb in r["gt"] for r in records]) for lb in ("grasper", "hook"))
+    assert summary["overall"]["best_constant_accuracy"] == pytest.approx(best)
     ac = np.mean([r["tau_ac"] for r in records])
     assert summary["overall"]["tau_ac"] == pytest.approx(ac)
     v1 = [r for r in records if r["video"] == "video01"]

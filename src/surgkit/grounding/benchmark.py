@@ -374,7 +374,11 @@ def _aggregate(records: list[dict[str, Any]], task: str) -> dict[str, Any]:
     out: dict[str, Any] = {"frames": n, "accuracy": _mean([float(r["correct"]) for r in records])}
     if task == "instrument":
         ac = [r["tau_ac"] for r in records if r["tau_ac"] is not None]
+        labels = {lb for r in records for lb in r["gt"]}
+        # reference: accuracy of the best single constant prediction on these frames (uses their labels)
+        best = max((sum(lb in r["gt"] for r in records) for lb in labels), default=0)
         out.update(
+            best_constant_accuracy=best / n if n else float("nan"),
             tau_ac=_mean(ac),
             tau_aa=_mean([r["tau_aa"] for r in records]),
             tau_ac_frames=len(ac),

@@ -69,11 +69,7 @@ def caption_variants(
             actions.append(f"the {i} is idle in the field of view")
         else:
             actions += [f"the {i} is used to {v} the {t}", f"{v} the {t} with the {i}"]
-    scene = (
-        "laparoscopic view with " + " and ".join(f"the {i}" for i in names)
-        if names
-        else ("laparoscopic view without instruments")
-    )
+    scene = " and ".join(names) if names else "no instrument"
     return {"scene": [scene], "action": actions}
 
 
