@@ -240,3 +240,16 @@ def test_hf_teacher_gives_last_block_patch_tokens_of_frame_2t(tmp_path):
     )  # class token dropped, before the LN
     assert not torch.allclose(tokens[1, 16:], out.last_hidden_state[0, 1:], atol=1e-3)
     assert not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_teacher_cache_equals_on_the_fly_teacher(tmp_path, frame_data):
+    fly = pretrain(_settings(frame_data, tmp_path / "fly", augment=False, steps=2), progress=False)
+    cached = pretrain(_settings(frame_data, tmp_path / "cache", augment=False, steps=2, teacher_cache="auto"),
+                      progress=False)  # fmt: skip
+    files = sorted((tmp_path / "cache" / "teacher_cache").glob("*.safetensors"))
+    assert len(files) == 3
+    for a, b in zip(fly["history"], cached["history"], strict=True):  # float16 storage of the tokens
+        assert a["loss_distill"] == pytest.approx(b["loss_distill"], rel=2e-3)
+        assert a["loss_rec"] == pytest.approx(b["loss_rec"], rel=1e-3)
+    with pytest.raises(SurgkitError, match="augment=false"):
+        pretrain(_settings(frame_data, tmp_path / "bad", teacher_cache="auto"), progress=False)

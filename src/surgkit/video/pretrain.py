@@ -74,6 +74,9 @@ class PretrainSettings:
     # video files → 1-fps frame folders once: "auto" = <run_dir>/frames_1fps, a folder, or "none" (seek)
     frame_cache: str | None = "auto"
     torch_threads: int | None = None  # intra-op CPU threads for this run (None = torch's default)
+    # teacher tokens computed once per 1-fps frame ("auto" = <run_dir>/teacher_cache, a folder, or None =
+    # on the fly); needs augment=False (the teacher must see the same frame every time)
+    teacher_cache: str | None = None
     test_data: list[str] = dataclasses.field(
         default_factory=list
     )  # downstream test sets for the leakage guard
@@ -126,7 +129,8 @@ class PretrainClips(torch.utils.data.Dataset):
         rng = np.random.default_rng(sample_seed(s.seed, draw, 0, "crop")) if s.augment else None
         clip = self.reader.clip(self.sources[src_i], steps, rng)
         mask = tube_mask(self.config.grid, self.config.mask_ratio, sample_generator(s.seed, draw, 0, "mask"))
-        return {"video": clip, "mask": mask, "draw": torch.tensor(draw)}
+        return {"video": clip, "mask": mask, "draw": torch.tensor(draw), "src": torch.tensor(src_i),
+                "steps": torch.tensor(steps)}  # fmt: skip
 
 
 def plan_draws(
@@ -289,6 +293,7 @@ def _pretrain(settings: PretrainSettings, max_steps: int | None, progress: bool)
     model, optimizer = acc.prepare(model, optimizer)  # the scheduler steps once per update, by hand
     if teacher is not None:
         teacher = teacher.to(acc.device)
+    cached = _teacher_cache(settings, teacher, sources, cfg, grid_hw, acc)
 
     start, history = 0, []
     ckpt = latest_checkpoint(run_dir)
@@ -319,9 +324,12 @@ def _pretrain(settings: PretrainSettings, max_steps: int | None, progress: bool)
             for m in range(settings.grad_accum):
                 batch = next(batches)
                 video, mask = batch["video"].to(acc.device), batch["mask"].to(acc.device)
-                tokens = (
-                    None if teacher is None else teacher_tokens(teacher, video, cfg.tubelet_size, grid_hw)
-                )
+                if cached is not None:
+                    tokens = cached(batch["src"], batch["steps"], cfg.tubelet_size).to(acc.device)
+                elif teacher is not None:
+                    tokens = teacher_tokens(teacher, video, cfg.tubelet_size, grid_hw)
+                else:
+                    tokens = None
                 sync = m == settings.grad_accum - 1
                 with contextlib.ExitStack() as stack:
                     if not sync:
@@ -405,6 +413,30 @@ def cache_frames(
         else:
             out.append(None)
     return out
+
+
+def _teacher_cache(settings: PretrainSettings, teacher, sources, cfg: SurgVistaConfig, grid_hw, acc):
+    """Precompute (main process) and open the teacher-feature cache, when the settings ask for it."""
+    if settings.teacher_cache is None or teacher is None:
+        return None
+    if settings.augment:
+        raise SurgkitError(
+            "teacher_cache needs augment=false: with random crops the teacher sees a new view each time"
+        )
+    from surgkit.video.teacher_cache import CachedTeacher, precompute
+
+    cache = (
+        Path(settings.run_dir) / "teacher_cache"
+        if settings.teacher_cache == "auto"
+        else Path(settings.teacher_cache)
+    )
+    teacher_id = (
+        f"{settings.teacher}@seed{settings.seed}" if settings.teacher == "random-vit" else settings.teacher
+    )
+    if acc.is_main_process:
+        precompute(teacher, teacher_id, sources, cache, cfg.img_size, cfg.mean, cfg.std, grid_hw, acc.device)
+    acc.wait_for_everyone()
+    return CachedTeacher(cache, sources)
 
 
 class DrawPlan:
