@@ -142,3 +142,17 @@ def test_cvs_criteria_finetune(tmp_path):
     assert 0.0 <= summary["test"]["map"] <= 1.0  # Endoscapes official CVS metrics (surgkit.metrics)
     rows = (tmp_path / "r" / "predictions_test.csv").read_text().splitlines()
     assert len(rows) == 1 + 6 and rows[1].startswith("4,0,")
+
+
+def test_split_file_matches_ids_by_video_number(tmp_path):
+    from surgkit.errors import SurgkitError
+    from surgkit.video.finetune import split_from_file
+
+    world = tmp_path / "world.json"  # a synth world.json names videos 'videoNN'; CholecT50 calls them 'VIDNN'
+    world.write_text(
+        json.dumps({"splits": {"lap": {"train": ["video01", "video02"], "val": [], "test": ["video05"]}}})
+    )
+    split = split_from_file(world, ["VID01", "VID02", "VID05"])
+    assert (split.train, split.val, split.test) == (["VID01", "VID02"], [], ["VID05"])
+    with pytest.raises(SurgkitError, match="not in the dataset"):
+        split_from_file(world, ["VID01", "VID02"])

@@ -161,6 +161,9 @@ def load_split(settings: FinetuneSettings):
             raise SurgkitError(f"fold {settings.fold} does not exist ({len(splits)} folds)")
         split = splits[settings.fold]
     split.check_disjoint()
+    if not split.train:
+        raise SurgkitError(f"{settings.root}: the {split.scheme} split has no training videos with data "
+                           f"({'; '.join(split.notes) or 'check the split lists'})")  # fmt: skip
     if settings.task == "phase":
         names = tuple(ds.classes.get("phase", ()))
     elif settings.task == "triplet":
@@ -222,13 +225,24 @@ def split_from_file(path: str | Path, known: list[str]):
         raise SurgkitError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
     if "splits" in data:  # synth world.json
         data = data["splits"].get("lap", data["splits"])
-    parts = {k: [str(v) for v in data.get(k, [])] for k in ("train", "val", "test")}
+    parts = {k: [_match_id(str(v), known) for v in data.get(k, [])] for k in ("train", "val", "test")}
     unknown = sorted(set(sum(parts.values(), [])) - set(known))
     if unknown:
         raise SurgkitError(f"{path}: video ids not in the dataset: {unknown[:5]}")
     if not parts["train"]:
         raise SurgkitError(f"{path}: empty train list")
     return Split(f"file:{path.name}", "custom", parts["train"], parts["val"], parts["test"])
+
+
+def _match_id(vid: str, known: list[str]) -> str:
+    """``vid`` itself, or the one dataset id with the same video number (world.json 'video01' ↔ CholecT50 'VID01')."""
+    import re
+
+    if vid in known:
+        return vid
+    m = re.search(r"(\d+)$", vid)
+    same = [k for k in known if m and (n := re.search(r"(\d+)$", k)) and int(n.group(1)) == int(m.group(1))]
+    return same[0] if len(same) == 1 else vid
 
 
 def clip_dataset(ds, settings: FinetuneSettings, ids, img_size: int, train: bool, stride: int = 1):
