@@ -84,6 +84,9 @@ def pretrain_cmd(
     test_data: list[str] = typer.Option(
         None, "--test-data", help="Downstream test set(s) for the leakage guard."
     ),
+    exclude: list[str] = typer.Option(
+        None, "--exclude", help="Video id to leave out of every --data folder. Repeatable."
+    ),
     allow_leakage: bool = typer.Option(False, help="Train even if a test video is in the data."),
     device: str = typer.Option(None, help="auto | cpu | cuda."),
     seed: int = typer.Option(None, help="Seed of the sample plan, masks and init."),
@@ -94,6 +97,10 @@ def pretrain_cmd(
     fields = {} if config is None else _read_json(config)
     if data:
         fields["data"] = [_data_spec(d) for d in data]
+    if exclude:
+        for spec in fields.get("data", []):
+            if isinstance(spec, dict):
+                spec["exclude"] = sorted(set(spec.get("exclude", [])) | set(exclude))
     cli = dict(run_dir=run_dir and str(run_dir), model=model, teacher=teacher, steps=steps, batch_size=batch_size,
                grad_accum=grad_accum, test_data=test_data or None, device=device, seed=seed)  # fmt: skip
     fields.update({k: v for k, v in cli.items() if v is not None})
