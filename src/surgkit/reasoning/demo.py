@@ -266,7 +266,7 @@ def demo_step(ctx) -> Any:
             f"{len(records)} records built from the world ({valid} template chains pass the validator). A tiny "
             f"Qwen2-VL trained from scratch on {len(train)} training questions; strict metrics on {len(test)} held-out "
             "questions before and after each stage, against a majority-answer baseline. A model this small trained "
-            "for seconds is not expected to beat the baseline; the numbers are reported as they are."
+            "for minutes on a CPU is not expected to beat the baseline; the numbers are reported as they are."
         ),
         metrics=metrics,
         tables=[
