@@ -156,3 +156,16 @@ def test_split_file_matches_ids_by_video_number(tmp_path):
     assert (split.train, split.val, split.test) == (["VID01", "VID02"], [], ["VID05"])
     with pytest.raises(SurgkitError, match="not in the dataset"):
         split_from_file(world, ["VID01", "VID02"])
+
+
+def test_cholec80_cvs_scores_become_bce_targets():
+    from pathlib import Path
+
+    from surgkit.data.model import CVSLabel, Dataset
+    from surgkit.video.finetune import _cvs_to_unit_interval
+
+    ds = Dataset("cholec80_cvs", Path("."))
+    ds.cvs = [CVSLabel("3", 0, 10, (2.0, 1.0, 0.0), scale="0-2"), CVSLabel("4", 5, 5, (1.0, 0.0, 1 / 3))]
+    _cvs_to_unit_interval(ds)
+    assert ds.cvs[0].criteria == (1.0, 0.5, 0.0) and ds.cvs[1].criteria == (1.0, 0.0, 1 / 3)
+    assert any("divided by 2" in n for n in ds.notes)

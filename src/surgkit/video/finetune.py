@@ -164,6 +164,8 @@ def load_split(settings: FinetuneSettings):
     if not split.train:
         raise SurgkitError(f"{settings.root}: the {split.scheme} split has no training videos with data "
                            f"({'; '.join(split.notes) or 'check the split lists'})")  # fmt: skip
+    if settings.task == "cvs":
+        _cvs_to_unit_interval(ds)
     if settings.task == "phase":
         names = tuple(ds.classes.get("phase", ()))
     elif settings.task == "triplet":
@@ -232,6 +234,16 @@ def split_from_file(path: str | Path, known: list[str]):
     if not parts["train"]:
         raise SurgkitError(f"{path}: empty train list")
     return Split(f"file:{path.name}", "custom", parts["train"], parts["val"], parts["test"])
+
+
+def _cvs_to_unit_interval(ds) -> None:
+    """Cholec80-CVS scores criteria 0/1/2; BCE targets must lie in [0, 1], so those become score/2."""
+    import dataclasses as dc
+
+    if any(c.scale == "0-2" for c in ds.cvs):
+        ds.cvs = [dc.replace(c, criteria=tuple(v / 2 for v in c.criteria), scale="0-2 divided by 2")
+                  if c.scale == "0-2" else c for c in ds.cvs]  # fmt: skip
+        ds.notes.append("CVS criteria scored 0/1/2 were divided by 2 to serve as BCE targets in [0, 1]")
 
 
 def _match_id(vid: str, known: list[str]) -> str:
@@ -386,7 +398,7 @@ def _finetune(settings: FinetuneSettings, progress: bool, stop_after: int | None
     train = clip_dataset(ds, settings, split.train, img, train=True)
     val = clip_dataset(ds, settings, split.val, img, False, settings.eval_frame_stride) if split.val else None
     notes = [f"split {split.scheme} {split.name}: {len(split.train)} train / {len(split.val)} val / "
-             f"{len(split.test)} test videos", f"init: {init_note}"] + list(split.notes)  # fmt: skip
+             f"{len(split.test)} test videos", f"init: {init_note}"] + list(split.notes) + list(ds.notes)  # fmt: skip
     if val is None:
         msg = (f"NO VALIDATION SPLIT for {settings.dataset} ({split.scheme}): no model selection, the LAST "
                "epoch is evaluated. (The official code selects on the test set; surgkit never does.)")  # fmt: skip
