@@ -144,7 +144,7 @@ def train_clip_cmd(
     size: str = typer.Option("tiny", help="Model size: test, tiny or small."),
     steps: int = typer.Option(300, help="Optimisation steps."),
     batch_size: int = typer.Option(32, help="Image-caption pairs per step."),
-    lr: float = typer.Option(2e-3, help="Peak learning rate (AdamW, cosine decay)."),
+    lr: float = typer.Option(3e-3, help="Peak learning rate (AdamW, cosine decay)."),
     holdout: float = typer.Option(0.34, help="Share of videos held out of training (benchmark them)."),
     seed: int = typer.Option(0, help="Seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),

@@ -16,7 +16,7 @@ from surgkit.errors import SurgkitError
 
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"clip": "test", "steps": 12, "batch_size": 16, "max_frames": 6, "batch": 6},
-    "demo": {"clip": "tiny", "steps": 200, "batch_size": 32, "max_frames": 48, "batch": 8},
+    "demo": {"clip": "tiny", "steps": 400, "batch_size": 32, "max_frames": 48, "batch": 8},
 }
 
 

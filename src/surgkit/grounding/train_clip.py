@@ -40,7 +40,7 @@ class TrainSettings:
     size: str = "tiny"
     steps: int = 300
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 0.05
     warmup: int = 20
     holdout: float = 0.34
