@@ -7,7 +7,8 @@ does everything else (resizing, normalisation, segmenting, padding).
 
 Built in: :class:`VideoMAEBackbone` (transformers ``VideoMAEModel``; the features are the mean of
 the last hidden state over all tokens, i.e. VideoMAE's ``use_mean_pooling`` head input before
-``fc_norm``) and :class:`SurgVistaBackbone` (surgkit.video SurgVISTA folders, by ``model_type``).
+``fc_norm``; a folder exported by ``surgkit video convert to-hf`` is opened through
+:func:`surgkit.video.hf.load_hf_videomae`, so it gives exactly the features of the surgkit folder) and :class:`SurgVistaBackbone` (surgkit.video SurgVISTA folders, by ``model_type``).
 Other models plug in with :func:`register_backbone` keyed by the ``model_type`` in their
 ``config.json``, or by passing any object with this interface to
 :func:`surgkit.prep.features.extract`.
@@ -49,10 +50,15 @@ def weights_sha256(module: Any) -> str:
 
 
 class VideoMAEBackbone:
-    """transformers ``VideoMAEModel``, frozen, mean-pooled over all tokens."""
+    """transformers ``VideoMAEModel``, frozen, mean-pooled over all tokens.
 
-    def __init__(self, model: Any, name: str = "videomae", device: str = "cpu"):
+    ``pool_norm`` (optional): a LayerNorm applied to the mean, i.e. the ``fc_norm`` of a surgkit
+    classifier exported to HF, so that its features are those of :class:`SurgVistaBackbone`.
+    """
+
+    def __init__(self, model: Any, name: str = "videomae", device: str = "cpu", pool_norm: Any = None):
         self.model = model.eval().to(device)
+        self.pool_norm = None if pool_norm is None else pool_norm.eval().to(device)
         for p in self.model.parameters():
             p.requires_grad_(False)
         cfg = model.config
@@ -62,14 +68,25 @@ class VideoMAEBackbone:
         self.feature_dim = int(cfg.hidden_size)
         self.name = name
         self.device = device
-        self.sha256 = weights_sha256(self.model)
+        self.sha256 = weights_sha256(_FullState(self.model, self.pool_norm))
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | Path, device: str = "cpu") -> VideoMAEBackbone:
+        """An HF id or folder; a surgkit-exported folder (config ``surgkit_position_table``) is read
+        with :func:`surgkit.video.hf.load_hf_videomae`, which restores the SurgVISTA 3-D sin-cos
+        position table and ``fc_norm`` eps that a bare ``from_pretrained`` loses."""
+        path = Path(path_or_id)
+        if path.is_dir() and _is_surgkit_export(path):
+            from surgkit.video.hf import load_hf_videomae
+
+            model = load_hf_videomae(path)
+            if hasattr(model, "videomae"):  # exported classifier: features = fc_norm(mean), as surgkit
+                return cls(model.videomae, name=str(path.resolve()), device=device, pool_norm=model.fc_norm)
+            return cls(model, name=str(path.resolve()), device=device)
         from transformers import VideoMAEModel
 
         model = VideoMAEModel.from_pretrained(str(path_or_id))
-        name = str(Path(path_or_id).resolve()) if Path(path_or_id).is_dir() else str(path_or_id)
+        name = str(path.resolve()) if path.is_dir() else str(path_or_id)
         return cls(model, name=name, device=device)
 
     def encode(self, clips: Any) -> Any:
@@ -77,7 +94,35 @@ class VideoMAEBackbone:
 
         with torch.inference_mode():
             out = self.model(pixel_values=clips.to(self.device))
-            return out.last_hidden_state.mean(dim=1).float().cpu()
+            pooled = out.last_hidden_state.mean(dim=1)
+            if self.pool_norm is not None:
+                pooled = self.pool_norm(pooled)
+            return pooled.float().cpu()
+
+
+def _is_surgkit_export(folder: Path) -> bool:
+    """True when ``folder/config.json`` was written by surgkit's HF export."""
+    try:
+        return "surgkit_position_table" in json.loads((folder / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+class _FullState:
+    """What determines the features: the model's state dict, the position table HF keeps outside
+    it (``embeddings.position_embeddings``, 1-D or surgkit's 3-D table) and the optional ``fc_norm``."""
+
+    def __init__(self, model: Any, norm: Any = None):
+        self.model, self.norm = model, norm
+
+    def state_dict(self) -> dict[str, Any]:
+        state = dict(self.model.state_dict())
+        table = getattr(getattr(self.model, "embeddings", None), "position_embeddings", None)
+        if table is not None and "embeddings.position_embeddings" not in state:
+            state["embeddings.position_embeddings"] = table
+        if self.norm is not None:
+            state.update({"fc_norm." + k: v for k, v in self.norm.state_dict().items()})
+        return state
 
 
 class SurgVistaBackbone:
