@@ -207,3 +207,61 @@ class ClipReader:
         for r in self._open.values():
             r.close()
         self._open.clear()
+
+
+# ------------------------------------------------------------------------------------ frame cache
+# Video files are served from frames extracted once by surgkit.prep.frames (random clip access into
+# compressed video decodes whole GOPs per frame). prep's ``sequence.json`` is the single source of
+# truth: it marks a folder as finished and records, per output frame k, the source frame it holds.
+
+
+def frame_cache_dir(frame_cache: str | None, run_dir: str | Path) -> Path:
+    """``frame_cache`` "auto"/None → ``<run_dir>/frames_1fps``, else the given folder."""
+    return Path(run_dir) / "frames_1fps" if frame_cache in (None, "auto") else Path(frame_cache)
+
+
+def build_frame_cache(
+    videos: Sequence[str | Path], cache: Path, fps: float, img_size: int, workers: int = 1
+) -> dict[str, str]:
+    """Extract ``videos`` at ``fps`` into ``cache/<video_id>/`` (short side ``img_size·256/224``, JPEG).
+
+    Resumable through prep's manifest: finished videos are skipped, a video whose extraction
+    stopped part-way is resumed. A folder the manifest calls done but whose ``sequence.json`` is
+    gone is extracted again. Returns ``{video_id: reason}`` for the videos that failed.
+    """
+    from surgkit.prep.frames import extract
+    from surgkit.prep.video import video_id_of
+
+    short = max(img_size, round(img_size * 256 / 224))
+    kw = dict(fps=fps, transform=f"resize_short={short}", fmt="jpg", workers=max(1, workers), progress=False)
+    failed = dict(extract(list(videos), cache, **kw).failed)
+    stale = [
+        v for v in videos if video_id_of(v) not in failed and cached_frames(cache / video_id_of(v)) is None
+    ]
+    if stale:
+        failed.update(extract(stale, cache, overwrite=True, **kw).failed)
+    return failed
+
+
+def cached_frames(folder: Path) -> tuple[list[int], list[Path]] | None:
+    """(source frame of each output frame, image files) of a finished prep frame folder, else None.
+
+    A folder without ``sequence.json`` (extraction failed or was killed part-way) is unfinished.
+    """
+    from surgkit.prep.seqstore import SEQ_NAME, SequenceReader, SequenceWriter
+
+    if not (folder / SEQ_NAME).is_file():
+        return None
+    reader = SequenceReader(folder, kind="frames")
+    meta = reader.meta
+    if reader.layout == "array":
+        raise SurgkitError(f"{folder}: frame cache in the array layout; expected an image folder")
+    names = SequenceWriter(folder, "frames", reader.layout, chunk_size=reader.chunk_size,
+                           pattern=meta["pattern"], start_number=int(meta["start_number"]))  # fmt: skip
+    index = [int(i) for i in meta.get("source_index", [])]
+    if len(index) != reader.num_items:
+        raise SurgkitError(
+            f"{folder / SEQ_NAME}: source_index has {len(index)} entries for {reader.num_items} frames"
+        )
+    files = [folder / names.file_names(k)[0] for k in range(reader.num_items)]
+    return index, files

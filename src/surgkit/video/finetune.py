@@ -186,32 +186,28 @@ def load_split(settings: FinetuneSettings):
 def cache_video_frames(ds, settings: FinetuneSettings, img_size: int) -> None:
     """Serve video files from 1-fps frames extracted once (``surgkit.prep.frames``), keyed by source frame.
 
-    Each video gets ``extra["frames"] = {source frame of second k: image k}``, which
-    :class:`~surgkit.data.torch.ClipDataset` reads as a sparse frame list: an online clip then
-    steps over listed (1-fps) frames, exactly the 1-fps timeline, without seeking in the video.
+    Each video gets ``extra["frames"] = {source frame of output frame k: image k}``, the source
+    frame taken from prep's ``sequence.json`` (``source_index``, sample and hold: at 29.97 fps
+    second 1 is frame 29, not ``round(29.97) = 30``), so labels are those of the frame actually
+    extracted. :class:`~surgkit.data.torch.ClipDataset` reads it as a sparse frame list: an online
+    clip steps over listed (1-fps) frames without seeking in the video. A video whose extraction
+    did not finish keeps its video file (the lazy reader reports problems with the file named).
     """
     if settings.frame_cache == "none" or settings.fps != 1.0:
         return
     videos = [v for v in ds.videos.values() if v.path is not None and Path(v.path).is_file() and v.fps]
     if not videos:
         return
-    from surgkit.prep.frames import extract
     from surgkit.prep.video import video_id_of
+    from surgkit.video.clips import build_frame_cache, cached_frames, frame_cache_dir
 
-    cache = (
-        Path(settings.run_dir) / "frames_1fps"
-        if settings.frame_cache in (None, "auto")
-        else Path(settings.frame_cache)
-    )
-    short = max(img_size, round(img_size * 256 / 224))
-    result = extract([v.path for v in videos], cache, fps=1, transform=f"resize_short={short}", fmt="jpg",
-                     workers=max(1, settings.num_workers), progress=False)  # fmt: skip
+    cache = frame_cache_dir(settings.frame_cache, settings.run_dir)
+    build_frame_cache([v.path for v in videos], cache, fps=1, img_size=img_size, workers=settings.num_workers)
     for v in videos:
-        folder = cache / video_id_of(v.path)
-        if video_id_of(v.path) in result.failed or not folder.is_dir():
-            continue  # left to the lazy video reader, which reports the problem with the file named
-        files = sorted(folder.glob("*.jpg"))
-        v.extra["frames"] = {int(round(k * v.fps)): f for k, f in enumerate(files)}
+        found = cached_frames(cache / video_id_of(v.path))
+        if found is not None:
+            index, files = found
+            v.extra["frames"] = dict(zip(index, files, strict=True))
 
 
 def split_from_file(path: str | Path, known: list[str]):

@@ -376,27 +376,23 @@ def cache_frames(
 
     Random clip access into long compressed videos decodes whole GOPs per frame; the official
     pipeline also extracts 1-fps frames first. Frames are stored with the short side at
-    ``img_size·256/224`` (JPEG), resumably, under ``frame_cache``. A video that fails to decode is
-    reported and returned as ``None`` (left out); the others go on.
+    ``img_size·256/224`` (JPEG), resumably, under ``frame_cache``. Only a folder finished by prep's
+    ``sequence.json`` is used: one left part-way by a failed or killed extraction is resumed through
+    prep's manifest, and a video that still fails is reported and returned as ``None`` (left out);
+    the others go on.
     """
     videos = [s for s in sources if s.path.is_file()]
     if settings.frame_cache == "none" or not videos:
         return sources
-    from surgkit.prep.frames import extract
     from surgkit.prep.video import video_id_of
     from surgkit.utils.progress import console
-    from surgkit.video.clips import open_source
+    from surgkit.video.clips import build_frame_cache, cached_frames, frame_cache_dir, open_source
 
-    cache = (
-        Path(settings.run_dir) / "frames_1fps"
-        if settings.frame_cache in (None, "auto")
-        else Path(settings.frame_cache)
-    )
-    short = max(img_size, round(img_size * 256 / 224))
+    cache = frame_cache_dir(settings.frame_cache, settings.run_dir)
     if acc.is_main_process:
-        result = extract([s.path for s in videos], cache, fps=settings.step_fps, transform=f"resize_short={short}",
-                         fmt="jpg", workers=max(1, settings.num_workers), progress=False)  # fmt: skip
-        for vid, why in result.failed.items():
+        failed = build_frame_cache([s.path for s in videos], cache, fps=settings.step_fps, img_size=img_size,
+                                   workers=settings.num_workers)  # fmt: skip
+        for vid, why in failed.items():
             console.print(f"[yellow]warning:[/] {vid}: left out of pretraining ({why})")
     acc.wait_for_everyone()
     out = []
@@ -405,7 +401,7 @@ def cache_frames(
             out.append(s)
             continue
         folder = cache / video_id_of(s.path)
-        if folder.is_dir() and any(folder.iterdir()):
+        if cached_frames(folder) is not None:
             cached = open_source(
                 folder, frame_fps=settings.step_fps, step_fps=settings.step_fps, dataset=s.dataset
             )
