@@ -169,19 +169,34 @@ def fit_length(
     return out
 
 
+def edge_pad(feats: dict[str, np.ndarray], min_length: int) -> dict[str, np.ndarray]:
+    """Repeat the last segment of a video shorter than ``min_length`` (what the model does at test time)."""
+    t = next(iter(feats.values())).shape[0]
+    if t >= min_length or t == 0:
+        return feats
+    return {m: np.concatenate([a, np.repeat(a[-1:], min_length - t, axis=0)]) for m, a in feats.items()}
+
+
 def collate(
     videos: Sequence[ScoredVideo],
     policy: str,
     length: int,
     rng: np.random.Generator | None = None,
     device: torch.device | str = "cpu",
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Training batch: modality → [B, length, D] and targets [B, n_outputs]."""
-    fitted = [fit_length(v.features, policy, length, rng) for v in videos]
+    min_length: int = 1,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Training batch: modality → [B, max(length, min_length), D], targets [B, n_outputs] and the number
+    of valid (unpadded) segments per video [B], which the model uses to mask the zero padding.
+
+    Videos shorter than ``min_length`` are edge-padded to it first, as the model does for one video."""
+    length = max(length, min_length)
+    raw = [edge_pad(v.features, min_length) for v in videos]
+    fitted = [fit_length(f, policy, length, rng) for f in raw]
+    valid = [length if policy == "resample" else min(next(iter(f.values())).shape[0], length) for f in raw]
     mods = list(fitted[0])
     x = {m: torch.from_numpy(np.stack([f[m] for f in fitted])).to(device) for m in mods}
     y = torch.from_numpy(np.stack([v.target for v in videos])).to(device)
-    return x, y
+    return x, y, torch.tensor(valid, dtype=torch.long, device=device)
 
 
 def eval_input(

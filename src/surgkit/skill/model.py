@@ -24,10 +24,84 @@ def _act(name: str) -> nn.Module:
     return nn.GELU() if name == "gelu" else nn.ReLU()
 
 
-def conv_bn_act(cin: int, cout: int, kernel: int, act: str, groups: int = 1) -> nn.Sequential:
-    """Conv1d (same padding) → BatchNorm1d → activation."""
-    return nn.Sequential(
-        nn.Conv1d(cin, cout, kernel, padding=kernel // 2, groups=groups), nn.BatchNorm1d(cout), _act(act)
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d over [B, C, L] whose training statistics use only the valid (unpadded) positions.
+
+    With ``mask`` [B, 1, L] (1 = valid) in training mode: μ = Σ m·x / Σ m, σ² = Σ m·(x − μ)² / Σ m
+    (biased, used to normalise) and the running averages r ← (1 − momentum)·r + momentum·(μ, σ²·n/(n − 1)),
+    exactly what ``nn.BatchNorm1d`` computes on the concatenation of the valid positions. Without a mask,
+    with an all-valid mask, or in eval mode it is ``nn.BatchNorm1d`` (same parameters and state-dict keys).
+    """
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None or not self.training or bool(mask.all()):
+            return super().forward(x)
+        m = mask.to(x.dtype)
+        n = m.sum() * 1.0
+        if float(n) < 2:
+            raise ValueError("MaskedBatchNorm1d: fewer than 2 valid positions in a training batch")
+        mean = (x * m).sum((0, 2)) / n
+        centred = x - mean[None, :, None]
+        var = (centred.square() * m).sum((0, 2)) / n
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = (
+                    self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                )
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), momentum)
+                unbiased = var.detach() * (n / (n - 1))
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
+        y = centred * torch.rsqrt(var + self.eps)[None, :, None]
+        if self.affine:
+            y = y * self.weight[None, :, None] + self.bias[None, :, None]
+        return y
+
+
+class MaskedSequential(nn.Sequential):
+    """``nn.Sequential`` that hands ``mask`` [B, 1, L] to its masked BatchNorms and zeroes the padded
+    positions after every layer, so a same-padded convolution sees zeros past each video's end exactly
+    as it does when the video is run alone at full length."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        for layer in self:
+            x = layer(x, mask) if isinstance(layer, (MaskedBatchNorm1d, MaskedSequential)) else layer(x)
+            if mask is not None:
+                x = x * mask
+        return x
+
+
+def length_mask(lengths: torch.Tensor | None, length: int, device=None) -> torch.Tensor | None:
+    """Validity mask [B, 1, length] (1 for t < lengths[b]); None when every video fills ``length``."""
+    if lengths is None:
+        return None
+    lengths = torch.as_tensor(lengths, device=device)
+    if bool((lengths >= length).all()):
+        return None
+    t = torch.arange(length, device=lengths.device)
+    return (t[None, :] < lengths[:, None]).float().unsqueeze(1)
+
+
+def pool_half_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Mask after AvgPool(2, 2) (floor): an output is valid iff both of its inputs are (t < ⌊T_b/2⌋)."""
+    if mask is None:
+        return None
+    b, _, length = mask.shape
+    half = length // 2
+    return mask[..., : 2 * half].reshape(b, 1, half, 2).amin(-1)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Global average over the valid positions: Σ_t m·x / Σ_t m, [B, C, L] → [B, C, 1]."""
+    if mask is None:
+        return x.mean(-1, keepdim=True)
+    return (x * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp_min(1.0)
+
+
+def conv_bn_act(cin: int, cout: int, kernel: int, act: str, groups: int = 1) -> MaskedSequential:
+    """Conv1d (same padding) → BatchNorm1d (masked) → activation."""
+    return MaskedSequential(
+        nn.Conv1d(cin, cout, kernel, padding=kernel // 2, groups=groups), MaskedBatchNorm1d(cout), _act(act)
     )
 
 
@@ -50,14 +124,15 @@ class UnimodalStage(nn.Module):
         self.g1 = conv_bn_act(d, d, 3, act)
         self.g2 = conv_bn_act(d, d, 3, act)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.g2(self.g1(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return x + self.g2(self.g1(x, mask), mask)
 
 
 @dataclass
 class UnimodalOutput:
     score: torch.Tensor  # [B, num_outputs] in (0, 1)
     features: list[torch.Tensor]  # U⁰ [B,d,T], U¹ [B,d,T₁], U² [B,d,T₂], U³ [B,d,1]
+    masks: list[torch.Tensor | None] = field(default_factory=list)  # validity [B,1,L] per level (None: all)
 
 
 class UnimodalBranch(PretrainedModel):
@@ -68,40 +143,61 @@ class UnimodalBranch(PretrainedModel):
     def __init__(self, config: UnimodalConfig):
         super().__init__(config)
         c = config
-        self.proj = nn.Sequential(
+        self.proj = MaskedSequential(
             nn.Conv1d(c.input_dim, c.proj_hidden, 1),
-            nn.BatchNorm1d(c.proj_hidden),
+            MaskedBatchNorm1d(c.proj_hidden),
             nn.ReLU(),
             nn.Conv1d(c.proj_hidden, c.d_model, 1),
-            nn.BatchNorm1d(c.d_model),
+            MaskedBatchNorm1d(c.d_model),
             nn.ReLU(),
             nn.Dropout(c.proj_dropout),
         )
         self.stages = nn.ModuleList([UnimodalStage(c.d_model, c.activation) for _ in range(3)])
         self.head = nn.Sequential(nn.Dropout(c.head_dropout), nn.Conv1d(c.d_model, c.num_outputs, 1))
 
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
         """[U⁰, U¹, U², U³] from ``x`` [B, T, D] (U¹ = AvgPool(Block₁(U⁰)), …, U³ = global average)."""
+        return self.features_and_masks(x, lengths)[0]
+
+    def features_and_masks(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """Features and validity masks of every level. ``lengths`` [B]: valid segments of each zero-padded
+        video (None: all valid). Padded positions are excluded from BatchNorm statistics and from the
+        global average and held at zero, so a video's output does not depend on its padding."""
         if x.dim() != 3 or x.shape[-1] != self.config.input_dim:
             raise SurgkitError(
                 f"{self.config.modality} branch expects [B, T, {self.config.input_dim}], got {tuple(x.shape)}"
             )
-        u = self.proj(pad_to_min_length(x, self.config.min_length).transpose(1, 2))
-        feats = [u]
+        x = pad_to_min_length(x, self.config.min_length)
+        if lengths is not None:  # videos shorter than min_length are edge-padded by the caller (collate)
+            lengths = torch.as_tensor(lengths, device=x.device).clamp(self.config.min_length, x.shape[1])
+        mask = length_mask(lengths, x.shape[1], x.device)
+        masks = [mask]
+        feats = [self.proj(x.transpose(1, 2), mask)]
         for i, stage in enumerate(self.stages):
-            h = stage(feats[-1])
-            feats.append(F.avg_pool1d(h, 2, 2) if i < 2 else h.mean(-1, keepdim=True))
-        return feats
+            h = stage(feats[-1], masks[-1])
+            if i < 2:
+                masks.append(pool_half_mask(masks[-1]))
+                pooled = F.avg_pool1d(h, 2, 2)
+                feats.append(pooled if masks[-1] is None else pooled * masks[-1])
+            else:
+                feats.append(masked_mean(h, masks[-1]))
+                masks.append(None)
+        return feats, masks
 
-    def forward(self, x: torch.Tensor | dict[str, torch.Tensor]) -> UnimodalOutput:
-        """``x``: features [B, T, D], or a modality → features dict (its own modality is used)."""
+    def forward(
+        self, x: torch.Tensor | dict[str, torch.Tensor], lengths: torch.Tensor | None = None
+    ) -> UnimodalOutput:
+        """``x``: features [B, T, D], or a modality → features dict (its own modality is used);
+        ``lengths`` [B]: valid segments per zero-padded video (default: all)."""
         if isinstance(x, dict):
             if self.config.modality not in x:
                 raise SurgkitError(f"{self.config.modality} branch: input has only {sorted(x)}")
             x = x[self.config.modality]
-        feats = self.features(x)
+        feats, masks = self.features_and_masks(x, lengths)
         score = torch.sigmoid(self.head(feats[-1])).flatten(1)
-        return UnimodalOutput(score=score, features=feats)
+        return UnimodalOutput(score=score, features=feats, masks=masks)
 
 
 def make_attention(cfg: FusionConfig, heads: int, block: str) -> DivergenceRegulatedAttention:
@@ -136,8 +232,8 @@ class FusionResBlock(nn.Module):
         self.body = nn.Sequential(conv_bn_act(cin, d, 3, act), conv_bn_act(d, d, 3, act))
         self.shortcut = conv_bn_act(cin, d, 1, act)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.body(z) + self.shortcut(z)
+    def forward(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.body[1](self.body[0](z, mask), mask) + self.shortcut(z, mask)
 
 
 def tokens_per_step(feats: list[torch.Tensor]) -> torch.Tensor:
@@ -209,28 +305,37 @@ class DynamicFusionBlock(nn.Module):
             [nn.Sequential(conv_bn_act(d, d, 1, "relu"), nn.Conv1d(d, k, 1)) for _ in range(n)]
         )
         act = cfg.fusion_activation
-        self.refine = nn.Sequential(
+        self.refine = MaskedSequential(
             conv_bn_act(k * d, k * d, 3, act, groups=k), conv_bn_act(k * d, k * d, 3, act, groups=k)
         )
         self.policy = nn.Conv1d(n * d, k, 1)
         self.query = nn.Conv1d(2 * d, d, 1)
         self.attn = make_attention(cfg, cfg.heads_dfb, "dfb")
 
-    def fusion_nets(self, feats: list[torch.Tensor], pool) -> torch.Tensor:
+    def fusion_nets(self, feats: list[torch.Tensor], pool, mask: torch.Tensor | None = None) -> torch.Tensor:
         """E_k = Pool(X̃_k + h_k(X̃_k)), X̃_k = Σ_m softmax_m(G_m(X_m))_k ⊙ X_m; returns [B, K, d, L]."""
-        logits = torch.stack([g(x) for g, x in zip(self.weight_heads, feats, strict=True)], dim=1)
+        logits = torch.stack(
+            [g[1](g[0](x, mask)) for g, x in zip(self.weight_heads, feats, strict=True)], dim=1
+        )
         alpha = torch.softmax(logits, dim=1)  # [B, N, K, L'] softmax over modalities
         fused = torch.einsum("bnkl,bndl->bkdl", alpha, torch.stack(feats, dim=1))
         b, k, d, length = fused.shape
         flat = fused.reshape(b, k * d, length)
-        return pool(flat + self.refine(flat)).reshape(b, k, d, -1)
+        return pool(flat + self.refine(flat, mask)).reshape(b, k, d, -1)
 
     def forward(
-        self, c: torch.Tensor, s: torch.Tensor, feats: list[torch.Tensor], pool, tau: torch.Tensor
+        self,
+        c: torch.Tensor,
+        s: torch.Tensor,
+        feats: list[torch.Tensor],
+        pool,
+        tau: torch.Tensor,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """F_i [B, d, L_i] and the chosen k* per timestep [B, L_i]."""
+        """F_i [B, d, L_i] and the chosen k* per timestep [B, L_i]. ``mask``: validity of ``feats``;
+        ``pool`` maps their length to L_i (a masked global mean at stage 3)."""
         b, d, length = c.shape
-        experts = self.fusion_nets(feats, pool)  # [B, K, d, L]
+        experts = self.fusion_nets(feats, pool, mask)  # [B, K, d, L]
         logits = pool(self.policy(torch.cat(feats, dim=1)))  # [B, K, L]
         mask, chosen = policy_mask(logits, tau, self.training or self.sample_at_eval, self.policy_mode)
         q = self.query(torch.cat([c, s], dim=1)).transpose(1, 2).reshape(b * length, 1, d)
@@ -252,10 +357,6 @@ class FusionStage(nn.Module):
 
 def _pool_half(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool1d(x, 2, 2)
-
-
-def _pool_global(x: torch.Tensor) -> torch.Tensor:
-    return x.mean(-1, keepdim=True)
 
 
 def regression_head(cin: int, d: int, reduction: int, dropout: float, outputs: int = 1) -> nn.Sequential:
@@ -337,12 +438,13 @@ class SurgFusionNet(PretrainedModel):
         if len(set(lengths.values())) > 1:
             raise SurgkitError(f"modalities disagree on the number of segments T: {lengths}")
 
-    def forward(self, x: dict[str, torch.Tensor]) -> FusionOutput:
-        """``x`` maps modality → features [B, T, D]."""
+    def forward(self, x: dict[str, torch.Tensor], lengths: torch.Tensor | None = None) -> FusionOutput:
+        """``x`` maps modality → features [B, T, D]; ``lengths`` [B]: valid segments per zero-padded
+        video (default: all). Padding never changes a video's output (masked BatchNorm and pooling)."""
         self._check_inputs(x)
         cfg = self.config
         with torch.set_grad_enabled(torch.is_grad_enabled() and not cfg.needs_phase2):
-            outs = {m: self.branches[m](x[m]) for m in cfg.modalities}
+            outs = {m: self.branches[m](x[m], lengths) for m in cfg.modalities}
         uni = {m: o.score for m, o in outs.items()}
         if cfg.strategy == "unimodal":
             return FusionOutput(score=uni[cfg.modalities[0]], unimodal_scores=uni)
@@ -352,26 +454,35 @@ class SurgFusionNet(PretrainedModel):
         if cfg.strategy == "cat":
             z = torch.cat([feats[m][3] for m in cfg.modalities], dim=1)
             return FusionOutput(score=torch.sigmoid(self.head(z)).flatten(1), unimodal_scores=uni)
-        return self._fuse(feats, uni)
+        return self._fuse(feats, uni, outs[cfg.modalities[0]].masks)
 
-    def _fuse(self, feats: dict[str, list[torch.Tensor]], uni: dict[str, torch.Tensor]) -> FusionOutput:
+    def _fuse(
+        self,
+        feats: dict[str, list[torch.Tensor]],
+        uni: dict[str, torch.Tensor],
+        masks: list[torch.Tensor | None],
+    ) -> FusionOutput:
         cfg = self.config
         mods = cfg.modalities
         ref = feats[mods[0]][1]
         z = ref.new_zeros(ref.shape[0], 3 * cfg.d_model, ref.shape[-1])  # Z⁰ = 0, not learnable
         out = FusionOutput(score=ref.new_zeros(0), unimodal_scores=uni)
         for i, stage in enumerate(self.stages, start=1):
-            z_in = z if i == 1 else (_pool_half(z) if i == 2 else _pool_global(z))
-            c = stage.res(z_in)
+            z_in = z if i == 1 else (_pool_half(z) if i == 2 else masked_mean(z, masks[2]))
+            if i == 2 and masks[2] is not None:
+                z_in = z_in * masks[2]  # a pooled pair half in the padding is padding too
+            c = stage.res(z_in, masks[i])
             s = torch.zeros_like(c)
             if stage.csfb is not None:
                 s, w = stage.csfb(c, [feats[m][i] for m in mods])
                 out.csfb_attention.append(w)
             f = torch.zeros_like(c)
             if stage.dfb is not None:
-                pool = _pool_half if i < 3 else _pool_global
-                f, chosen = stage.dfb(c, s, [feats[m][i - 1] for m in mods], pool, self.tau)
+                pool = _pool_half if i < 3 else (lambda t: masked_mean(t, masks[2]))
+                f, chosen = stage.dfb(c, s, [feats[m][i - 1] for m in mods], pool, self.tau, masks[i - 1])
                 out.policy_choice.append(chosen)
             z = torch.cat([c, s, f], dim=1)
+            if masks[i] is not None:
+                z = z * masks[i]
         out.score = torch.sigmoid(self.head(z)).flatten(1)
         return out

@@ -111,6 +111,7 @@ def train_phase(
     scheduler = cosine_schedule(optimizer, phase)
     pmodel, popt = accelerator.prepare(model, optimizer)
     length = train_length(train_videos, tcfg)
+    min_length = int(getattr(model.config, "min_length", 1))
     params = [p for g in groups for p in g["params"]]
     start, history = 0, []
     best = {"scc": -np.inf, "epoch": 0}
@@ -133,8 +134,10 @@ def train_phase(
         losses = []
         for batch in balanced_batches(len(train_videos), phase.batch_size, rng):
             part = batch[rank::world] if world > 1 else batch
-            x, y = collate([train_videos[i] for i in part], tcfg.length_policy, length, rng, device)
-            loss = hybrid_loss(pmodel(x).score, y, tcfg.loss_alpha)
+            x, y, valid = collate(
+                [train_videos[i] for i in part], tcfg.length_policy, length, rng, device, min_length
+            )
+            loss = hybrid_loss(pmodel(x, valid).score, y, tcfg.loss_alpha)
             popt.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             if phase.grad_clip > 0:
