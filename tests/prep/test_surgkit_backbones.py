@@ -60,3 +60,35 @@ def test_surgkit_exported_hf_folder_gives_surgkit_features(tmp_path, kind):
     assert (wrong - want).abs().max() > 1e-2
     # the fingerprint covers the position table: the bare load is not confused with the export
     assert hf.sha256 != VideoMAEBackbone(bare).sha256
+
+
+def test_cli_features_from_surgkit_folder_and_its_hf_export_agree(tmp_path, run_cli):
+    """``surgkit prep features`` on a tiny synthetic world, backbone given as the surgkit SurgVISTA
+    folder and as its ``surgkit video convert to-hf`` export: both run and give the same features."""
+    from safetensors.torch import load_file
+
+    from surgkit.video.config import SurgVistaEncoderConfig
+    from surgkit.video.model import SurgVistaEncoder
+
+    code, _, err = run_cli("synth", "-o", tmp_path / "world", "--preset", "tiny", "--videos", "1",
+                           "--layouts", "cholec80", "-q")  # fmt: skip
+    assert code == 0, err
+    code, _, err = run_cli("prep", "frames", tmp_path / "world" / "cholec80" / "videos", "-o", tmp_path / "frames",
+                           "--fps", "5", "--transform", "resize=32x32", "-q")  # fmt: skip
+    assert code == 0, err
+    torch.manual_seed(0)
+    model = SurgVistaEncoder(SurgVistaEncoderConfig(**TINY))
+    _randomise_norms(model)
+    model.save_pretrained(tmp_path / "surgkit")
+    code, _, err = run_cli("video", "convert", "to-hf", str(tmp_path / "surgkit"), str(tmp_path / "hf"))
+    assert code == 0, err
+    stores = {}
+    for name in ("surgkit", "hf"):
+        code, _, err = run_cli("prep", "features", "-o", tmp_path / f"feat_{name}", "--backbone", tmp_path / name,
+                               "--frames", tmp_path / "frames", "--segment-frames", "8", "-q")  # fmt: skip
+        assert code == 0, err
+        files = sorted((tmp_path / f"feat_{name}" / "rgb").glob("*.safetensors"))
+        assert len(files) == 1
+        stores[name] = load_file(str(files[0]))["features"]
+    assert stores["surgkit"].shape[0] >= 2 and stores["surgkit"].shape[1] == 16
+    torch.testing.assert_close(stores["hf"], stores["surgkit"], atol=1e-5, rtol=1e-5)
