@@ -142,3 +142,41 @@ def test_collate_reports_valid_lengths_and_edge_pads_short_videos():
     assert float(x["rgb"][0, 4:].abs().sum()) == 0.0
     _, _, valid_crop = collate(vids, "crop", 5, np.random.default_rng(0), "cpu", min_length=4)
     assert valid_crop.tolist() == [4, 5, 5]
+
+
+def test_trained_on_padded_variable_lengths_predictions_match_label_mean():
+    """Calibration: a branch trained on zero-padded videos of 6–48 segments, evaluated one video at a time
+    at full length, predicts a mean that matches the training label mean (before the fix: 0.02–0.14 off)."""
+    from surgkit.skill.config import TrainConfig, UnimodalConfig
+    from surgkit.skill.data import ScoredVideo, balanced_batches
+    from surgkit.skill.model import UnimodalBranch
+    from surgkit.skill.train import hybrid_loss, recalibrate_batchnorm
+
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    videos = []
+    for i in range(32):
+        t, q = int(rng.integers(6, 49)), rng.uniform(0, 1)
+        feats = (rng.normal(size=(t, 8)) + 0.3 * q + 1.0).astype(np.float32)
+        videos.append(ScoredVideo(str(i), str(i), "A", {"rgb": feats}, 6 + 24 * (0.2 + 0.6 * q),
+                                  np.array([0.2 + 0.6 * q], np.float32), {}))  # fmt: skip
+    model = UnimodalBranch(UnimodalConfig(modality="rgb", input_dim=8, d_model=16, proj_hidden=32))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    length = max(v.length for v in videos)
+    for epoch in range(15):
+        model.train()
+        for batch in balanced_batches(len(videos), 8, np.random.default_rng([0, epoch])):
+            x, y, valid = collate([videos[i] for i in batch], "pad", length, None, "cpu", 4)
+            loss = hybrid_loss(model(x, valid).score, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert (
+        recalibrate_batchnorm(model, videos, TrainConfig(), length, 4, 8) == 8
+    )  # 2 projection + 3 × 2 stage BNs
+    model.eval()
+    with torch.no_grad():
+        pred = np.array([float(model(torch.from_numpy(v.features["rgb"])[None]).score) for v in videos])
+    target = np.array([v.target[0] for v in videos])
+    assert abs(pred.mean() - target.mean()) < 0.03  # 0.72 GRS points
+    assert np.abs(pred - target).mean() < 0.1

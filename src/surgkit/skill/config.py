@@ -183,6 +183,7 @@ class TrainConfig:
     resample_length: int = 64  # length_policy=resample
     drop_partial_tail: bool = True  # [P] T = ⌊frames/32⌋: drop a zero-padded last segment
     select: str = "last"  # [R] last (honest) | best_test (literature; flagged everywhere)
+    bn_recalibrate: bool = True  # ours: precise-BN running statistics over the training set after each phase
     eval_every: int = 1  # epochs between test evaluations when select=best_test
     mae_unit: str = "points"  # [R] points (score units) | normalised
     checkpoint_every: int = 25  # epochs between resumable checkpoints

@@ -75,6 +75,51 @@ def predict(
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module,
+    videos: Sequence[ScoredVideo],
+    tcfg: TrainConfig,
+    length: int,
+    min_length: int = 1,
+    batch_size: int = 16,
+    device: Any = "cpu",
+) -> int:
+    """Replace the running statistics of the BatchNorms this phase trains by their exact averages over the
+    training set under the final weights ("precise BN", Wu & Johnson 2021, arXiv 2105.07576).
+
+    With short schedules the exponential running averages (momentum 0.1) mix statistics of earlier
+    weights; here every trainable BatchNorm is reset, switched to the cumulative average (momentum None)
+    and fed one pass of padded training batches (masked, so padding is ignored) with dropout off, i.e. the
+    activations the model will see at test time. Frozen BatchNorms (phase-2 branches) are untouched.
+    Returns the number of recalibrated layers.
+    """
+    was_training = model.training
+    model.train()  # SurgFusionNet.train keeps its frozen branches in eval mode
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    if not layers or not videos:
+        model.train(was_training)
+        return 0
+    model.eval()
+    saved = []
+    for bn in layers:
+        saved.append(bn.momentum)
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    order = np.arange(len(videos))
+    for batch in balanced_batches(len(videos), batch_size, np.random.default_rng(tcfg.seed)):
+        part = [videos[i] for i in order[batch]]
+        x, _, valid = collate(
+            part, tcfg.length_policy, length, np.random.default_rng(tcfg.seed), device, min_length
+        )
+        model(x, valid)
+    for bn, momentum in zip(layers, saved, strict=True):
+        bn.momentum = momentum
+    model.train(was_training)
+    return len(layers)
+
+
 @dataclasses.dataclass
 class PhaseResult:
     epochs: int
@@ -180,6 +225,8 @@ def train_phase(
 
         model.load_state_dict(load_file(str(best_file), device=str(device)))
         selected = int(best["epoch"])
+    if tcfg.bn_recalibrate:
+        recalibrate_batchnorm(model, train_videos, tcfg, length, min_length, phase.batch_size, device)
     return PhaseResult(phase.epochs, selected, history, tcfg.select)
 
 
