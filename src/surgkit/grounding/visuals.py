@@ -7,6 +7,7 @@ contour), titled with the prediction and whether it is correct. Figures are PNG,
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,8 @@ def grid_figure(
                 continue
             heat = load_heatmap(run, rec, kind)
             mark = "✓" if rec.get("correct") else "✗"
-            title = f"{summ['model']} | {key[0]}/{key[1]}\npred: {rec['pred']} {mark}"
+            pred = textwrap.shorten(str(rec["pred"]).replace(",", ", "), width=34, placeholder="…")
+            title = f"{summ['model']} | {key[0]}/{key[1]}\npred: {pred} {mark}"
             if kind == "verb" and rec.get("ars") is not None:
                 title += f" ARS={rec['ars']:.2f}"
             elif rec.get("tau_aa") is not None:
