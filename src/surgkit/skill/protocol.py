@@ -62,7 +62,14 @@ def protocol_notes(exp: ExperimentConfig, scheme: str) -> list[str]:
         f"labels normalised by the fixed score range; MAE in {'score points' if t.mae_unit == 'points' else 'normalised units'}",
         f"loss {t.loss_alpha}·MSE + {1 - t.loss_alpha:g}·MAE; phase 1 SGD {t.phase1.epochs} ep, phase 2 AdamW {t.phase2.epochs} ep, cosine",
         f"length policy '{t.length_policy}' at train time, full length batch 1 at test"
-        + (" (resampled)" if t.length_policy == "resample" else ""),
+        + (" (resampled)" if t.length_policy == "resample" else "")
+        + "; zero padding masked out of BatchNorm statistics, convolutions and pooling",
+        "BatchNorm running statistics: "
+        + (
+            "recomputed over the training set after each phase (precise BN)"
+            if t.bn_recalibrate
+            else "exponential moving average of training batches (momentum 0.1)"
+        ),  # fmt: skip
         f"model {m.strategy} on {'+'.join(m.modalities)}; CSFB {'on' if m.use_csfb else 'off'}, DFB {'on' if m.use_dfb else 'off'}, "
         f"heads {m.heads_csfb}/{m.heads_dfb}, DRA main={m.dra_main}, gamma={m.dra_gamma}, final_norm={m.dra_final_norm}",
     ]
