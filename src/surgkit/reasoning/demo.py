@@ -38,10 +38,10 @@ TINY = DemoSizes(
     hidden=64,
 )
 DEMO = DemoSizes(
-    train=192,
-    test=32,
+    train=256,
+    test=48,
     sft1_steps=40,
-    sft2_steps=300,
+    sft2_steps=500,
     grpo_steps=10,
     generations=4,
     completion_len=160,
