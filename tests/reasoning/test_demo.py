@@ -3,7 +3,6 @@ import os
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-pytest.importorskip("trl")
 
 from surgkit.demo import DemoContext  # noqa: E402
 from surgkit.reasoning.demo import demo_step, majority_predictions  # noqa: E402

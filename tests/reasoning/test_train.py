@@ -8,9 +8,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("trl")
-
+import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from surgkit.errors import LeakageError  # noqa: E402
