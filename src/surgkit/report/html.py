@@ -51,14 +51,21 @@ def _table(header: list[str], rows: list[list[Any]], caption: str = "") -> str:
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _flatten(metrics: dict[str, Any], prefix: str = "") -> list[list[Any]]:
+def _flatten(
+    metrics: dict[str, Any], prefix: str = "", depth: int = 0, max_depth: int = 1
+) -> list[list[Any]]:
+    """Rows ``[name, value]`` for the metric table; nesting deeper than ``max_depth`` is summarised
+    (the full values stay in results.json)."""
     rows: list[list[Any]] = []
     for k, v in metrics.items():
         name = f"{prefix}{k}"
         if isinstance(v, dict):
-            rows.extend(_flatten(v, name + "."))
+            if depth < max_depth:
+                rows.extend(_flatten(v, name + ".", depth + 1, max_depth))
+            else:
+                rows.append([name, f"[{len(v)} entries: see results.json]"])
         elif isinstance(v, (list, tuple)) and len(v) > 12:
-            rows.append([name, f"[{len(v)} values]"])
+            rows.append([name, f"[{len(v)} values: see results.json]"])
         else:
             rows.append([name, v if _is_num(v) else str(v)])
     return rows
