@@ -75,6 +75,22 @@ def _load_step(spec: str) -> Callable[[DemoContext], DemoSection]:
     return getattr(import_module(module), func)
 
 
+def _quiet_third_party_progress() -> None:
+    """The demo shows surgkit's own rich progress bars; silence the HF/TRL tqdm bars and info logs."""
+    import logging
+    import os
+    import warnings
+
+    os.environ["TQDM_DISABLE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
+    for name in ("transformers", "datasets", "accelerate", "trl", "peft"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # transformers 5 renames gradient_checkpointing -> activation_checkpointing; TRL still passes the old name
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
+
+
 def run_demo(
     workdir: str | Path = "surgkit-demo",
     size: str = "demo",
@@ -93,6 +109,7 @@ def run_demo(
 
     if size not in SIZES:
         raise SurgkitError(f"unknown demo size '{size}' (choose from {', '.join(SIZES)})")
+    _quiet_third_party_progress()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = DemoContext(workdir=workdir, size=size, seed=seed, device=device)
