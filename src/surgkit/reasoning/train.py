@@ -166,6 +166,27 @@ def _steps(max_steps: int, done: int) -> int:
     return max_steps - done if max_steps > 0 else -1
 
 
+def _trainer_args(settings: Any, out: Path, done: int, device: str) -> dict[str, Any]:
+    """TrainingArguments shared by the SFT and GRPO stages (schedule, checkpointing, logging, device)."""
+    return dict(
+        output_dir=str(out / "checkpoints"),
+        num_train_epochs=settings.epochs,
+        max_steps=_steps(settings.max_steps, done),
+        learning_rate=settings.learning_rate,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum,
+        gradient_checkpointing=False,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_only_model=True,
+        report_to=[],
+        seed=settings.seed,
+        dataloader_num_workers=0,
+        **_device_kwargs(device),
+    )
+
+
 def sft(
     model_path: str | Path,
     records: list[Record],
@@ -198,24 +219,10 @@ def sft(
     if done and lora_cfg is not None and hasattr(model, "peft_config"):
         lora_cfg = None  # adapter already attached
     args = SFTConfig(
-        output_dir=str(out / "checkpoints"),
-        num_train_epochs=settings.epochs,
-        max_steps=_steps(settings.max_steps, done),
-        learning_rate=settings.learning_rate,
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum,
+        **_trainer_args(settings, out, done, device),
         warmup_steps=settings.warmup_ratio,
         lr_scheduler_type=settings.scheduler,
         max_length=settings.max_length,
-        gradient_checkpointing=False,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_only_model=True,
-        report_to=[],
-        seed=settings.seed,
-        dataloader_num_workers=0,
-        **_device_kwargs(device),
     )
     processor = load_processor(model_path)
     trainer = SFTTrainer(
@@ -266,12 +273,7 @@ def grpo(
     if done and hasattr(model, "peft_config"):
         lora_cfg = None
     args = GRPOConfig(
-        output_dir=str(out / "checkpoints"),
-        num_train_epochs=settings.epochs,
-        max_steps=_steps(settings.max_steps, done),
-        learning_rate=settings.learning_rate,
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum,
+        **_trainer_args(settings, out, done, device),
         num_generations=settings.num_generations,
         max_completion_length=settings.max_completion_length,
         temperature=settings.temperature,
@@ -281,15 +283,6 @@ def grpo(
         scale_rewards=settings.scale_rewards,
         multi_objective_aggregation=settings.aggregation,
         reward_weights=weights,
-        gradient_checkpointing=False,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_only_model=True,
-        report_to=[],
-        seed=settings.seed,
-        dataloader_num_workers=0,
-        **_device_kwargs(device),
     )
     processor = load_processor(model_path)
     trainer = GRPOTrainer(
