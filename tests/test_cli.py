@@ -28,3 +28,31 @@ def test_demo_bad_size_is_one_line_error(run_cli, tmp_path):
     assert code == 2
     assert "unknown demo size 'huge'" in err
     assert "Traceback" not in err
+
+
+def _all_command_paths():
+    """Every command and sub-command path of the surgkit app, e.g. ('prep', 'flow')."""
+    import typer.main
+
+    from surgkit.cli import app
+
+    root = typer.main.get_command(app)
+    paths = []
+
+    def walk(cmd, prefix):
+        for name, sub in getattr(cmd, "commands", {}).items():
+            paths.append((*prefix, name))
+            walk(sub, (*prefix, name))
+
+    walk(root, ())
+    return paths
+
+
+def test_every_command_has_help(run_cli):
+    paths = _all_command_paths()
+    top = {p[0] for p in paths}
+    assert {"synth", "demo", "data", "prep", "eval", "skill", "video", "ground", "reason"} <= top
+    for path in paths:
+        code, out, err = run_cli(*path, "--help")
+        assert code == 0, (path, err)
+        assert "Usage: surgkit " + " ".join(path) in " ".join(out.split()), path
