@@ -37,3 +37,21 @@ def test_report_renders_sections_tables_and_figures(tmp_path):
     assert html.count("data:image/png;base64,") == 1
     assert "missing figure" in html
     assert "protocol: strict" in html
+
+
+def test_learning_entries_and_summary_table():
+    from surgkit.demo import learning_entry, learning_summary
+
+    up = learning_entry(0.7, 0.5, "majority answer", n=40)
+    down = learning_entry(3.0, 2.5, "length-only predictor", n=32, higher_is_better=False)
+    tie = learning_entry(0.5, 0.5, "uniform heatmap", n=10)
+    assert up["holds"] and not down["holds"] and not tie["holds"]  # a tie does not beat the baseline
+    steps = {"a": {"metrics": {"learning": {"acc": up, "mae": down}}}, "b": {"metrics": {"x": 1}}}
+    rows = learning_summary(steps)
+    assert [(r["step"], r["name"], r["holds"]) for r in rows] == [("a", "acc", True), ("a", "mae", False)]
+    # the summary recomputes "holds" from the numbers, so a hand-edited flag cannot lie
+    steps["a"]["metrics"]["learning"]["mae"]["holds"] = True
+    assert not learning_summary(steps)[1]["holds"]
+    html = render_report([], {"learning": rows})
+    assert "Does each pipeline learn?" in html and "1 of 2 held-out comparisons" in html
+    assert "length-only predictor" in html and "<td>NO</td>" in html

@@ -70,6 +70,54 @@ class DemoSection:
     seconds: float = 0.0
 
 
+def learning_entry(
+    model: float,
+    baseline: float,
+    baseline_kind: str,
+    n: int,
+    higher_is_better: bool = True,
+) -> dict[str, Any]:
+    """One comparison of ``steps.<step>.metrics.learning`` (the house convention, DEVELOPERS.md).
+
+    ``model`` is the pipeline's score on held-out data, ``baseline`` the score of the trivial
+    alternative a skeptic would name (``baseline_kind`` says which: majority answer, random-init
+    encoder, uniform heatmap, length-only predictor, ...), ``n`` the number of held-out items the
+    scores are computed on. ``holds`` is True when the model strictly beats the baseline.
+    """
+    model, baseline = float(model), float(baseline)
+    holds = model > baseline if higher_is_better else model < baseline
+    return {
+        "model": model,
+        "baseline": baseline,
+        "baseline_kind": str(baseline_kind),
+        "higher_is_better": bool(higher_is_better),
+        "n": int(n),
+        "holds": bool(holds),
+    }
+
+
+def learning_summary(steps: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every learning comparison of every step, as rows (step, name, model, baseline, kind, n, holds)."""
+    rows = []
+    for key, step in steps.items():
+        for name, e in (step.get("metrics") or {}).get("learning", {}).items():
+            model, baseline = float(e["model"]), float(e["baseline"])
+            holds = model > baseline if e.get("higher_is_better", True) else model < baseline
+            rows.append(
+                {
+                    "step": key,
+                    "name": name,
+                    "model": model,
+                    "baseline": baseline,
+                    "baseline_kind": e.get("baseline_kind", ""),
+                    "higher_is_better": bool(e.get("higher_is_better", True)),
+                    "n": e.get("n"),
+                    "holds": bool(holds),
+                }
+            )
+    return rows
+
+
 def _load_step(spec: str) -> Callable[[DemoContext], DemoSection]:
     module, func = spec.split(":")
     return getattr(import_module(module), func)
@@ -150,8 +198,16 @@ def run_demo(
             for s in sections
         },
     }
+    results["learning"] = learning_summary(results["steps"])
     write_json(workdir / "results.json", results)
     write_report(workdir / "report.html", sections, results)
+    for row in results["learning"]:
+        mark = "[green]beats[/]" if row["holds"] else "[bold red]does not beat[/]"
+        console.print(
+            f"{row['step']}.{row['name']}: model {row['model']:.4g} {mark} "
+            f"{row['baseline_kind']} {row['baseline']:.4g} (n={row['n']})",
+            highlight=False,
+        )
     console.print(f"report: {workdir / 'report.html'}  results: {workdir / 'results.json'}")
     return results
 

@@ -83,6 +83,33 @@ def _figure(path: Path, caption: str) -> str:
     )
 
 
+def _learning_table(rows: list[dict[str, Any]]) -> str:
+    """The "does it learn?" summary: every held-out comparison against its trivial baseline."""
+    if not rows:
+        return ""
+    body = [
+        [
+            r["step"],
+            r["name"],
+            r["model"],
+            r["baseline"],
+            r["baseline_kind"],
+            "higher" if r["higher_is_better"] else "lower",
+            r["n"] if r["n"] is not None else "",
+            "yes" if r["holds"] else "NO",
+        ]
+        for r in rows
+    ]
+    header = ["step", "comparison", "model", "baseline", "baseline kind", "better is", "n", "beats baseline"]
+    held = sum(r["holds"] for r in rows)
+    return (
+        "<section id='learning' class='ok'><h2>Does each pipeline learn?</h2>"
+        f"<p>{held} of {len(rows)} held-out comparisons beat their trivial baseline.</p>"
+        + _table(header, body)
+        + "</section>"
+    )
+
+
 def render_report(sections: list[Any], results: dict[str, Any]) -> str:
     """HTML text of the report for demo sections (see :class:`surgkit.demo.DemoSection`)."""
     nav = " ".join(f"<a href='#{html.escape(s.key)}'>{html.escape(s.title)}</a>" for s in sections)
@@ -113,7 +140,7 @@ def render_report(sections: list[Any], results: dict[str, Any]) -> str:
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
         f"<style>{_CSS}</style></head><body><header><h1>{title}</h1><p>{sub}</p></header>"
-        f"<main><nav>{nav}</nav>{''.join(parts)}</main></body></html>\n"
+        f"<main><nav>{nav}</nav>{_learning_table(results.get('learning', []))}{''.join(parts)}</main></body></html>\n"
     )
 
 
