@@ -55,3 +55,16 @@ def test_learning_entries_and_summary_table():
     html = render_report([], {"learning": rows})
     assert "Does each pipeline learn?" in html and "1 of 2 held-out comparisons" in html
     assert "length-only predictor" in html and "<td>NO</td>" in html
+
+
+def test_demo_step_selection():
+    import pytest
+
+    from surgkit.demo import DEMO_STEPS, select_steps
+    from surgkit.errors import SurgkitError
+
+    assert select_steps("") is None
+    chosen = select_steps("video, synth")
+    assert chosen == tuple(s for s in DEMO_STEPS if s.startswith(("surgkit.synth.", "surgkit.video.")))
+    with pytest.raises(SurgkitError, match="unknown demo step"):
+        select_steps("synth,nope")

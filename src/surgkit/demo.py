@@ -118,6 +118,23 @@ def learning_summary(steps: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def step_name(spec: str) -> str:
+    """'surgkit.video.demo:demo_step' -> 'video'."""
+    return spec.split(":")[0].split(".")[1]
+
+
+def select_steps(only: str) -> tuple[str, ...] | None:
+    """The demo steps named in a comma-separated list (None = all), in run order."""
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    if not names:
+        return None
+    known = {step_name(s): s for s in DEMO_STEPS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SurgkitError(f"unknown demo step(s) {', '.join(unknown)} (choose from {', '.join(known)})")
+    return tuple(s for s in DEMO_STEPS if step_name(s) in names)
+
+
 def _load_step(spec: str) -> Callable[[DemoContext], DemoSection]:
     module, func = spec.split(":")
     return getattr(import_module(module), func)
@@ -165,7 +182,7 @@ def run_demo(
     t_all = time.perf_counter()
     for spec in steps or DEMO_STEPS:
         step = _load_step(spec)
-        console.rule(f"[bold]{spec.split(':')[0].split('.')[1]}")
+        console.rule(f"[bold]{step_name(spec)}")
         t0 = time.perf_counter()
         try:
             section = step(ctx)
@@ -219,9 +236,15 @@ def demo(
     size: str = typer.Option("demo", help="'demo' (default, a few minutes on 2 cores) or 'tiny' (seconds)."),
     seed: int = typer.Option(0, help="Seed of the synthetic world and of every training run."),
     device: str = typer.Option("cpu", help="Torch device for the model steps, e.g. cpu or cuda."),
+    only: str = typer.Option(
+        "",
+        "--steps",
+        help="Comma-separated subset of steps to run, e.g. 'synth,video' (default: all). A step that needs "
+        "an earlier step's output fails with a message naming it; the world is reused when unchanged.",
+    ),
 ) -> None:
     """Generate a synthetic surgical world, run every pipeline on it, and write report.html."""
-    results = run_demo(workdir, size=size, seed=seed, device=device)
+    results = run_demo(workdir, size=size, seed=seed, device=device, steps=select_steps(only))
     failed = [k for k, v in results["steps"].items() if v["status"] != "ok"]
     if failed:
         raise typer.Exit(1)
