@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from surgkit.backbones import load_backbone, register_backbone
 from surgkit.errors import SurgkitError
 from surgkit.prep import features, masks
-from surgkit.prep.backbones import load_backbone, register_backbone
 from surgkit.prep.flow import compute as flow_compute
 from surgkit.prep.frames import extract
 from surgkit.prep.render import render_flow, render_masks, voc_palette

@@ -22,38 +22,15 @@ SIZES: dict[str, dict[str, Any]] = {
 
 
 def _random_backbone(folder: Path, image: int, frames: int, seed: int) -> tuple[Path, str]:
-    """A small randomly initialised encoder saved as a model folder (stand-in for a pretrained one).
+    """A small randomly initialised SurgVISTA-architecture encoder saved as a model folder (stand-in
+    for a pretrained one; no transformers import, so the tiny demo stays fast)."""
+    from surgkit.backbones.surgvista import save_random_encoder
 
-    The SurgVISTA encoder architecture of surgkit.video (no transformers import, so the tiny demo
-    stays fast); a transformers VideoMAE if surgkit.video is unavailable.
-    """
-    import torch
-
-    torch.manual_seed(seed)
-    try:
-        from surgkit.video.config import SurgVistaEncoderConfig
-        from surgkit.video.model import SurgVistaEncoder
-    except ImportError:  # pragma: no cover - surgkit.video missing
-        from transformers import VideoMAEConfig, VideoMAEModel
-
-        if not (folder / "config.json").is_file():
-            cfg = VideoMAEConfig(
-                image_size=image, patch_size=16, num_frames=frames, tubelet_size=2, hidden_size=64,
-                num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-            )  # fmt: skip
-            VideoMAEModel(cfg).eval().save_pretrained(folder)
-        kind = "VideoMAE (transformers)"
-    else:
-        if not (folder / "config.json").is_file():
-            cfg = SurgVistaEncoderConfig(
-                img_size=image, patch_size=16, num_frames=frames, tubelet_size=2, embed_dim=64, depth=2,
-                num_heads=4, drop_path_rate=0.0,
-            )  # fmt: skip
-            SurgVistaEncoder(cfg).eval().save_pretrained(folder)
-        kind = "SurgVISTA-architecture encoder (surgkit.video)"
+    save_random_encoder(folder, seed, img_size=image, patch_size=16, num_frames=frames, tubelet_size=2,
+                        embed_dim=64, depth=2, num_heads=4, drop_path_rate=0.0)  # fmt: skip
     note = (
-        f"a randomly initialised {kind} (2 layers, width 64, {image}² input, {frames} frames), "
-        "NOT a pretrained encoder: the features only exercise the pipeline"
+        f"a randomly initialised SurgVISTA-architecture encoder (2 layers, width 64, {image}² input, "
+        f"{frames} frames), NOT a pretrained encoder: the features only exercise the pipeline"
     )
     return folder, note
 

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from surgkit.backbones import VideoBackbone, load_backbone
 from surgkit.errors import SurgkitError
-from surgkit.prep.backbones import VideoBackbone, load_backbone
 from surgkit.prep.manifest import Manifest
 from surgkit.prep.masks import IMAGENET_MEAN, IMAGENET_STD
 from surgkit.prep.render import render_flow, render_masks

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from surgkit.prep.backbones import VideoMAEBackbone, load_backbone
+from surgkit.backbones import VideoMAEBackbone, load_backbone
 
 TINY = dict(img_size=32, patch_size=16, num_frames=4, tubelet_size=2, embed_dim=16, depth=1, num_heads=2,
             drop_path_rate=0.0)  # fmt: skip
