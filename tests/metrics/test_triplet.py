@@ -176,6 +176,13 @@ def test_video_ids_grouping_equals_per_video_lists():
     for comp in COMPONENTS:
         np.testing.assert_allclose(flat["per_class"][comp], lists["per_class"][comp], equal_nan=True)
     assert flat["num_videos"] == 3
+    # frames of the videos interleaved (AP ignores frame order within a video): same per-video result
+    y_all, s_all = np.concatenate([y for y, _ in videos]), np.concatenate([s for _, s in videos])
+    order = rng.permutation(len(ids))
+    mixed = evaluate(y_all[order], s_all[order], ids[order])
+    for comp in COMPONENTS:
+        np.testing.assert_allclose(mixed["per_class"][comp], lists["per_class"][comp], equal_nan=True)
+    assert mixed["num_videos"] == 3 and mixed["num_frames"] == len(ids)
 
 
 def test_topk_equals_ivtmetrics():

@@ -21,7 +21,14 @@ import numpy as np
 
 from surgkit.errors import SurgkitError
 
-__all__ = ["ap_of_validated", "average_precision", "check_binary_targets", "check_finite_scores", "mean_ap"]
+__all__ = [
+    "ap_of_rows",
+    "ap_of_validated",
+    "average_precision",
+    "check_binary_targets",
+    "check_finite_scores",
+    "mean_ap",
+]
 
 
 def check_finite_scores(scores: np.ndarray, name: str = "scores") -> None:
@@ -37,8 +44,9 @@ def check_binary_targets(targets: np.ndarray, name: str = "targets") -> np.ndarr
     t = np.asarray(targets)
     if t.dtype == bool:
         return t
-    bad = ~((t == 0) | (t == 1))
-    if bad.any():
+    # t is 0/1 exactly when its non-zero entries are all ones (one cheap pass each; locate on failure)
+    if np.count_nonzero(t) != np.count_nonzero(t == 1):
+        bad = ~((t == 0) | (t == 1))
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         raise SurgkitError(f"{name} must be 0/1, found {t[where].item()!r} at index {where}")
     return t.astype(bool)
@@ -79,29 +87,45 @@ def average_precision(targets, scores, no_positive: float = np.nan) -> np.ndarra
 _SIGN = np.uint64(1 << 63)
 
 
-def _sort_rows_descending(s_rows: np.ndarray, y_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's scores in descending order, with the targets carried along.
+def _packed_sorted_rows(s_rows: np.ndarray, y_rows: np.ndarray) -> np.ndarray | None:
+    """Each row's ``key << 1 | target`` in ascending order, or None when the keys leave no spare bit.
 
-    Fast path: map the float64 scores to order-preserving unsigned integer keys, pack the target
-    into the lowest bit and sort the packed keys (a plain value sort, several times faster than
-    argsort). Only the order inside a group of equal scores can differ from an argsort, which
-    AP does not see. Falls back to argsort when the keys' range leaves no spare bit.
-    Returned scores are the order-preserving keys (equal keys <=> equal scores).
+    ``key`` maps the float64 scores to unsigned integers in the same order (equal keys <=> equal
+    scores), so one plain value sort (several times faster than an argsort) orders the items and
+    carries their targets in the lowest bit. Only the order inside a group of equal scores can
+    differ from an argsort, which AP does not see. Non-negative scores (probabilities, the common
+    case) are their own keys; otherwise the sign-flip map of IEEE-754 doubles, shifted to start at 0.
     """
-    keys = (s_rows + 0.0).view(np.uint64)  # + 0.0 turns -0.0 into +0.0 (they tie, as in sklearn)
-    negative = keys >= _SIGN
-    np.invert(keys, out=keys, where=negative)
-    np.bitwise_or(keys, _SIGN, out=keys, where=~negative)
-    lo, hi = keys.min(), keys.max()
-    if hi - lo < _SIGN:  # in place: fewer large temporaries
+    keys = (s_rows + 0.0).view(np.uint64)  # a new array; + 0.0 turns -0.0 into +0.0 (they tie, as in sklearn)
+    if keys.max() >= _SIGN:  # negative scores: flip to an order-preserving map, then make room
+        negative = keys >= _SIGN
+        np.invert(keys, out=keys, where=negative)
+        np.bitwise_or(keys, _SIGN, out=keys, where=~negative)
+        lo, hi = keys.min(), keys.max()
+        if hi - lo >= _SIGN:
+            return None
         keys -= lo
-        keys <<= np.uint64(1)
-        keys |= y_rows
-        keys.sort(axis=1)
-        packed = keys[:, ::-1]
-        return packed >> np.uint64(1), (packed & np.uint64(1)).astype(bool)
-    order = np.argsort(s_rows, axis=1)[:, ::-1]
-    return np.take_along_axis(s_rows, order, axis=1), np.take_along_axis(y_rows, order, axis=1)
+    keys <<= np.uint64(1)
+    keys |= y_rows
+    keys.sort(axis=1)
+    return keys
+
+
+def _ap_sorted_descending(s_sorted: np.ndarray, y_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sum of precision at each positive, #positives) per row of rows sorted by descending score.
+
+    The precision of an item is taken at the last position of its tie group (tied items enter
+    together).
+    """
+    c, n = s_sorted.shape
+    ties_end = s_sorted[:, :-1] != s_sorted[:, 1:]
+    tp = np.cumsum(y_sorted, axis=1, dtype=np.int64)
+    end = np.empty((c, n), dtype=np.int64)
+    end[:, -1] = n - 1
+    end[:, :-1] = np.where(ties_end, np.arange(n - 1), n)
+    end = np.minimum.accumulate(end[:, ::-1], axis=1)[:, ::-1]
+    precision = np.take_along_axis(tp, end, axis=1) / (end + 1.0)
+    return np.where(y_sorted, precision, 0.0).sum(axis=1), tp[:, -1]
 
 
 def ap_of_validated(y: np.ndarray, s: np.ndarray, no_positive: float = np.nan) -> np.ndarray:
@@ -109,31 +133,37 @@ def ap_of_validated(y: np.ndarray, s: np.ndarray, no_positive: float = np.nan) -
 
     For callers that validated their whole input once (e.g. triplet mAP over many videos).
     """
-    n, c = s.shape
+    # Work on (C, N) rows: sorting along the contiguous last axis is much faster.
+    return ap_of_rows(y.T, np.ascontiguousarray(s.T), no_positive)
+
+
+def ap_of_rows(y_rows: np.ndarray, s_rows: np.ndarray, no_positive: float = np.nan) -> np.ndarray:
+    """AP of every *row* of (C, N) bool targets and finite float64 scores (one class per row), no checks.
+
+    The layout the sort wants; callers holding class-major data skip a transpose. The order inside
+    a tie group is irrelevant (tied items enter together), so an unstable sort is fine.
+    """
+    c, n = s_rows.shape
     out = np.full(c, float(no_positive))
     if n == 0:
         return out
-    # Work on (C, N) rows: sorting along the contiguous last axis is much faster. The order
-    # inside a tie group is irrelevant (tied items enter together), so an unstable sort is fine.
-    s_sorted, y_sorted = _sort_rows_descending(np.ascontiguousarray(s.T), np.ascontiguousarray(y.T))
-    ties_end = s_sorted[:, :-1] != s_sorted[:, 1:]
-    if ties_end.all():
-        # No tied scores: each positive's precision is (its rank among positives)/(its rank).
-        rows, cols = np.nonzero(y_sorted)
+    packed = _packed_sorted_rows(s_rows, y_rows)
+    if packed is None:  # scores spanning the whole double range: argsort
+        order = np.argsort(s_rows, axis=1)[:, ::-1]
+        total, n_pos = _ap_sorted_descending(
+            np.take_along_axis(s_rows, order, axis=1), np.take_along_axis(y_rows, order, axis=1)
+        )
+    elif ((packed[:, 1:] ^ packed[:, :-1]) > 1).all():
+        # No tied scores: the i-th positive from the top, at descending rank r, has precision i / r.
+        flat = np.flatnonzero(packed & np.uint64(1))  # row-major: ascending score within each row
+        rows, cols = np.divmod(flat, n)
         n_pos = np.bincount(rows, minlength=c)
         first = np.cumsum(n_pos) - n_pos
-        k_th = np.arange(1, rows.size + 1) - first[rows]
-        total = np.bincount(rows, weights=k_th / (cols + 1.0), minlength=c)
+        from_top = n_pos[rows] - (np.arange(rows.size) - first[rows])
+        total = np.bincount(rows, weights=from_top / (n - cols), minlength=c)
     else:
-        # Precision at the last position of each item's tie group (tied items enter together).
-        tp = np.cumsum(y_sorted, axis=1, dtype=np.int64)
-        end = np.empty((c, n), dtype=np.int64)
-        end[:, -1] = n - 1
-        end[:, :-1] = np.where(ties_end, np.arange(n - 1), n)
-        end = np.minimum.accumulate(end[:, ::-1], axis=1)[:, ::-1]
-        precision = np.take_along_axis(tp, end, axis=1) / (end + 1.0)
-        n_pos = tp[:, -1]
-        total = np.where(y_sorted, precision, 0.0).sum(axis=1)
+        desc = packed[:, ::-1]
+        total, n_pos = _ap_sorted_descending(desc >> np.uint64(1), (desc & np.uint64(1)).astype(bool))
     has_pos = n_pos > 0
     out[has_pos] = total[has_pos] / n_pos[has_pos]
     return out

@@ -20,7 +20,9 @@ the 6 null triplets (ids 94–99) of component ``ivt`` only, after the per-class
 
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 import numpy as np
@@ -83,66 +85,102 @@ def extract_component(matrix, component: str) -> np.ndarray:
     return np.maximum.reduceat(m[:, order], starts, axis=1)
 
 
-def _as_frames(targets, scores, video_ids):
-    """Validate and return (bool targets (N,100), float scores (N,100), video index per frame, names)."""
+def _check_shape(t: np.ndarray, s: np.ndarray, name) -> None:
+    if t.shape != s.shape:
+        raise SurgkitError(f"video {name}: targets {t.shape} vs scores {s.shape}")
+    if t.ndim != 2 or t.shape[1] != NUM_CLASSES:
+        raise SurgkitError(f"video {name}: expected (frames, {NUM_CLASSES}) arrays, got {t.shape}")
+    if t.shape[0] == 0:
+        raise SurgkitError(f"video {name} has no frames")
+
+
+def _check_values(t: np.ndarray, s: np.ndarray, name) -> tuple[np.ndarray, np.ndarray]:
+    """One video's bool targets and float64 scores; errors name the video, frame and class."""
+    s = np.asarray(s, dtype=np.float64)
+    if not np.isfinite(s).all():
+        row, col = (int(i) for i in np.argwhere(~np.isfinite(s))[0])
+        raise SurgkitError(f"scores contain {s[row, col]} at frame {row} (video {name}), class {col}")
+    try:
+        return check_binary_targets(t), s
+    except SurgkitError as e:
+        raise SurgkitError(f"video {name}: {e}") from None
+
+
+def _as_videos(targets, scores, video_ids) -> tuple[list[tuple[np.ndarray, np.ndarray]], list]:
+    """Split the input into per-video (bool targets (F, 100), float64 scores (F, 100)) pairs.
+
+    Accepts per-video lists, or frame arrays with one video id per frame (frames sharing an id
+    form one video, in order of first appearance). Nothing is concatenated.
+    """
     if isinstance(targets, (list, tuple)):
         if not isinstance(scores, (list, tuple)) or len(scores) != len(targets):
             raise SurgkitError("targets and scores given per video must be two lists of the same length")
-        if video_ids is None:
-            video_ids = list(range(len(targets)))
-        if len(video_ids) != len(targets):
-            raise SurgkitError(f"{len(targets)} videos but {len(video_ids)} video ids")
-        for name, t, s in zip(video_ids, targets, scores, strict=True):
-            if np.shape(t) != np.shape(s):
-                raise SurgkitError(f"video {name}: targets {np.shape(t)} vs scores {np.shape(s)}")
-            if np.shape(t)[0] == 0:
-                raise SurgkitError(f"video {name} has no frames")
-        per_frame = np.concatenate([np.full(len(t), i) for i, t in enumerate(targets)])
-        names = list(video_ids)
-        targets, scores = np.concatenate(targets), np.concatenate(scores)
+        names = list(range(len(targets))) if video_ids is None else list(video_ids)
+        if len(names) != len(targets):
+            raise SurgkitError(f"{len(targets)} videos but {len(names)} video ids")
+        if not targets:
+            raise SurgkitError("no frames to evaluate")
+        pairs = list(zip(targets, scores, strict=True))
     else:
         targets, scores = np.asarray(targets), np.asarray(scores)
+        if targets.shape != scores.shape:
+            raise SurgkitError(f"targets have shape {targets.shape} but scores have shape {scores.shape}")
+        if targets.ndim != 2 or targets.shape[1] != NUM_CLASSES:
+            raise SurgkitError(f"expected (frames, {NUM_CLASSES}) arrays, got {targets.shape}")
+        if targets.shape[0] == 0:
+            raise SurgkitError("no frames to evaluate")
         if video_ids is None:
             video_ids = np.zeros(len(targets), dtype=np.int64)
         video_ids = np.asarray(video_ids)
         if video_ids.shape != (len(targets),):
             raise SurgkitError(f"video_ids has shape {video_ids.shape}, expected ({len(targets)},)")
-        names_arr, first, per_frame = np.unique(video_ids, return_index=True, return_inverse=True)
-        names = [names_arr[i].item() for i in np.argsort(first)]
-        rank = np.empty(len(first), dtype=np.int64)
-        rank[np.argsort(first)] = np.arange(len(first))
-        per_frame = rank[per_frame]
-    if targets.shape != scores.shape:
-        raise SurgkitError(f"targets have shape {targets.shape} but scores have shape {scores.shape}")
-    if targets.ndim != 2 or targets.shape[1] != NUM_CLASSES:
-        raise SurgkitError(f"expected (frames, {NUM_CLASSES}) arrays, got {targets.shape}")
-    if targets.shape[0] == 0:
-        raise SurgkitError("no frames to evaluate")
-    scores = np.asarray(scores, dtype=np.float64)
-    bad = ~np.isfinite(scores)
-    if bad.any():
-        row, col = (int(i) for i in np.argwhere(bad)[0])
-        raise SurgkitError(
-            f"scores contain {scores[row, col]} at frame {row} (video {names[per_frame[row]]}), class {col}"
-        )
-    return check_binary_targets(targets), scores, per_frame, names
+        change = np.flatnonzero(video_ids[1:] != video_ids[:-1]) + 1
+        starts = np.concatenate([[0], change])
+        if len(np.unique(video_ids[starts])) == len(starts):  # each video stored contiguously: views
+            ends = np.concatenate([change, [len(targets)]])
+            names = [video_ids[a].item() for a in starts]
+            pairs = [(targets[a:b], scores[a:b]) for a, b in zip(starts, ends, strict=True)]
+        else:
+            uniq, first = np.unique(video_ids, return_index=True)
+            names = [uniq[i].item() for i in np.argsort(first)]
+            pairs = [(targets[video_ids == v], scores[video_ids == v]) for v in names]
+    pairs = [(np.asarray(t), np.asarray(sc)) for t, sc in pairs]
+    for (t, sc), name in zip(pairs, names, strict=True):  # every shape first, then the values
+        _check_shape(t, sc, name)
+    checked = _thread_map(lambda i: _check_values(*pairs[i], names[i]), list(range(len(pairs))))
+    return checked, names
 
 
-def _per_class_ap(y: np.ndarray, s: np.ndarray, per_frame: np.ndarray, n_videos: int, mode: str):
-    if mode == "global" or n_videos == 1:
-        return ap_of_validated(y, s)
-    aps = np.empty((n_videos, y.shape[1]))
-    if np.all(per_frame[1:] >= per_frame[:-1]):  # videos stored contiguously: cheap slices
-        bounds = np.searchsorted(per_frame, np.arange(n_videos + 1))
-        for v in range(n_videos):
-            aps[v] = ap_of_validated(y[bounds[v] : bounds[v + 1]], s[bounds[v] : bounds[v + 1]])
-    else:
-        for v in range(n_videos):
-            rows = per_frame == v
-            aps[v] = ap_of_validated(y[rows], s[rows])
+def _thread_map(fn, items: list) -> list:
+    """``[fn(x) for x in items]`` on up to one thread per core (numpy releases the GIL while sorting)."""
+    workers = min(len(items), os.cpu_count() or 1)
+    if workers <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
+
+
+def _video_aps(videos: list[tuple[np.ndarray, np.ndarray]], comps: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per-video, per-class AP of each component: {component: (videos, classes)}."""
+
+    def one(video: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+        y, s = video
+        return {c: ap_of_validated(extract_component(y, c), extract_component(s, c)) for c in comps}
+
+    per_video = _thread_map(one, videos)
+    return {c: np.stack([v[c] for v in per_video]) for c in comps}
+
+
+def _per_class_ap(videos: list[tuple[np.ndarray, np.ndarray]], comps: tuple[str, ...], mode: str):
+    """{component: per-class AP}: global (frames pooled) or video-wise (nanmean over videos)."""
+    if mode == "global" and len(videos) > 1:
+        y = np.concatenate([v[0] for v in videos])
+        s = np.concatenate([v[1] for v in videos])
+        videos = [(y, s)]
+    aps = _video_aps(videos, comps)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a class absent from every video stays NaN
-        return np.nanmean(aps, axis=0)
+        return {c: np.nanmean(a, axis=0) for c, a in aps.items()}
 
 
 def evaluate(
@@ -173,12 +211,11 @@ def evaluate(
         raise SurgkitError(f"unknown triplet mode '{mode}' (choose 'video' or 'global')")
     for comp in components:
         _check_component(comp)
-    y, s, per_frame, names = _as_frames(targets, scores, video_ids)
+    videos, names = _as_videos(targets, scores, video_ids)
+    per_class = _per_class_ap(videos, tuple(components), mode)
     out: dict = {"per_class": {}, "class_ids": {}}
     for comp in components:
-        ap = _per_class_ap(
-            extract_component(y, comp), extract_component(s, comp), per_frame, len(names), mode
-        )
+        ap = per_class[comp]
         if ignore_null and comp == "ivt":
             ap = ap[:-NUM_NULL_TRIPLETS]
         out[comp] = mean_ap(ap)
@@ -186,9 +223,11 @@ def evaluate(
         ids = component_classes(comp)
         out["class_ids"][comp] = ids[:-NUM_NULL_TRIPLETS] if ignore_null and comp == "ivt" else ids
     if topk:
+        y = np.concatenate([v[0] for v in videos])
+        s = np.concatenate([v[1] for v in videos])
         out["topk"] = {f"{comp}@{k}": top_k(y, s, k, comp) for comp in components for k in topk}
     out["num_videos"] = len(names)
-    out["num_frames"] = int(y.shape[0])
+    out["num_frames"] = sum(len(v[0]) for v in videos)
     out["protocol"] = {
         "name": f"ivtmetrics-{mode}",
         "reference": "ivtmetrics 0.1.5 Recognition.compute_"
