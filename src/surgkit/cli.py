@@ -67,9 +67,12 @@ _register_all()
 
 
 def _fail(message: str, code: int = 2) -> None:
+    from surgkit.utils.inputs import escape
     from surgkit.utils.progress import console
 
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # the message quotes user text (file names, labels): never interpret it as rich markup
+    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)  # one line, always
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(code)
 
 

@@ -19,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from surgkit.errors import SurgkitError
+from surgkit.utils.workers import check_parent, init_worker, main_identity
 
 _QUEUE: Any = None
 
@@ -49,7 +50,9 @@ class PrepResult:
         return text
 
 
-def _worker_init(queue: Any) -> None:
+def _worker_init(queue: Any, main_pid: int, main_start: str | None) -> None:
+    """Pool initializer: die with the main process (see :mod:`surgkit.utils.workers`), quiet cv2."""
+    init_worker(main_pid, main_start)
     global _QUEUE
     _QUEUE = queue
     try:
@@ -61,6 +64,7 @@ def _worker_init(queue: Any) -> None:
 
 
 def _send(message: tuple) -> None:
+    check_parent()  # no progress, no manifest message from a worker whose command was killed
     _QUEUE.put(message)
 
 
@@ -117,7 +121,10 @@ def run_tasks(
             on_message(message)
 
     with ProcessPoolExecutor(
-        max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_worker_init, initargs=(queue,)
+        max_workers=min(workers, len(tasks)),
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(queue, *main_identity()),
     ) as pool:
         pending = {pool.submit(_call, fn, task): task for task in tasks}
         while pending:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from surgkit.utils.workers import check_parent
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
@@ -34,6 +36,7 @@ def atomic_write(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Itera
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        check_parent()  # a pool worker whose command was killed never renames a file into place
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -55,6 +58,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        check_parent()
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
