@@ -1,5 +1,10 @@
 """Training plumbing shared by every surgkit trainer: seeding, Accelerate, resumable checkpoints.
 
+The launch path lives in focused modules re-exported here: :mod:`surgkit.utils.launch`
+(:class:`LaunchOptions`, :func:`make_accelerator`), :mod:`surgkit.utils.tracking` (trackers and
+``train_log.jsonl``), :mod:`surgkit.utils.distributed` (global batches, schedule length, sharded
+evaluation) and :mod:`surgkit.utils.cli_options` (the shared typer flags).
+
 A checkpoint is a folder ``<run_dir>/checkpoint-<step>`` holding only safetensors and JSON:
 
 - ``model.safetensors``      model weights (shared tensors stored once)
@@ -28,6 +33,18 @@ import torch
 
 from surgkit.errors import SurgkitError
 from surgkit.utils.io import save_tensors, write_json
+from surgkit.utils.launch import LaunchOptions, make_accelerator
+
+__all__ = [
+    "LaunchOptions",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "make_accelerator",
+    "save_checkpoint",
+    "seed_everything",
+    "temporary_run_dir",
+]
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
@@ -39,29 +56,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
-
-
-def make_accelerator(
-    device: str = "auto", mixed_precision: str = "no", gradient_accumulation_steps: int = 1, **kwargs: Any
-):
-    """An ``accelerate.Accelerator`` for ``device`` ("auto", "cpu", "cuda").
-
-    ``mixed_precision="auto"`` picks bf16 on GPUs that support it and full precision elsewhere.
-    Under ``accelerate launch`` the process group comes from the launcher as usual.
-    """
-    from accelerate import Accelerator
-
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise SurgkitError(f"unknown device '{device}' (use auto, cpu or cuda)")
-    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    if mixed_precision == "auto":
-        mixed_precision = "bf16" if (not cpu and torch.cuda.is_bf16_supported()) else "no"
-    return Accelerator(
-        cpu=cpu,
-        mixed_precision=mixed_precision,
-        gradient_accumulation_steps=gradient_accumulation_steps,
-        **kwargs,
-    )
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

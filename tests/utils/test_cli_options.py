@@ -1,0 +1,55 @@
+"""The shared trainer flags: one decorator, the same flags everywhere, one LaunchOptions."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from surgkit.utils.cli_options import launch_options
+from surgkit.utils.launch import LaunchOptions
+
+
+def _app():
+    app = typer.Typer()
+    got = {}
+
+    @app.command("train")
+    @launch_options
+    def train(epochs: int = typer.Option(3), launch: LaunchOptions = None) -> None:
+        got.update(epochs=epochs, launch=launch)
+
+    @app.command("other")
+    def other() -> None:  # a second command keeps typer from collapsing the group
+        pass
+
+    return app, got
+
+
+def test_flags_arrive_as_one_launch_options():
+    app, got = _app()
+    res = CliRunner().invoke(app, ["train", "--epochs", "2", "--mixed-precision", "bf16", "--grad-accum", "4",
+                                   "--report-to", "none"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert got == {
+        "epochs": 2,
+        "launch": LaunchOptions(mixed_precision="bf16", grad_accum=4, report_to="none"),
+    }
+    res = CliRunner().invoke(app, ["train"])
+    assert res.exit_code == 0 and got["launch"] == LaunchOptions()
+    res = CliRunner().invoke(app, ["train", "--grad-accum", "0"])
+    assert res.exit_code == 2 and "--grad-accum" in res.output
+
+
+def test_help_lists_the_shared_flags():
+    app, _ = _app()
+    text = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
+    for flag in ("--mixed-precision", "--grad-accum", "--report-to", "train_log.jsonl"):
+        assert flag in text
+
+
+def test_decorator_refuses_commands_it_cannot_wire():
+    with pytest.raises(TypeError, match="must take a 'launch' parameter"):
+        launch_options(lambda epochs=1: None)
+    with pytest.raises(TypeError, match="already defines"):
+        launch_options(lambda grad_accum=1, launch=None: None)
