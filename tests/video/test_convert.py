@@ -39,7 +39,7 @@ def _bit_equal(a: dict, b: dict) -> None:
 def test_encoder_round_trip_through_hf(tmp_path, golden, fixture_cfgs):
     inp, out = golden
     model = _official_pretrain(fixture_cfgs[0])
-    folder = save_hf_folder(model, tmp_path / "hf")
+    folder = save_hf_folder(model.encoder, tmp_path / "hf")  # the encoder alone → VideoMAEModel
     hf = load_hf_videomae(folder)  # HF's own from_pretrained + the re-applied 3-D table
     with torch.no_grad():
         hf_tokens = hf(inp["video"].permute(0, 2, 1, 3, 4), bool_masked_pos=inp["mask"]).last_hidden_state
@@ -75,7 +75,7 @@ def test_plain_hf_from_pretrained_needs_the_table(tmp_path, golden, fixture_cfgs
     from transformers import VideoMAEModel
 
     inp, out = golden
-    folder = save_hf_folder(_official_pretrain(fixture_cfgs[0]), tmp_path / "hf")
+    folder = save_hf_folder(_official_pretrain(fixture_cfgs[0]).encoder, tmp_path / "hf")
     bare = VideoMAEModel.from_pretrained(str(folder), attn_implementation="eager").eval()
     with torch.no_grad():
         tokens = bare(inp["video"].permute(0, 2, 1, 3, 4), bool_masked_pos=inp["mask"]).last_hidden_state

@@ -11,7 +11,7 @@ import cv2
 import pytest
 
 import surgkit.prep.frames as prep_frames
-from surgkit.video.clips import build_frame_cache, cached_frames
+from surgkit.video.clips import build_frame_cache, cached_frames, frame_cache_dir
 from surgkit.video.finetune import cache_video_frames
 
 from ..prep.conftest import damage, make_video, read_index
@@ -54,9 +54,12 @@ def test_pretrain_leaves_out_a_video_whose_extraction_stopped_part_way(tmp_path,
     full = make_video(tmp_path / "full.avi", 20 * 60, 60, "mpeg4")
     damage(full, data / "trunc.avi", "truncated")  # decodes about 11 s, then fails
     monkeypatch.setattr(prep_frames, "auto_chunk_size", lambda w, h: 2)  # chunks land before the failure
-    cache = tmp_path / "cache"
-    summary = pretrain(_settings(data, tmp_path / "run", steps=1, frame_cache=str(cache)), progress=False)
-    written = sorted((cache / "trunc").glob("*.jpg"))
+    summary = pretrain(
+        _settings(data, tmp_path / "run", steps=1, frame_cache=str(tmp_path / "cache")), progress=False
+    )
+    cache = frame_cache_dir(str(tmp_path / "cache"), tmp_path, 32, "png")  # one folder per frame variant
+    assert cache.name == "46px-png"  # short side 32·320/224, lossless as the official 1-fps frames
+    written = sorted((cache / "trunc").glob("*.png"))
     assert len(written) >= 4 and not (cache / "trunc" / "sequence.json").exists()  # partial frames on disk
     assert summary["videos"] == 1  # ... yet only the finished video is pretrained on
     manifest = json.loads((cache / "manifest.json").read_text())["videos"]
@@ -65,7 +68,9 @@ def test_pretrain_leaves_out_a_video_whose_extraction_stopped_part_way(tmp_path,
     stamps = [p.stat().st_mtime_ns for p in recorded]
     assert len(recorded) >= 4
     # a re-run resumes the failed video after its recorded chunks through prep's manifest
-    again = pretrain(_settings(data, tmp_path / "run2", steps=1, frame_cache=str(cache)), progress=False)
+    again = pretrain(
+        _settings(data, tmp_path / "run2", steps=1, frame_cache=str(tmp_path / "cache")), progress=False
+    )
     assert again["videos"] == 1 and [p.stat().st_mtime_ns for p in recorded] == stamps
     assert json.loads((cache / "manifest.json").read_text())["videos"]["trunc"]["runs"] == 2
 

@@ -9,7 +9,7 @@ import typer
 video_app = typer.Typer(
     help="SurgVISTA video foundation model: pretrain, finetune, convert.", no_args_is_help=True
 )
-convert_app = typer.Typer(help="Convert checkpoints: official SurgVISTA → surgkit, surgkit ↔ HF VideoMAE.",
+convert_app = typer.Typer(help="Convert checkpoints: official SurgVISTA ↔ surgkit ↔ HF VideoMAE, image teachers.",
                           no_args_is_help=True)  # fmt: skip
 video_app.add_typer(convert_app, name="convert")
 
@@ -20,11 +20,21 @@ def convert_official_cmd(
     out: Path = typer.Argument(..., help="Output surgkit model folder."),
     target: str = typer.Option("auto", help="auto (from the keys) | pretrain | classifier | encoder."),
     trust_pickle: bool = typer.Option(False, help="Allow reading .pth (torch.load with weights_only=True)."),
-    img_size: int = typer.Option(224, help="Frame size the checkpoint was trained at."),
-    num_frames: int = typer.Option(16, help="Clip length the checkpoint was trained at."),
-    num_heads: int = typer.Option(None, help="Encoder heads (default width/64)."),
-    decoder_num_heads: int = typer.Option(None, help="Reconstruction-decoder heads (default width/64)."),
-    distill_num_heads: int = typer.Option(None, help="Distillation-decoder heads (default width/64)."),
+    img_size: int = typer.Option(
+        None, help="Frame size the checkpoint was trained at (default: run args or 224)."
+    ),
+    num_frames: int = typer.Option(
+        None, help="Clip length the checkpoint was trained at (default: run args or 16)."
+    ),
+    num_heads: int = typer.Option(
+        None, help="Encoder heads (default: from the run args or the official builders)."
+    ),
+    decoder_num_heads: int = typer.Option(
+        None, help="Reconstruction-decoder heads (default: inferred or refused)."
+    ),
+    distill_num_heads: int = typer.Option(
+        None, help="Distillation-decoder heads (default: inferred or refused)."
+    ),
     num_classes: int = typer.Option(
         None, help="Classes of a new head (target classifier from a pretrained file)."
     ),
@@ -40,12 +50,40 @@ def convert_official_cmd(
     typer.echo(str(out))
 
 
+@convert_app.command("to-official")
+def to_official_cmd(
+    src: Path = typer.Argument(..., help="surgkit SurgVISTA folder (pretraining, classifier or encoder)."),
+    out: Path = typer.Argument(..., help="Output file (.pth / .safetensors) or folder (deepspeed)."),
+    layout: str = typer.Option(
+        "official-pth", help="official-pth ({'model': sd}) | deepspeed | safetensors."
+    ),
+) -> None:
+    """surgkit folder → official SurgVISTA layout (pretraining: both decoders and the fixed tables)."""
+    from surgkit.video.convert import save_official
+    from surgkit.video.model import load_model
+
+    typer.echo(str(save_official(load_model(src), out, layout=layout)))
+
+
+@convert_app.command("teacher")
+def convert_teacher_cmd(
+    src: Path = typer.Argument(..., help="Image-teacher checkpoint (EndoSSL/SurgVISTA .pth, timm/MAE ViT)."),
+    out: Path = typer.Argument(..., help="Output surgkit teacher folder."),
+    trust_pickle: bool = typer.Option(False, help="Allow reading .pth (torch.load with weights_only=True)."),
+    num_heads: int = typer.Option(None, help="Heads, for a ViT of non-standard width."),
+) -> None:
+    """Image-expert teacher checkpoint → surgkit teacher folder (safetensors; no pickle needed later)."""
+    from surgkit.video.teacher_io import save_teacher_conversion
+
+    typer.echo(str(save_teacher_conversion(src, out, trust_pickle=trust_pickle, num_heads=num_heads)))
+
+
 @convert_app.command("to-hf")
 def to_hf_cmd(
     src: Path = typer.Argument(..., help="surgkit SurgVISTA folder."),
     out: Path = typer.Argument(..., help="Output HF VideoMAE folder."),
 ) -> None:
-    """surgkit folder → HF VideoMAEModel / VideoMAEForVideoClassification folder (encoder only for pretraining)."""
+    """surgkit folder → HF VideoMAEModel / VideoMAEForVideoClassification / VideoMAEForPreTraining folder."""
     from surgkit.video.hf import save_hf_folder
     from surgkit.video.model import load_model
 
@@ -76,7 +114,15 @@ def pretrain_cmd(
     ),
     model: str = typer.Option(None, help="Size tiny|small|base|large or a surgkit SurgVISTA folder."),
     teacher: str = typer.Option(
-        None, help="none | random-vit | HF ViT folder/id | surgkit image-teacher folder."
+        None,
+        help="Required: teacher .pth/.safetensors | surgkit teacher folder | HF ViT folder | none | random.",
+    ),
+    teacher_precision: str = typer.Option(
+        None, help="auto (fp16 autocast on GPU, as official) | fp32 | fp16 | bf16."
+    ),
+    trust_pickle: bool = typer.Option(False, help="Allow reading .pth teacher/model files (weights_only)."),
+    sampling: str = typer.Option(
+        None, help="uniform (every frame once per epoch; default) | weighted (DIR:WEIGHT)."
     ),
     steps: int = typer.Option(None, help="Optimizer steps."),
     batch_size: int = typer.Option(None, help="Clips per device and micro-step."),
@@ -97,13 +143,18 @@ def pretrain_cmd(
     fields = {} if config is None else _read_json(config)
     if data:
         fields["data"] = [_data_spec(d) for d in data]
+        if any(":" in d and _data_spec(d)["weight"] != 1.0 for d in data) and sampling is None:
+            fields["sampling"] = "weighted"  # DIR:WEIGHT asks for per-dataset weights
     if exclude:
         for spec in fields.get("data", []):
             if isinstance(spec, dict):
                 spec["exclude"] = sorted(set(spec.get("exclude", [])) | set(exclude))
     cli = dict(run_dir=run_dir and str(run_dir), model=model, teacher=teacher, steps=steps, batch_size=batch_size,
-               grad_accum=grad_accum, test_data=test_data or None, device=device, seed=seed)  # fmt: skip
+               grad_accum=grad_accum, test_data=test_data or None, device=device, seed=seed,
+               teacher_precision=teacher_precision, sampling=sampling)  # fmt: skip
     fields.update({k: v for k, v in cli.items() if v is not None})
+    if trust_pickle:
+        fields["trust_pickle"] = True
     if allow_leakage:
         fields["allow_leakage"] = True
     summary = pretrain(PretrainSettings.from_dict(fields))

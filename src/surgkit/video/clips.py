@@ -143,8 +143,12 @@ def frames_to_clip(
     std: Sequence[float],
     crop: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
-    """uint8 ``T×H×W×3`` RGB → float ``3×T×S×S``: optional crop, bilinear resize, /255, mean/std."""
-    import cv2
+    """uint8 ``T×H×W×3`` RGB → float ``3×T×S×S``: optional crop, resize, /255, mean/std.
+
+    The resize is antialiased when shrinking (area averaging, like the official PIL bilinear resize
+    of a larger crop) and bilinear when enlarging (:func:`surgkit.prep.transforms.resize`).
+    """
+    from surgkit.prep.transforms import resize
 
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise SurgkitError(f"expected RGB frames T×H×W×3, got shape {frames.shape}")
@@ -153,7 +157,7 @@ def frames_to_clip(
         if crop is not None:
             x, y, w, h = crop
             f = f[y : y + h, x : x + w]
-        out[i] = cv2.resize(f, (img_size, img_size), interpolation=cv2.INTER_LINEAR)
+        out[i] = resize(np.ascontiguousarray(f), img_size, img_size)
     x = torch.from_numpy(out).div_(255.0)
     x = (x - torch.tensor(mean)) / torch.tensor(std)
     return x.permute(3, 0, 1, 2).contiguous()
@@ -184,9 +188,9 @@ class ClipReader:
         return self._reader(source).read([source.source_index(s) for s in steps], size=work_size)
 
     def work_size(self, source: ClipSource) -> tuple[int, int]:
-        """Decode size: short side ``img_size · 256/224``, aspect kept (the crop then resizes)."""
+        """Decode size: short side ``img_size · 320/224`` (official 512×320 frames), aspect kept, never upscaled."""
         info = self._reader(source).info
-        short = max(self.img_size, int(round(self.img_size * 256 / 224)))
+        short = min(cache_short_side(self.img_size), min(info.width, info.height))
         scale = short / min(info.width, info.height)
         return max(short, int(round(info.width * scale))), max(short, int(round(info.height * scale)))
 
@@ -215,15 +219,27 @@ class ClipReader:
 # truth: it marks a folder as finished and records, per output frame k, the source frame it holds.
 
 
-def frame_cache_dir(frame_cache: str | None, run_dir: str | Path) -> Path:
-    """``frame_cache`` "auto"/None → ``<run_dir>/frames_1fps``, else the given folder."""
-    return Path(run_dir) / "frames_1fps" if frame_cache in (None, "auto") else Path(frame_cache)
+def cache_short_side(img_size: int) -> int:
+    """Short side of cached / decoded frames: ``img_size · 320/224`` (the official 512×320 frames for 224)."""
+    return max(img_size, round(img_size * 320 / 224))
+
+
+def frame_cache_dir(
+    frame_cache: str | None, run_dir: str | Path, img_size: int, fmt: str = "png", cut_black: bool = False
+) -> Path:
+    """``<frame_cache or run_dir/frames_1fps>/<short>px-<fmt>[-cutmargin]``: one folder per frame variant."""
+    root = Path(run_dir) / "frames_1fps" if frame_cache in (None, "auto") else Path(frame_cache)
+    return root / f"{cache_short_side(img_size)}px-{fmt}{'-cutmargin' if cut_black else ''}"
 
 
 def build_frame_cache(
-    videos: Sequence[str | Path], cache: Path, fps: float, img_size: int, workers: int = 1
-) -> dict[str, str]:
-    """Extract ``videos`` at ``fps`` into ``cache/<video_id>/`` (short side ``img_size·256/224``, JPEG).
+    videos: Sequence[str | Path], cache: Path, fps: float, img_size: int, workers: int = 1, fmt: str = "png",
+    cut_black: bool = False,
+) -> dict[str, str]:  # fmt: skip
+    """Extract ``videos`` at ``fps`` into ``cache/<video_id>/`` (short side :func:`cache_short_side`).
+
+    ``cut_black`` first cuts the black margin as the Cholec80 ``frames_cutmargin`` preprocessing
+    (height 300, then prep's ``black_crop``; spec §9).
 
     Resumable through prep's manifest: finished videos are skipped, a video whose extraction
     stopped part-way is resumed. A folder the manifest calls done but whose ``sequence.json`` is
@@ -232,8 +248,10 @@ def build_frame_cache(
     from surgkit.prep.frames import extract
     from surgkit.prep.video import video_id_of
 
-    short = max(img_size, round(img_size * 256 / 224))
-    kw = dict(fps=fps, transform=f"resize_short={short}", fmt="jpg", workers=max(1, workers), progress=False)
+    transform = f"resize_short={cache_short_side(img_size)}"
+    if cut_black:
+        transform = "resize_height=300,black_crop," + transform
+    kw = dict(fps=fps, transform=transform, fmt=fmt, workers=max(1, workers), progress=False)
     failed = dict(extract(list(videos), cache, **kw).failed)
     stale = [
         v for v in videos if video_id_of(v) not in failed and cached_frames(cache / video_id_of(v)) is None

@@ -2,8 +2,8 @@
 
 Sizes follow the official builders (spec surgvista.md §2.1): ``small`` 384/12/6, ``base``
 768/12/12, ``large`` 1024/24/16 (decoder 512 wide, 8 heads). ``tiny`` is a surgkit preset for
-tests and the CPU demo. The decoder sizes of ``small`` are not given by the spec; surgkit uses
-the VideoMAE-small values (192 wide, 3 heads) as a documented default.
+tests and the CPU demo. ``small`` keeps the student class's decoder defaults (384 wide, 6 heads),
+as the official ``pretrain_masked_video_student_small_patch16_224`` builder does.
 """
 
 from __future__ import annotations
@@ -105,8 +105,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         decoder_embed_dim=32, decoder_depth=2, decoder_num_heads=2,
         distill_embed_dim=32, distill_depth=1, distill_num_heads=2, distill_target_dim=64,
     ),
-    "small": dict(embed_dim=384, depth=12, num_heads=6, decoder_embed_dim=192, decoder_num_heads=3,
-                  distill_embed_dim=192, distill_num_heads=3),
+    "small": dict(embed_dim=384, depth=12, num_heads=6),  # official builder: decoders keep the 384/6 defaults
     "base": dict(),
     "large": dict(embed_dim=1024, depth=24, num_heads=16, decoder_embed_dim=512, decoder_num_heads=8,
                   distill_embed_dim=512, distill_num_heads=8),
@@ -117,7 +116,17 @@ def preset(name: str, **overrides: Any) -> SurgVistaConfig:
     """A :class:`SurgVistaConfig` for ``tiny``/``small``/``base``/``large`` with field overrides."""
     if name not in PRESETS:
         raise SurgkitError(f"unknown SurgVISTA size '{name}' (choose from {', '.join(PRESETS)})")
+    check_fields(SurgVistaConfig, overrides, "model_overrides")
     return SurgVistaConfig(**{**PRESETS[name], **overrides})
+
+
+def check_fields(config_class: type, fields: dict[str, Any], what: str) -> None:
+    """Refuse names that are not fields of ``config_class`` with one line naming them (not a TypeError)."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(fields) - names)
+    if unknown:
+        raise SurgkitError(f"{what}: unknown {config_class.__name__} field(s) {', '.join(unknown)} "
+                           f"(known: {', '.join(sorted(names))})")  # fmt: skip
 
 
 def classifier_config(
@@ -126,4 +135,5 @@ def classifier_config(
     """Classifier config sharing ``encoder``'s encoder fields (final norm dropped)."""
     fields = encoder.encoder_fields()
     fields["final_norm"] = False
+    check_fields(SurgVistaClassifierConfig, overrides, "model_overrides")
     return SurgVistaClassifierConfig(**{**fields, "num_classes": num_classes, **overrides})

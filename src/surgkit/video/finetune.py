@@ -201,7 +201,7 @@ def cache_video_frames(ds, settings: FinetuneSettings, img_size: int) -> None:
     from surgkit.prep.video import video_id_of
     from surgkit.video.clips import build_frame_cache, cached_frames, frame_cache_dir
 
-    cache = frame_cache_dir(settings.frame_cache, settings.run_dir)
+    cache = frame_cache_dir(settings.frame_cache, settings.run_dir, img_size)
     build_frame_cache([v.path for v in videos], cache, fps=1, img_size=img_size, workers=settings.num_workers)
     for v in videos:
         found = cached_frames(cache / video_id_of(v.path))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,9 @@ import torch
 
 from surgkit.errors import SurgkitError
 from surgkit.video.clips import ClipReader, ClipSource, discover_sources, online_clip_steps
-from surgkit.video.config import PRESETS, SurgVistaConfig, preset
+from surgkit.video.config import PRESETS, SurgVistaConfig, check_fields, preset
 from surgkit.video.masking import sample_generator, sample_seed, tube_mask
+from surgkit.video.schedule import cosine_schedule, scale_lr, schedule_scheduler
 
 
 @dataclasses.dataclass
@@ -52,10 +52,20 @@ class PretrainSettings:
     run_dir: str = "surgvista-pretrain"
     model: str = "tiny"  # preset name (tiny/small/base/large) or a surgkit SurgVISTA folder to continue from
     model_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
-    teacher: str = "random-vit"  # none | random-vit | HF ViT folder/id | surgkit image-teacher folder
+    # required: an image-expert checkpoint (.pth needs trust_pickle), a surgkit teacher folder, an HF ViT
+    # folder, "none" (reconstruction only) or "random" (a random frozen ViT; tests only)
+    teacher: str | None = None
+    teacher_precision: str = (
+        "auto"  # auto = fp16 autocast on GPU (official), fp32 on CPU | fp32 | fp16 | bf16
+    )
+    teacher_num_heads: int | None = None  # for teacher files of a non-standard width
+    trust_pickle: bool = False  # allow reading .pth teacher / model files (torch.load weights_only=True)
     num_frames: int = 16
     interval: int = 4
     step_fps: float = 1.0
+    # "uniform": every 1-fps frame of the concatenated datasets equally likely, each once per epoch
+    # (official); "weighted": a dataset by DataSpec.weight, then a video by length, then a frame
+    sampling: str = "uniform"
     augment: bool = True
     batch_size: int = 8  # per device and micro-step
     grad_accum: int = 1
@@ -73,6 +83,7 @@ class PretrainSettings:
     num_workers: int = 0
     # video files → 1-fps frame folders once: "auto" = <run_dir>/frames_1fps, a folder, or "none" (seek)
     frame_cache: str | None = "auto"
+    frame_cache_format: str = "png"  # png (lossless, as the official 1-fps frames) | jpg
     torch_threads: int | None = None  # intra-op CPU threads for this run (None = torch's default)
     # teacher tokens computed once per 1-fps frame ("auto" = <run_dir>/teacher_cache, a folder, or None =
     # on the fly); needs augment=False (the teacher must see the same frame every time)
@@ -136,7 +147,7 @@ class PretrainClips(torch.utils.data.Dataset):
 def plan_draws(
     sources: list[ClipSource], groups: list[list[int]], weights: list[float], seed: int, draws: range
 ) -> list[tuple[int, int, int]]:
-    """Keys for ``draws``: dataset by weight, then a video ∝ its length, then a uniform anchor."""
+    """``sampling="weighted"`` keys for ``draws``: dataset by weight, then a video ∝ its length, then a uniform anchor."""
     w = np.asarray(weights, dtype=np.float64)
     w = w / w.sum()
     lengths = [np.asarray([sources[i].num_steps for i in g], dtype=np.float64) for g in groups]
@@ -148,6 +159,35 @@ def plan_draws(
         src = groups[gi][int(rng.choice(len(p), p=p))]
         keys.append((src, int(rng.integers(sources[src].num_steps)), d))
     return keys
+
+
+class UniformPlan:
+    """``sampling="uniform"`` (official): one sample per 1-fps frame of the concatenated datasets.
+
+    Epoch ``e`` visits every frame once in the order of a permutation seeded by ``(seed, e)``;
+    draw ``d`` is position ``d mod N`` of epoch ``d // N`` (N = all frames). A pure function of
+    ``(seed, d)``, so independent of the process count and of resumption.
+    """
+
+    def __init__(self, sources: list[ClipSource], seed: int):
+        self.offsets = np.concatenate([[0], np.cumsum([s.num_steps for s in sources])]).astype(np.int64)
+        self.seed, self._epoch, self._perm = seed, None, None
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.offsets[-1])
+
+    def keys(self, draws: range) -> list[tuple[int, int, int]]:
+        out = []
+        for d in draws:
+            epoch, pos = divmod(d, self.num_frames)
+            if epoch != self._epoch:
+                rng = np.random.default_rng(sample_seed(self.seed, epoch, 0, "epoch-order"))
+                self._epoch, self._perm = epoch, rng.permutation(self.num_frames)
+            g = int(self._perm[pos])
+            src = int(np.searchsorted(self.offsets, g, side="right") - 1)
+            out.append((src, g - int(self.offsets[src]), d))
+        return out
 
 
 def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -170,18 +210,14 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def warmup_cosine(step: int, warmup: int, total: int, lr: float, min_lr: float) -> float:
-    """Per-step lr: linear from 0 over ``warmup`` steps, then cosine from ``lr`` to ``min_lr``."""
-    if step < warmup:
-        return lr * step / max(1, warmup)
-    progress = (step - warmup) / max(1, total - warmup)
-    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def scaled_lrs(settings: PretrainSettings, world_size: int) -> tuple[float, float, int]:
     """``(lr, min_lr, global_batch)`` with the linear scaling rule ``lr = base · global_batch / 256``."""
     global_batch = settings.batch_size * settings.grad_accum * world_size
-    return settings.base_lr * global_batch / 256, settings.base_min_lr * global_batch / 256, global_batch
+    return (
+        scale_lr(settings.base_lr, global_batch, 256),
+        scale_lr(settings.base_min_lr, global_batch, 256),
+        global_batch,
+    )
 
 
 # ----------------------------------------------------------------------------------------- the run
@@ -200,6 +236,7 @@ def build_student(settings: PretrainSettings, distill_dim: int | None) -> Any:
         return SurgVistaForPretraining(preset(settings.model, **over))
     if not Path(settings.model).is_dir():
         raise SurgkitError(f"model '{settings.model}' is neither a size ({', '.join(PRESETS)}) nor a folder")
+    check_fields(SurgVistaConfig, settings.model_overrides, "model_overrides")
     return SurgVistaForPretraining.from_pretrained(settings.model, **settings.model_overrides)
 
 
@@ -247,6 +284,7 @@ def _pretrain(settings: PretrainSettings, max_steps: int | None, progress: bool)
 
     if not settings.data:
         raise SurgkitError("no pretraining data given")
+    _check_settings(settings)
     run_dir = Path(settings.run_dir)
     groups, sources = [], []
     for spec in settings.data:
@@ -266,7 +304,8 @@ def _pretrain(settings: PretrainSettings, max_steps: int | None, progress: bool)
     else:
         probe_cfg = SurgVistaConfig.load(settings.model)
     grid_hw = probe_cfg.grid[1:]
-    teacher = load_teacher(settings.teacher, seed=settings.seed, img_size=grid_hw[0] * 8, patch_size=8)
+    teacher = load_teacher(settings.teacher, seed=settings.seed, trust_pickle=settings.trust_pickle,
+                           num_heads=settings.teacher_num_heads, img_size=grid_hw[0] * 8, patch_size=8)  # fmt: skip
     handlers = []
     if teacher is None:  # the distillation decoder then gets no gradient
         from accelerate.utils import DistributedDataParallelKwargs
@@ -285,10 +324,10 @@ def _pretrain(settings: PretrainSettings, max_steps: int | None, progress: bool)
     cfg: SurgVistaConfig = model.config
     lr, min_lr, global_batch = scaled_lrs(settings, acc.num_processes)
     optimizer = torch.optim.AdamW(
-        param_groups(model, settings.weight_decay), lr=lr, betas=settings.betas, eps=1e-8
+        param_groups(model, settings.weight_decay), lr=1.0, betas=settings.betas, eps=1e-8
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: warmup_cosine(s, settings.warmup_steps, settings.steps, lr, min_lr) / lr
+    scheduler = schedule_scheduler(
+        optimizer, cosine_schedule(lr, min_lr, settings.steps, settings.warmup_steps)
     )
     model, optimizer = acc.prepare(model, optimizer)  # the scheduler steps once per update, by hand
     if teacher is not None:
@@ -327,7 +366,9 @@ def _pretrain(settings: PretrainSettings, max_steps: int | None, progress: bool)
                 if cached is not None:
                     tokens = cached(batch["src"], batch["steps"], cfg.tubelet_size).to(acc.device)
                 elif teacher is not None:
-                    tokens = teacher_tokens(teacher, video, cfg.tubelet_size, grid_hw)
+                    tokens = teacher_tokens(
+                        teacher, video, cfg.tubelet_size, grid_hw, settings.teacher_precision
+                    )
                 else:
                     tokens = None
                 sync = m == settings.grad_accum - 1
@@ -344,12 +385,13 @@ def _pretrain(settings: PretrainSettings, max_steps: int | None, progress: bool)
                 zero = out.loss.new_zeros(())
                 losses.append(torch.stack([out.loss.detach(), out.loss_rec.detach(),
                                            zero if out.loss_distill is None else out.loss_distill.detach()]))  # fmt: skip
+            step_lr = optimizer.param_groups[0]["lr"]  # the lr this update used (schedule value at `step`)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             vals = acc.reduce(torch.stack(losses).mean(0).float(), reduction="mean").tolist()
             history.append({"step": step + 1, "loss": vals[0], "loss_rec": vals[1], "loss_distill": vals[2],
-                            "lr": scheduler.get_last_lr()[0]})  # fmt: skip
+                            "lr": step_lr})  # fmt: skip
             bar.update(task, advance=1, description=f"pretraining loss {vals[0]:.4f}")
             if (step + 1) % settings.save_every == 0 or step + 1 == stop:
                 meta = {"history": history, "global_batch": global_batch}
@@ -358,6 +400,7 @@ def _pretrain(settings: PretrainSettings, max_steps: int | None, progress: bool)
         "steps_done": stop, "steps_total": settings.steps, "global_batch": global_batch, "lr": lr, "min_lr": min_lr,
         "processes": acc.num_processes, "videos": len(sources), "history": history,
         "seconds": round(time.perf_counter() - t0, 2), "leakage": leakage,
+        "sampling": settings.sampling, "teacher": settings.teacher, "teacher_precision": settings.teacher_precision,
         "protocol": "SurgVISTA pretrain.sh recipe: tube mask, online clips "
                     f"{settings.num_frames}x{settings.interval} at {settings.step_fps} fps, "
                     f"L = {cfg.recon_loss_weight} L_rec + {cfg.distill_loss_weight} L_distill, teacher {settings.teacher}",
@@ -369,14 +412,33 @@ def _pretrain(settings: PretrainSettings, max_steps: int | None, progress: bool)
     return summary
 
 
+def _check_settings(settings: PretrainSettings) -> None:
+    """Refuse a run without an explicit teacher, and settings that contradict each other."""
+    if settings.teacher is None:
+        raise SurgkitError(
+            "no teacher given: pass --teacher with an image-expert checkpoint (.pth with --trust-pickle, "
+            ".safetensors), a surgkit teacher folder ('surgkit video teacher train' / 'convert teacher') or an "
+            "HF ViT folder; '--teacher none' pretrains without distillation, '--teacher random' distils a "
+            "random frozen ViT (tests only)"
+        )
+    if settings.sampling not in ("uniform", "weighted"):
+        raise SurgkitError(f"unknown sampling '{settings.sampling}' (choose 'uniform' or 'weighted')")
+    if settings.sampling == "uniform" and any(d.weight != 1.0 for d in settings.data):
+        raise SurgkitError("dataset weights were given but sampling is 'uniform' (every frame equally likely); "
+                           "use sampling 'weighted' (--sampling weighted) for per-dataset weights")  # fmt: skip
+    if settings.frame_cache_format not in ("png", "jpg"):
+        raise SurgkitError(f"frame_cache_format must be 'png' or 'jpg', got {settings.frame_cache_format!r}")
+
+
 def cache_frames(
     sources: list[ClipSource], settings: PretrainSettings, img_size: int, acc
 ) -> list[ClipSource | None]:
     """Replace video files by 1-fps frame folders extracted once with :func:`surgkit.prep.frames.extract`.
 
     Random clip access into long compressed videos decodes whole GOPs per frame; the official
-    pipeline also extracts 1-fps frames first. Frames are stored with the short side at
-    ``img_size·256/224`` (JPEG), resumably, under ``frame_cache``. Only a folder finished by prep's
+    pipeline also extracts 1-fps frames first (PNG). Frames are stored with the short side at
+    ``img_size·320/224`` (the official 512×320 frames for a 224 model; area-resampled), resumably,
+    under ``frame_cache/<short>px-<format>/``. Only a folder finished by prep's
     ``sequence.json`` is used: one left part-way by a failed or killed extraction is resumed through
     prep's manifest, and a video that still fails is reported and returned as ``None`` (left out);
     the others go on.
@@ -388,10 +450,10 @@ def cache_frames(
     from surgkit.utils.progress import console
     from surgkit.video.clips import build_frame_cache, cached_frames, frame_cache_dir, open_source
 
-    cache = frame_cache_dir(settings.frame_cache, settings.run_dir)
+    cache = frame_cache_dir(settings.frame_cache, settings.run_dir, img_size, settings.frame_cache_format)
     if acc.is_main_process:
         failed = build_frame_cache([s.path for s in videos], cache, fps=settings.step_fps, img_size=img_size,
-                                   workers=settings.num_workers)  # fmt: skip
+                                   workers=settings.num_workers, fmt=settings.frame_cache_format)  # fmt: skip
         for vid, why in failed.items():
             console.print(f"[yellow]warning:[/] {vid}: left out of pretraining ({why})")
     acc.wait_for_everyone()
@@ -426,11 +488,13 @@ def _teacher_cache(settings: PretrainSettings, teacher, sources, cfg: SurgVistaC
         if settings.teacher_cache == "auto"
         else Path(settings.teacher_cache)
     )
+    random = settings.teacher in ("random", "random-vit")
     teacher_id = (
-        f"{settings.teacher}@seed{settings.seed}" if settings.teacher == "random-vit" else settings.teacher
+        f"random@seed{settings.seed}" if random else f"{settings.teacher}@{settings.teacher_precision}"
     )
     if acc.is_main_process:
-        precompute(teacher, teacher_id, sources, cache, cfg.img_size, cfg.mean, cfg.std, grid_hw, acc.device)
+        precompute(teacher, teacher_id, sources, cache, cfg.img_size, cfg.mean, cfg.std, grid_hw, acc.device,
+                   precision=settings.teacher_precision)  # fmt: skip
     acc.wait_for_everyone()
     return CachedTeacher(cache, sources)
 
@@ -442,6 +506,12 @@ class DrawPlan:
                  world: int, rank: int):  # fmt: skip
         self.sources, self.groups, self.weights, self.s = sources, groups, weights, settings
         self.start, self.stop, self.world, self.rank = start, stop, world, rank
+        self.uniform = UniformPlan(sources, settings.seed) if settings.sampling == "uniform" else None
+
+    def keys(self, draws: range) -> list[tuple[int, int, int]]:
+        if self.uniform is not None:
+            return self.uniform.keys(draws)
+        return plan_draws(self.sources, self.groups, self.weights, self.s.seed, draws)
 
     def __len__(self) -> int:
         return (self.stop - self.start) * self.s.grad_accum
@@ -452,6 +522,4 @@ class DrawPlan:
         for step in range(self.start, self.stop):
             for m in range(self.s.grad_accum):
                 first = (step * self.s.grad_accum + m) * micro + self.rank * b
-                yield plan_draws(
-                    self.sources, self.groups, self.weights, self.s.seed, range(first, first + b)
-                )
+                yield self.keys(range(first, first + b))

@@ -5,7 +5,9 @@ resized frame at a given step, so its patch tokens can be computed once. Each vi
 safetensors file ``<cache>/<video id>.safetensors`` holding ``tokens`` (``steps × L × C``,
 float16) with the teacher's identity and the frame size in the metadata; a file whose metadata
 does not match the run is recomputed. Files are written atomically, so a killed precompute resumes
-with the videos that are missing.
+with the videos that are missing. Lookups are disk-backed: the files are memory-mapped
+(``safetensors.safe_open``) and only the rows a batch needs are read, so the cache need not fit
+in RAM.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ def cache_file(cache: Path, source: ClipSource) -> Path:
 def precompute(
     teacher, teacher_id: str, sources: list[ClipSource], cache: str | Path, img_size: int, mean, std,
     grid_hw: tuple[int, int], device: str | torch.device = "cpu", batch: int = 32, progress: bool = True,
+    precision: str = "auto",
 ) -> Path:  # fmt: skip
     """Teacher patch tokens of every step of every source (skips files that are already complete)."""
     from safetensors import safe_open
 
     from surgkit.utils.io import save_tensors
     from surgkit.utils.progress import track
+    from surgkit.video.teacher import autocast_for
 
     cache = Path(cache)
     reader = ClipReader(img_size, mean, std)
@@ -52,27 +56,38 @@ def precompute(
             steps = list(range(start, min(start + batch, source.num_steps)))
             frames = reader.clip(source, steps)  # 3 × n × S × S, evaluation resize (no crop)
             frames = frames.permute(1, 0, 2, 3).to(device)
-            chunks.append(teacher(teacher.prepare(frames, grid_hw)).float().half().cpu())
+            with autocast_for(precision, device):
+                chunks.append(teacher(teacher.prepare(frames, grid_hw)).float().half().cpu())
         save_tensors(path, {"tokens": torch.cat(chunks)}, metadata=meta)
     reader.close()
     return cache
 
 
 class CachedTeacher:
-    """Looks up cached tokens: ``tokens(sources, keys_steps)`` → ``B × (T'·L) × C`` float32."""
+    """Looks up cached tokens: ``(sources, clip steps)`` → ``B × (T'·L) × C`` float32, read from disk."""
 
     def __init__(self, cache: str | Path, sources: list[ClipSource]):
-        from safetensors.torch import load_file
-
-        self.tokens = []
-        for s in sources:
-            path = cache_file(Path(cache), s)
+        self.files = [cache_file(Path(cache), s) for s in sources]
+        for path in self.files:
             if not path.is_file():
                 raise SurgkitError(f"{path}: teacher-feature cache missing (run the precompute first)")
-            self.tokens.append(load_file(str(path))["tokens"])
+        self._slices: dict[int, object] = {}
+        self._handles: list = []
+
+    def _slice(self, i: int):
+        if i not in self._slices:  # opened lazily (per process); safetensors memory-maps the file
+            from safetensors import safe_open
+
+            handle = safe_open(str(self.files[i]), "pt")
+            self._handles.append(handle)
+            self._slices[i] = handle.get_slice("tokens")
+        return self._slices[i]
 
     def __call__(self, src: torch.Tensor, steps: torch.Tensor, tubelet: int) -> torch.Tensor:
         """``src``: (B,) source indices; ``steps``: (B, T) clip steps → frame ``tubelet·t`` of tubelet t."""
-        rows = [self.tokens[int(i)][st[::tubelet].long()] for i, st in zip(src, steps, strict=True)]
+        rows = []
+        for i, st in zip(src.tolist(), steps, strict=True):
+            sl = self._slice(int(i))
+            rows.append(torch.cat([sl[j : j + 1] for j in st[::tubelet].tolist()]))
         out = torch.stack(rows)  # B × T' × L × C
         return out.reshape(out.shape[0], -1, out.shape[-1]).float()
