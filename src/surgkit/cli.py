@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "surgkit.video.cli",
     "surgkit.grounding.cli",
     "surgkit.reasoning.cli",
+    "surgkit.recipes.cli",
 )
 
 

@@ -71,6 +71,8 @@ def run(out: Path, batch_size: int = 7, grad_accum: int = 1, steps: int = 4, rep
         seen.extend(acc.gather_for_metrics(b).tolist())
     result = {
         "processes": acc.num_processes,
+        "distributed_type": acc.distributed_type.value,
+        "param_type": type(next(model.parameters())).__name__,
         "losses": losses,
         "updates_per_epoch": per_epoch,
         "weights": {k: v.tolist() for k, v in net.state_dict().items()},
