@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "surgkit.synth.cli",
     "surgkit.demo",
     "surgkit.data.cli",
+    "surgkit.backbones.cli",
     "surgkit.prep.cli",
     "surgkit.metrics.cli",
     "surgkit.skill.cli",

@@ -2,7 +2,8 @@
 
 A backbone adapter has ``name``, ``num_frames`` (clip length it takes), ``image_size`` (H, W),
 ``feature_dim``, ``sha256`` (a fingerprint of its weights) and ``encode(clips) -> [B, D]`` for
-float clips [B, T, C, H, W] that are already normalised (C = 3 for images, 2 for flow x/y).
+float clips [B, T, C, H, W] that are already normalised. Optional: ``in_channels`` (3, or 2 for
+flow x/y; default 3) and ``input_norm`` (``"imagenet"``, default, or ``"minus_one_one"``).
 :mod:`surgkit.prep.features` does everything else (resizing, normalisation, segmenting, padding).
 
 Loaders are registered by ``model_type`` (the key in a folder's ``config.json``) either as a
@@ -49,6 +50,39 @@ def weights_sha256(module: Any) -> str:
     return h.hexdigest()
 
 
+INPUT_NORMS = ("imagenet", "minus_one_one")
+
+
+def input_channels(backbone: VideoBackbone) -> int:
+    """3 (images) unless the adapter declares ``in_channels`` 2 (flow x/y)."""
+    return int(getattr(backbone, "in_channels", 3))
+
+
+def input_norm(backbone: VideoBackbone) -> str:
+    """The adapter's ``input_norm`` (default ``imagenet``)."""
+    norm = str(getattr(backbone, "input_norm", "imagenet"))
+    if norm not in INPUT_NORMS:
+        raise SurgkitError(
+            f"backbone {backbone.name}: unknown input_norm '{norm}' (choose {', '.join(INPUT_NORMS)})"
+        )
+    if norm == "imagenet" and input_channels(backbone) != 3:
+        raise SurgkitError(f"backbone {backbone.name}: ImageNet normalisation needs 3 input channels")
+    return norm
+
+
+def describe_backbone(backbone: VideoBackbone) -> dict[str, Any]:
+    """What the store records about the backbone of a modality."""
+    return {
+        "name": backbone.name,
+        "sha256": backbone.sha256,
+        "num_frames": int(backbone.num_frames),
+        "image_size": list(backbone.image_size),
+        "feature_dim": int(backbone.feature_dim),
+        "in_channels": input_channels(backbone),
+        "input_norm": input_norm(backbone),
+    }
+
+
 Loader = Callable[[Path, str], VideoBackbone]
 
 # model_type -> loader; strings are "module:attribute", imported on first use
@@ -57,6 +91,8 @@ _LOADERS: dict[str, Loader | str] = {
     "surgvista": "surgkit.backbones.surgvista:SurgVistaBackbone",
     "surgvista-encoder": "surgkit.backbones.surgvista:SurgVistaBackbone",
     "surgvista-classifier": "surgkit.backbones.surgvista:SurgVistaBackbone",
+    "videoswin": "surgkit.backbones.kinetics:load_videoswin_folder",
+    "i3d": "surgkit.backbones.kinetics:load_i3d_folder",
 }
 
 
@@ -81,8 +117,11 @@ def _resolve(model_type: str) -> Loader | None:
     return loader
 
 
-def load_backbone(path_or_id: str | Path | VideoBackbone, device: str = "cpu") -> VideoBackbone:
-    """An adapter for a model folder (by its config's ``model_type``), an HF id, or an adapter."""
+def load_backbone(
+    path_or_id: str | Path | VideoBackbone, device: str = "cpu", trust_pickle: bool = False
+) -> VideoBackbone:
+    """An adapter for a model folder (by its config's ``model_type``), a published Video Swin / I3D
+    checkpoint file (``.safetensors``, or ``.pth`` with ``trust_pickle``), an HF id, or an adapter."""
     if not isinstance(path_or_id, (str, Path)):
         if isinstance(path_or_id, VideoBackbone):
             return path_or_id
@@ -103,6 +142,18 @@ def load_backbone(path_or_id: str | Path | VideoBackbone, device: str = "cpu") -
                 f"(known: {', '.join(known_model_types())}; add one with register_backbone)"
             )
         return loader(path, device)
+    if path.is_file():
+        from surgkit.backbones.kinetics import from_model
+        from surgkit.backbones.published import load_published
+
+        return from_model(load_published(path, trust_pickle), str(path.resolve()), device)
+    text = str(path_or_id)
+    if (
+        path.is_absolute()
+        or text.startswith((".", "~"))
+        or path.suffix in (".pth", ".pt", ".safetensors", ".bin")
+    ):
+        raise SurgkitError(f"{path}: no such backbone folder or checkpoint file")
     # an HF hub id: only VideoMAE-style models are supported without a local config to inspect
     from surgkit.backbones.videomae import VideoMAEBackbone
 

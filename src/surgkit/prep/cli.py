@@ -154,7 +154,21 @@ def register(app: typer.Typer) -> None:
     @sub.command("features")
     def features_cmd(
         out: Path = typer.Option(..., "--out", "-o", help="Feature store folder."),
-        backbone: str = typer.Option(..., help="Model folder (VideoMAE/SurgVISTA) or HF id."),
+        backbone: str = typer.Option(
+            None,
+            help="Backbone of every modality: model folder (Video Swin, I3D, VideoMAE, SurgVISTA), "
+            "published checkpoint or HF id.",
+        ),
+        rgb_backbone: str = typer.Option(None, help="Backbone of the rgb modality (paper: Video Swin-B)."),
+        flow_backbone: str = typer.Option(
+            None, help="Backbone of the flow modality (paper: I3D flow, 2-channel x/y)."
+        ),
+        mask_backbone: str = typer.Option(None, help="Backbone of the mask modality (paper: Video Swin-B)."),
+        trust_pickle: bool = typer.Option(
+            False,
+            "--trust-pickle",
+            help="Allow a pickle-based published .pth (torch.load weights_only=True).",
+        ),
         frames: Path = typer.Option(None, help="Frames folder (rgb modality)."),
         flow: Path = typer.Option(None, help="Flow folder (flow modality)."),
         masks: Path = typer.Option(None, help="Masks folder (mask modality)."),
@@ -167,13 +181,16 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite"),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
-        """Per-segment features from a frozen video backbone, one safetensors per video and modality."""
+        """Per-segment features from frozen video backbones (one per modality), one safetensors per video and modality."""
         from surgkit.prep.features import extract
 
+        per = {"rgb": rgb_backbone, "flow": flow_backbone, "mask": mask_backbone}
         _finish(
             extract(
                 out,
                 backbone,
+                backbones={m: b for m, b in per.items() if b is not None},
+                trust_pickle=trust_pickle,
                 frames_dir=frames,
                 flow_dir=flow,
                 masks_dir=masks,

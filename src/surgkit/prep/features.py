@@ -8,12 +8,17 @@ False for a padded segment; ``tail="drop"`` keeps full segments only, T = floor(
 SurgFusion-Net's T = ⌊frames/32⌋. All modalities of a video share N and T:
 
 * ``rgb``: the extracted frames;
-* ``flow``: N-1 fields, the last repeated so the count equals N (MAQA), rendered as
-  (x map, y map, magnitude) 3-channel images (:mod:`surgkit.prep.render`);
+* ``flow``: N-1 fields, the last repeated so the count equals N (MAQA); for a 2-channel backbone
+  (I3D flow, as SurgFusion-Net) the x/y maps themselves, otherwise rendered as (x map, y map,
+  magnitude) 3-channel images (:mod:`surgkit.prep.render`);
 * ``mask``: N masks rendered as 3-channel images (binary replicate / fixed VOC palette).
 
-Each frame is resized to the backbone's input size (bilinear; nearest for masks), scaled to
-[0, 1] and normalised with ImageNet mean/std. A segment of S frames feeds a backbone taking F
+Each modality may have its own backbone (``backbones={"rgb": swin, "flow": i3d, "mask": swin}``,
+the paper's choice; one backbone object is loaded once and shared). Each frame is resized to the
+backbone's input size (area when shrinking, bilinear when enlarging; nearest for masks) and
+normalised as the backbone asks (``input_norm``): ``imagenet`` = (x/255 - mean)/std, or
+``minus_one_one`` = x/127.5 - 1 (I3D: RGB in [-1, 1]; flow maps u = round((clip(f, ±b) + b)·255/2b)
+give f/b, the flow clipped to ±b and scaled to [-1, 1]). A segment of S frames feeds a backbone taking F
 frames by ``temporal="split"`` (default when F divides S: S/F consecutive clips, features
 averaged, so every frame is seen, like the spatio-temporal average pooling of Video Swin over the
 segment) or ``"subsample"`` (frames floor((i + 0.5) S / F), i < F). Features go to a
@@ -29,7 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from surgkit.backbones import VideoBackbone, load_backbone
+from surgkit.backbones.registry import (
+    INPUT_NORMS,
+    VideoBackbone,
+    describe_backbone,
+    input_channels,
+    input_norm,
+    load_backbone,
+)
 from surgkit.errors import SurgkitError
 from surgkit.prep.manifest import Manifest
 from surgkit.prep.masks import IMAGENET_MEAN, IMAGENET_STD
@@ -66,10 +78,13 @@ def temporal_index(segment: int, num_frames: int, mode: str) -> list[list[int]]:
 
 
 class _ModalityReader:
-    """Items 0..N-1 of one modality as rendered uint8 RGB images."""
+    """Items 0..N-1 of one modality as uint8 images: RGB, rendered masks, rendered flow (3 channels)
+    or, with ``channels=2``, the raw flow x/y maps."""
 
-    def __init__(self, modality: str, folder: Path):
-        self.modality = modality
+    def __init__(self, modality: str, folder: Path, channels: int = 3):
+        if channels == 2 and modality != "flow":
+            raise SurgkitError(f"a 2-channel backbone takes flow x/y maps, not the '{modality}' modality")
+        self.modality, self.channels = modality, channels
         self.reader = SequenceReader(folder, kind=_KIND[modality])
         if modality == "flow" and self.reader.num_items == 0:
             raise SurgkitError(f"{folder}: no flow fields (a video needs at least 2 frames for flow)")
@@ -85,21 +100,27 @@ class _ModalityReader:
             need = min(stop, self.count) - start
             if len(items) < need:
                 items = np.concatenate([items, np.repeat(items[-1:], need - len(items), axis=0)])
-            return render_flow(items, self.bound)
+            return items if self.channels == 2 else render_flow(items, self.bound)
         items = self.reader.read(start, stop)
         return render_masks(items, self.num_classes) if self.modality == "mask" else items
 
 
-def _to_tensor(images: np.ndarray, size: tuple[int, int], labels: bool) -> Any:
-    """uint8 [n, h, w, 3] -> float [n, 3, H, W], resized, /255, ImageNet-normalised."""
+def _to_tensor(images: np.ndarray, size: tuple[int, int], labels: bool, norm: str = "imagenet") -> Any:
+    """uint8 [n, h, w, C] -> float [n, C, H, W], resized and normalised (see module docstring)."""
     import torch
 
     h, w = size
     resized = np.stack([resize_labels(im, w, h) if labels else resize(im, w, h) for im in images])
-    x = torch.from_numpy(resized).permute(0, 3, 1, 2).float().div_(255.0)
+    if resized.ndim == 3:  # cv2 drops a trailing singleton channel
+        resized = resized[..., None]
+    x = torch.from_numpy(resized).permute(0, 3, 1, 2).float()
+    if norm == "minus_one_one":
+        return x.div_(127.5).sub_(1.0)
+    if norm != "imagenet":
+        raise SurgkitError(f"unknown backbone input_norm '{norm}' (choose {', '.join(INPUT_NORMS)})")
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return (x.div_(255.0) - mean) / std
 
 
 def segment_features(
@@ -128,7 +149,7 @@ def segment_features(
 
     for pos, s in enumerate(starts):
         images = source.read(s, s + segment)
-        x = _to_tensor(images, backbone.image_size, labels=source.modality == "mask")
+        x = _to_tensor(images, backbone.image_size, source.modality == "mask", input_norm(backbone))
         if len(x) < segment:  # zero-pad the tail in normalised space
             x = torch.cat([x, x.new_zeros((segment - len(x), *x.shape[1:]))])
         for idx in clips_of:
@@ -148,8 +169,9 @@ def segment_features(
 
 def extract(
     out_dir: str | Path,
-    backbone: str | Path | VideoBackbone,
+    backbone: str | Path | VideoBackbone | None = None,
     *,
+    backbones: dict[str, str | Path | VideoBackbone] | None = None,
     frames_dir: str | Path | None = None,
     flow_dir: str | Path | None = None,
     masks_dir: str | Path | None = None,
@@ -160,10 +182,17 @@ def extract(
     temporal: str = "split",
     batch_size: int = 4,
     device: str = "cpu",
+    trust_pickle: bool = False,
     overwrite: bool = False,
     progress: bool = True,
 ) -> PrepResult:
-    """Per-segment features for each given modality folder, written to a feature store ``out_dir``."""
+    """Per-segment features for each given modality folder, written to a feature store ``out_dir``.
+
+    ``backbone`` serves every modality; ``backbones`` ({modality: backbone}) overrides it per
+    modality (e.g. ``{"rgb": swin_b, "mask": swin_b, "flow": i3d_flow}``). A backbone is a model
+    folder, a published Video Swin / I3D checkpoint (``.pth`` needs ``trust_pickle``), an HF id or
+    an adapter object; equal paths are loaded once.
+    """
     dirs = {"rgb": frames_dir, "flow": flow_dir, "mask": masks_dir}
     dirs = {m: Path(d) for m, d in dirs.items() if d is not None}
     if not dirs:
@@ -171,19 +200,18 @@ def extract(
     stride = int(stride_frames or segment_frames)
     if segment_frames < 1 or stride < 1:
         raise SurgkitError("segment_frames and stride_frames must be >= 1")
-    model = load_backbone(backbone, device)
+    models = resolve_backbones(backbone, backbones, list(dirs), device, trust_pickle)
     ids = videos if videos is not None else sorted(set().union(*(list_sequences(d) for d in dirs.values())))
     if not ids:
         raise SurgkitError(f"no finished sequences in {', '.join(map(str, dirs.values()))}")
+    described = {m: describe_backbone(b) for m, b in models.items()}
     settings = {
-        "backbone": model.name,
-        "backbone_sha256": model.sha256,
+        "backbones": described,
         "segment_frames": int(segment_frames),
         "stride_frames": stride,
         "tail": tail,
         "temporal": temporal,
         "modalities": list(dirs),
-        "normalisation": "imagenet",
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -192,16 +220,15 @@ def extract(
     manifest = Manifest(out, "features", settings)
     result = PrepResult(step="features", out_dir=str(out))
     writer = FeatureStoreWriter(
-        out, backbone=model.name, backbone_sha256=model.sha256, fps=_first_fps(dirs, ids),
-        segment_frames=int(segment_frames), stride_frames=stride,
-        extra={"tail": tail, "temporal": temporal, "normalisation": "imagenet",
-               "flow_rendering": "R = x map, G = y map, B = magnitude (see surgkit.prep.render)",
-               "mask_rendering": "binary: replicated; multi-class: PASCAL-VOC palette"},
+        out, backbones=described, fps=_first_fps(dirs, ids), segment_frames=int(segment_frames),
+        stride_frames=stride,
+        extra={"tail": tail, "temporal": temporal,
+               "inputs": {m: modality_input(m, models[m]) for m in dirs}},
     )  # fmt: skip
     with PrepProgress("features", len(ids), "segments", enabled=progress) as bar:
         for vid in ids:
             try:
-                readers = {m: _ModalityReader(m, d / vid) for m, d in dirs.items()}
+                readers = {m: _ModalityReader(m, d / vid, input_channels(models[m])) for m, d in dirs.items()}
                 counts = {m: r.count for m, r in readers.items()}
                 if len(set(counts.values())) > 1:
                     detail = ", ".join(f"{m}: {c} ({dirs[m] / vid})" for m, c in counts.items())
@@ -225,7 +252,7 @@ def extract(
                     bar.add_items_total(len(starts))
                     feats = []
                     for f in segment_features(
-                        reader, model, starts, int(segment_frames), temporal, batch_size
+                        reader, models[m], starts, int(segment_frames), temporal, batch_size
                     ):
                         feats.append(f)
                         bar.advance_items(1)
@@ -243,6 +270,50 @@ def extract(
         writer.close()
     manifest.save()
     return result
+
+
+def modality_input(modality: str, backbone: VideoBackbone) -> str:
+    """One line saying how a modality is turned into backbone input (written into the store)."""
+    size = "x".join(str(v) for v in backbone.image_size)
+    norm = {"imagenet": "ImageNet mean/std", "minus_one_one": "scaled to [-1, 1]"}[input_norm(backbone)]
+    what = {
+        "rgb": "RGB frames",
+        "mask": "masks rendered as 3-channel images (binary: replicated; multi-class: PASCAL-VOC palette)",
+        "flow": "flow x/y maps (2 channels, clipped to +-bound)"
+        if input_channels(backbone) == 2
+        else "flow rendered as (x map, y map, magnitude) images",
+    }[modality]
+    return f"{what}, resized to {size}, {norm}"
+
+
+def resolve_backbones(
+    backbone: Any,
+    backbones: dict[str, Any] | None,
+    modalities: list[str],
+    device: str,
+    trust_pickle: bool = False,
+) -> dict[str, VideoBackbone]:
+    """{modality: adapter}; a backbone given by the same path (or object) is loaded once."""
+    chosen = {m: (backbones or {}).get(m, backbone) for m in modalities}
+    unknown = sorted(set(backbones or {}) - set(MODALITIES))
+    if unknown:
+        raise SurgkitError(
+            f"unknown modality in backbones: {', '.join(unknown)} (choose {', '.join(MODALITIES)})"
+        )
+    missing = [m for m, b in chosen.items() if b is None]
+    if missing:
+        raise SurgkitError(f"no backbone for modality {', '.join(missing)} (give backbone= or backbones[m])")
+    loaded: dict[Any, VideoBackbone] = {}
+    out = {}
+    for m, b in chosen.items():
+        key = (
+            (str(Path(b).resolve()) if Path(b).exists() else str(b)) if isinstance(b, (str, Path)) else id(b)
+        )
+        if key not in loaded:
+            loaded[key] = load_backbone(b, device, trust_pickle=trust_pickle)
+        out[m] = loaded[key]
+        input_norm(out[m])
+    return out
 
 
 def _first_fps(dirs: dict[str, Path], ids: list[str]) -> float:

@@ -9,10 +9,16 @@ Layout (format ``surgkit-features/1``)::
 ``index.json``::
 
     {"format": "surgkit-features/1", "backbone": str, "backbone_sha256": str | null,
+     "backbones": {modality: {"name": str, "sha256": str | null, ...}},   # optional
      "fps": float, "segment_frames": int, "stride_frames": int,
      "modalities": [...], "feature_dim": {modality: D},
      "videos": {video_id: {"num_frames": int, "num_segments": int, "source": str,
                            "modalities": [...]}}}
+
+``backbones`` records the backbone of each modality (SurgFusion-Net: Video Swin for RGB and masks,
+I3D for flow); ``backbone`` is then the common name, or ``"rgb=<name>; flow=<name>; ..."`` when
+they differ, and ``backbone_sha256`` the common fingerprint or a SHA-256 over the per-modality ones.
+Stores written before ``backbones`` existed (one backbone) read the same.
 
 T is the number of segments of the video (SurgFusion-Net: non-overlapping 32-frame segments, so
 ``T = ceil(frames / 32)`` with a zero-padded tail, or ``floor`` when the tail is dropped); all
@@ -31,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from surgkit.errors import DataFormatError, SurgkitError
-from surgkit.utils.io import save_tensors, write_json
+from surgkit.utils.io import save_tensors, sha256_json, write_json
 
 FORMAT = "surgkit-features/1"
 INDEX_NAME = "index.json"
@@ -92,6 +98,13 @@ class FeatureStore:
     @property
     def backbone(self) -> str:
         return str(self.index["backbone"])
+
+    def backbone_of(self, modality: str) -> dict[str, Any]:
+        """What the store records about the backbone of ``modality`` (at least ``name``, ``sha256``)."""
+        per = self.index.get("backbones") or {}
+        if modality in per:
+            return dict(per[modality])
+        return {"name": self.backbone, "sha256": self.index.get("backbone_sha256")}
 
     @property
     def fps(self) -> float:
@@ -182,6 +195,31 @@ class FeatureStore:
         return out
 
 
+def _per_modality(index: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """{modality: backbone record} of an index (one shared record for single-backbone stores)."""
+    if index.get("backbones"):
+        return {m: dict(v) for m, v in index["backbones"].items()}
+    return {
+        m: {"name": index["backbone"], "sha256": index.get("backbone_sha256")} for m in index["modalities"]
+    }
+
+
+def _records_differ(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Two backbone records disagree on a field both have (old stores record only name and sha256)."""
+    return any(a[k] != b[k] for k in set(a) & set(b))
+
+
+def summarise_backbones(backbones: Mapping[str, Mapping[str, Any]]) -> tuple[str, str | None]:
+    """(``backbone``, ``backbone_sha256``) of an index with per-modality backbones."""
+    names = {m: str(b["name"]) for m, b in backbones.items()}
+    shas = {m: b.get("sha256") for m, b in backbones.items()}
+    if len(set(names.values())) == 1 and len(set(shas.values())) == 1:
+        return next(iter(names.values())), next(iter(shas.values()))
+    name = "; ".join(f"{m}={n}" for m, n in sorted(names.items()))
+    sha = None if None in shas.values() else sha256_json(dict(sorted(shas.items())))
+    return name, sha
+
+
 class FeatureStoreWriter:
     """Write features into a store; each tensor file and the index are written atomically.
 
@@ -195,14 +233,19 @@ class FeatureStoreWriter:
         self,
         root: str | Path,
         *,
-        backbone: str,
+        backbone: str | None = None,
         fps: float,
         segment_frames: int,
         stride_frames: int | None = None,
         backbone_sha256: str | None = None,
+        backbones: Mapping[str, Mapping[str, Any]] | None = None,
         extra: Mapping[str, Any] | None = None,
     ):
         self.root = Path(root)
+        if backbones:
+            backbone, backbone_sha256 = summarise_backbones(backbones)
+        elif backbone is None:
+            raise SurgkitError("FeatureStoreWriter needs backbone= or backbones=")
         stride = int(segment_frames if stride_frames is None else stride_frames)
         if segment_frames < 1 or stride < 1:
             raise SurgkitError(
@@ -215,15 +258,30 @@ class FeatureStoreWriter:
             "segment_frames": int(segment_frames),
             "stride_frames": stride,
         }
+        if backbones:
+            settings["backbones"] = {m: dict(v) for m, v in sorted(backbones.items())}
         self.index: dict[str, Any] = {"format": FORMAT, **settings, "modalities": [], "feature_dim": {}}
         if extra:
             self.index["extra"] = dict(extra)
         self.index["videos"] = {}
         if (self.root / INDEX_NAME).is_file():
             old = read_index(self.root)
-            clash = [k for k, v in settings.items() if old.get(k) != v]
+            mine = {k: v for k, v in settings.items() if not (backbones and k.startswith("backbone"))}
+            clash = [k for k, v in mine.items() if old.get(k) != v]
+            detail = "; ".join(f"{k}: store has {old.get(k)!r}, now {settings[k]!r}" for k in clash)
+            if backbones:  # per modality: a modality already in the store keeps its backbone
+                before = _per_modality(old)
+                differ = [m for m in backbones if m in before and _records_differ(before[m], backbones[m])]
+                clash += [f"{m} backbone" for m in differ]
+                parts = [detail] if detail else []
+                parts += [
+                    f"{m} backbone: store has {before[m]!r}, now {dict(backbones[m])!r}" for m in differ
+                ]
+                detail = "; ".join(parts)
+                merged = {**before, **{m: dict(v) for m, v in backbones.items()}}
+                self.index["backbones"] = dict(sorted(merged.items()))
+                self.index["backbone"], self.index["backbone_sha256"] = summarise_backbones(merged)
             if clash:
-                detail = "; ".join(f"{k}: store has {old.get(k)!r}, now {settings[k]!r}" for k in clash)
                 raise SurgkitError(
                     f"{self.root / INDEX_NAME}: existing store was made with other settings ({detail}); "
                     "use a new output folder or --overwrite"
