@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from surgkit.prep.shard import SHARD_HELP
+
 
 def _finish(result) -> None:
     from surgkit.utils.progress import console
@@ -43,6 +45,7 @@ def register(app: typer.Typer) -> None:
         ),
         workers: int = typer.Option(None, help="Worker processes (default 2)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Recompute finished videos."),
+        shard: str = typer.Option(None, "--shard", help=SHARD_HELP),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Decode videos, resample to a target fps (exact timestamps), crop/resize, write frames."""
@@ -64,6 +67,7 @@ def register(app: typer.Typer) -> None:
                 workers=workers,
                 overwrite=overwrite,
                 progress=not quiet,
+                shard=shard,
             )  # fmt: skip
         )
 
@@ -79,6 +83,7 @@ def register(app: typer.Typer) -> None:
         dis_preset: str = typer.Option("fast", help="DIS preset: ultrafast, fast, medium."),
         workers: int = typer.Option(None, help="Worker processes (default 2)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Recompute finished videos."),
+        shard: str = typer.Option(None, "--shard", help=SHARD_HELP),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Farnebäck (or DIS) optical flow between consecutive frames as 8-bit x/y maps."""
@@ -97,6 +102,7 @@ def register(app: typer.Typer) -> None:
                 workers=workers,
                 overwrite=overwrite,
                 progress=not quiet,
+                shard=shard,
             )  # fmt: skip
         )
 
@@ -120,6 +126,7 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("png", "--format", help="png or array."),
         chunk_size: int = typer.Option(64),
         overwrite: bool = typer.Option(False, "--overwrite"),
+        shard: str = typer.Option(None, "--shard", help=SHARD_HELP),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Tool masks per frame from annotations, the synthetic world's truth, or a segmentation model."""
@@ -148,6 +155,7 @@ def register(app: typer.Typer) -> None:
                 num_classes=num_classes,
                 overwrite=overwrite,
                 progress=not quiet,
+                shard=shard,
             )  # fmt: skip
         )
 
@@ -179,6 +187,7 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(4, help="Clips per backbone call."),
         device: str = typer.Option("cpu"),
         overwrite: bool = typer.Option(False, "--overwrite"),
+        shard: str = typer.Option(None, "--shard", help=SHARD_HELP),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Per-segment features from frozen video backbones (one per modality), one safetensors per video and modality."""
@@ -202,5 +211,27 @@ def register(app: typer.Typer) -> None:
                 device=device,
                 overwrite=overwrite,
                 progress=not quiet,
+                shard=shard,
             )  # fmt: skip
         )
+
+    @sub.command("status")
+    def status_cmd(
+        out: Path = typer.Argument(..., help="Output folder of a prep command (sharded or not)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+        by_shard: bool = typer.Option(
+            False, "--by-shard", help="Also list each shard and the shards not run."
+        ),
+    ) -> None:
+        """Done / failed / partial / missing per video, merged over all shards; exit 1 unless all are done."""
+        from surgkit.prep.status import prep_status, render, shard_report
+        from surgkit.utils.io import to_json
+
+        report = prep_status(out)
+        shards = shard_report(out) if by_shard else None
+        if as_json:
+            typer.echo(to_json(report if shards is None else {**report, **shards}))
+        else:
+            typer.echo(render(report, shards))
+        if report["counts"]["done"] != len(report["videos"]):
+            raise typer.Exit(code=1)

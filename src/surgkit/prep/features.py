@@ -48,6 +48,7 @@ from surgkit.prep.masks import IMAGENET_MEAN, IMAGENET_STD
 from surgkit.prep.render import render_flow, render_masks
 from surgkit.prep.runner import PrepProgress, PrepResult
 from surgkit.prep.seqstore import SEQ_NAME, SequenceReader, list_sequences
+from surgkit.prep.shard import Shard, parse_shard
 from surgkit.prep.store import INDEX_NAME, FeatureStoreWriter
 from surgkit.prep.transforms import resize, resize_labels
 from surgkit.utils.io import sha256_file, sha256_json
@@ -185,6 +186,7 @@ def extract(
     trust_pickle: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    shard: str | Shard | None = None,
 ) -> PrepResult:
     """Per-segment features for each given modality folder, written to a feature store ``out_dir``.
 
@@ -193,6 +195,7 @@ def extract(
     folder, a published Video Swin / I3D checkpoint (``.pth`` needs ``trust_pickle``), an HF id or
     an adapter object; equal paths are loaded once.
     """
+    shard = parse_shard(shard)
     dirs = {"rgb": frames_dir, "flow": flow_dir, "mask": masks_dir}
     dirs = {m: Path(d) for m, d in dirs.items() if d is not None}
     if not dirs:
@@ -215,12 +218,13 @@ def extract(
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if overwrite and (out / INDEX_NAME).is_file():
+    expected, ids = list(ids), [v for v in ids if shard is None or shard.owns(v)]
+    if overwrite and shard is None and (out / INDEX_NAME).is_file():  # a shard keeps the others' entries
         (out / INDEX_NAME).unlink()
-    manifest = Manifest(out, "features", settings)
+    manifest = Manifest(out, "features", settings, shard=shard, expected=expected)
     result = PrepResult(step="features", out_dir=str(out))
     writer = FeatureStoreWriter(
-        out, backbones=described, fps=_first_fps(dirs, ids), segment_frames=int(segment_frames),
+        out, backbones=described, fps=_first_fps(dirs, expected), segment_frames=int(segment_frames),
         stride_frames=stride,
         extra={"tail": tail, "temporal": temporal,
                "inputs": {m: modality_input(m, models[m]) for m in dirs}},

@@ -36,6 +36,7 @@ from surgkit.errors import SurgkitError
 from surgkit.prep.manifest import Manifest
 from surgkit.prep.runner import PrepProgress, PrepResult, default_workers, run_tasks
 from surgkit.prep.seqstore import SEQ_NAME, SequenceReader, SequenceWriter, check_format, list_sequences
+from surgkit.prep.shard import Shard, parse_shard
 from surgkit.utils.io import sha256_file
 
 METHODS = ("farneback", "dis")
@@ -172,6 +173,7 @@ def compute(
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    shard: str | Shard | None = None,
     **farneback: Any,
 ) -> PrepResult:
     """Optical flow for every finished frame sequence under ``frames_dir`` into ``out_dir``.
@@ -182,12 +184,14 @@ def compute(
         method=method, bound=float(bound), fmt=fmt, chunk_size=int(chunk_size), size=size,
         dis_preset=dis_preset, **farneback,
     )  # fmt: skip
+    shard = parse_shard(shard)
     frames_root, out = Path(frames_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ids = videos if videos is not None else list_sequences(frames_root)
     if not ids:
         raise SurgkitError(f"{frames_root}: no finished frame sequences (run `surgkit prep frames` first)")
-    manifest = Manifest(out, "flow", dataclasses.asdict(settings))
+    expected, ids = list(ids), [v for v in ids if shard is None or shard.owns(v)]
+    manifest = Manifest(out, "flow", dataclasses.asdict(settings), shard=shard, expected=expected)
     result = PrepResult(step="flow", out_dir=str(out))
     tasks: list[_ChunkTask] = []
     remaining: dict[str, int] = {}

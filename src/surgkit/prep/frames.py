@@ -21,6 +21,7 @@ from surgkit.errors import SurgkitError
 from surgkit.prep.manifest import Manifest
 from surgkit.prep.runner import PrepProgress, PrepResult, check_unique_ids, default_workers, run_tasks
 from surgkit.prep.seqstore import SequenceWriter, check_format
+from surgkit.prep.shard import Shard, parse_shard
 from surgkit.prep.transforms import PRESETS, parse_transform
 from surgkit.prep.video import VideoError, decode, find_videos, parse_fps, probe, to_rgb_array, video_id_of
 from surgkit.utils.io import sha256_file
@@ -228,8 +229,11 @@ def extract(
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    shard: str | Shard | None = None,
 ) -> PrepResult:
     """Extract frames of every video in ``inputs`` into ``out_dir/<video_id>/``.
+
+    ``shard="i/N"`` processes only shard i's videos (:mod:`surgkit.prep.shard`).
 
     Returns a :class:`PrepResult`; failed videos are listed there (and in the manifest) while the
     others finish. ``fps`` uses the exact sample-and-hold rule of :mod:`surgkit.prep.video`.
@@ -238,13 +242,16 @@ def extract(
         fps, transform, fmt, preset, pattern,
         start_number=start_number, jpeg_quality=jpeg_quality, chunk_size=chunk_size, strict=strict,
     )  # fmt: skip
+    shard = parse_shard(shard)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     videos = find_videos(inputs)
     if not videos:
         raise SurgkitError(f"no video files found in {inputs}")
     check_unique_ids([(video_id_of(p), p) for p in videos])
-    manifest = Manifest(out, "frames", settings.to_dict())
+    expected = [video_id_of(p) for p in videos]
+    videos = [p for p in videos if shard is None or shard.owns(video_id_of(p))]
+    manifest = Manifest(out, "frames", settings.to_dict(), shard=shard, expected=expected)
     result = PrepResult(step="frames", out_dir=str(out))
     tasks: list[_Task] = []
     with PrepProgress("frames", len(videos), "frames", enabled=progress) as bar:

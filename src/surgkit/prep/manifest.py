@@ -6,6 +6,12 @@ one that is ``partial`` with the same hashes from its first unfinished chunk, an
 otherwise (or with ``overwrite=True``). ``computed_items`` counts every item (frame, flow field,
 mask, segment) actually computed for the video over all runs, so a test or a user can check that
 nothing was computed twice. The file is written atomically, only by the main process.
+
+A sharded run (``--shard i/N``, :mod:`surgkit.prep.shard`) keeps ``manifest.shard-i-of-N.json``
+instead. Every manifest also lists the videos of the whole input (``expected``), so
+``surgkit prep status`` can name the videos no shard has done. A video this manifest does not know
+yet is looked up in the folder's other manifests (an unsharded run continues what shards did, and
+the reverse).
 """
 
 from __future__ import annotations
@@ -20,38 +26,75 @@ from surgkit.utils.io import write_json
 
 MANIFEST_FORMAT = "surgkit-prep-manifest/1"
 MANIFEST_NAME = "manifest.json"
+MANIFEST_GLOB = "manifest*.json"
+
+
+def manifest_name(shard: Any | None = None) -> str:
+    """``manifest.json``, or ``manifest.shard-i-of-N.json`` for a :class:`surgkit.prep.shard.Shard`."""
+    return MANIFEST_NAME if shard is None else f"manifest.{shard.tag}.json"
+
+
+def read_manifest(path: str | Path, step: str | None = None) -> dict[str, Any]:
+    """A manifest file's content, validated (format, and ``step`` when given)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataFormatError(f"invalid JSON ({e.msg}); delete it to start over", path=path) from e
+    if not isinstance(data, dict):
+        raise DataFormatError(f"not a {MANIFEST_FORMAT} file", path=path)
+    if data.get("format") != MANIFEST_FORMAT or (step is not None and data.get("step") != step):
+        raise DataFormatError(
+            f"not a {step or MANIFEST_FORMAT} manifest (step={data.get('step')!r}); use another output folder",
+            path=path,
+        )
+    return data
 
 
 class Manifest:
     """The manifest of one output folder and step (frames, flow, masks or features)."""
 
-    def __init__(self, out_dir: str | Path, step: str, settings: dict[str, Any]):
+    def __init__(
+        self,
+        out_dir: str | Path,
+        step: str,
+        settings: dict[str, Any],
+        *,
+        shard: Any | None = None,
+        expected: list[str] | None = None,
+    ):
         from surgkit.utils.io import sha256_json
 
-        self.path = Path(out_dir) / MANIFEST_NAME
+        self.path = Path(out_dir) / manifest_name(shard)
         self.step = step
         self.settings = settings
         self.settings_sha256 = sha256_json(settings)
+        self.shard = shard
+        self.expected = sorted(expected) if expected is not None else None
         self.videos: dict[str, dict[str, Any]] = {}
         self._last_save = 0.0
         if self.path.is_file():
-            try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise DataFormatError(
-                    f"invalid JSON ({e.msg}); delete it to start over", path=self.path
-                ) from e
-            if data.get("format") != MANIFEST_FORMAT or data.get("step") != step:
-                raise DataFormatError(
-                    f"not a {step} manifest (step={data.get('step')!r}); use another output folder",
-                    path=self.path,
-                )
-            self.videos = dict(data.get("videos", {}))
+            self.videos = dict(read_manifest(self.path, step).get("videos", {}))
+        self._siblings: list[dict[str, dict[str, Any]]] = [
+            dict(read_manifest(p, step).get("videos", {}))
+            for p in sorted(Path(out_dir).glob(MANIFEST_GLOB))
+            if p != self.path and p.is_file()
+        ]
+
+    def _adopt(self, video_id: str) -> None:
+        """Take over another manifest's entry for a video this one does not know (finished wins)."""
+        if video_id in self.videos:
+            return
+        found = [v[video_id] for v in self._siblings if video_id in v]
+        if found:
+            found.sort(key=lambda e: (e.get("status") == "done", len(e.get("chunks_done", []))))
+            self.videos[video_id] = json.loads(json.dumps(found[-1]))
 
     def plan(
         self, video_id: str, source: str, input_sha256: str, overwrite: bool = False
     ) -> tuple[str, set[int]]:
         """Decide what to do: ("skip", _), ("resume", finished chunk ids) or ("start", {})."""
+        self._adopt(video_id)
         old = self.videos.get(video_id)
         same = (
             old is not None
@@ -92,6 +135,7 @@ class Manifest:
 
     def video_failed(self, video_id: str, message: str) -> None:
         """Record the error; finished chunks stay valid for a re-run with the same input and settings."""
+        self._adopt(video_id)
         entry = self.videos.setdefault(
             video_id, {"status": "failed", "chunks_done": [], "computed_items": 0, "runs": 1}
         )
@@ -113,6 +157,8 @@ class Manifest:
                 "step": self.step,
                 "settings": self.settings,
                 "settings_sha256": self.settings_sha256,
+                "shard": None if self.shard is None else self.shard.label,
+                "expected": self.expected,
                 "videos": dict(sorted(self.videos.items())),
             },
         )

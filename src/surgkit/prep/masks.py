@@ -36,6 +36,7 @@ from surgkit.errors import DataFormatError, SurgkitError
 from surgkit.prep.manifest import Manifest
 from surgkit.prep.runner import PrepProgress, PrepResult
 from surgkit.prep.seqstore import SEQ_NAME, SequenceReader, SequenceWriter, check_format, list_sequences
+from surgkit.prep.shard import Shard, parse_shard
 from surgkit.prep.transforms import resize_labels
 from surgkit.utils.io import sha256_file
 
@@ -218,6 +219,7 @@ def compute(
     num_classes: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    shard: str | Shard | None = None,
 ) -> PrepResult:
     """Masks for every finished frame sequence under ``frames_dir`` into ``out_dir/<video_id>/``.
 
@@ -225,6 +227,7 @@ def compute(
     max label + 1 over the video (2 = binary tool mask).
     """
     check_format("masks", fmt)
+    shard = parse_shard(shard)
     frames_root, out = Path(frames_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ids = videos if videos is not None else list_sequences(frames_root)
@@ -236,7 +239,8 @@ def compute(
         "chunk_size": int(chunk_size),
         "num_classes": num_classes,
     }
-    manifest = Manifest(out, "masks", settings)
+    expected, ids = list(ids), [v for v in ids if shard is None or shard.owns(v)]
+    manifest = Manifest(out, "masks", settings, shard=shard, expected=expected)
     result = PrepResult(step="masks", out_dir=str(out))
     with PrepProgress("masks", len(ids), "frames", enabled=progress) as bar:
         for vid in ids:

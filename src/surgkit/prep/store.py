@@ -28,9 +28,10 @@ the replacement for MAQA's ``np.load(..., allow_pickle=True)`` dicts (spec skill
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,23 @@ def summarise_backbones(backbones: Mapping[str, Mapping[str, Any]]) -> tuple[str
     return name, sha
 
 
+@contextlib.contextmanager
+def _index_lock(root: Path) -> Iterator[None]:
+    """Blocking exclusive lock for the read-merge-write of index.json (no-op without fcntl)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: shards of one store must not run at once
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / (INDEX_NAME + ".lock"), "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 class FeatureStoreWriter:
     """Write features into a store; each tensor file and the index are written atomically.
 
@@ -264,6 +282,7 @@ class FeatureStoreWriter:
         if extra:
             self.index["extra"] = dict(extra)
         self.index["videos"] = {}
+        self._written: set[str] = set()
         if (self.root / INDEX_NAME).is_file():
             old = read_index(self.root)
             mine = {k: v for k, v in settings.items() if not (backbones and k.startswith("backbone"))}
@@ -341,6 +360,7 @@ class FeatureStoreWriter:
         mods = list(entry["modalities"]) if entry else []
         if modality not in mods:
             mods.append(modality)
+        self._written.add(video_id)
         self.index["videos"][video_id] = {
             "num_frames": int(num_frames),
             "num_segments": int(feats.shape[0]),
@@ -351,9 +371,24 @@ class FeatureStoreWriter:
         return path
 
     def flush(self) -> Path:
-        """Atomically (re)write index.json."""
-        self.index["videos"] = dict(sorted(self.index["videos"].items()))
-        return write_json(self.root / INDEX_NAME, self.index)
+        """Atomically (re)write index.json, merged with what other writers (shards) put there.
+
+        Under a short exclusive lock (``index.json.lock``), the index on disk is re-read and only the
+        videos this writer wrote replace their entries, so shards of one store never drop each
+        other's videos. Videos are sorted, so the index does not depend on the order of writing.
+        """
+        with _index_lock(self.root):
+            disk = read_index(self.root) if (self.root / INDEX_NAME).is_file() else None
+            if disk is not None:
+                videos = dict(disk["videos"])
+                videos.update({v: self.index["videos"][v] for v in self._written})
+                self.index["videos"] = videos
+                for m in disk["modalities"]:
+                    if m not in self.index["modalities"]:
+                        self.index["modalities"].append(m)
+                self.index["feature_dim"] = {**disk["feature_dim"], **self.index["feature_dim"]}
+            self.index["videos"] = dict(sorted(self.index["videos"].items()))
+            return write_json(self.root / INDEX_NAME, self.index)
 
     def close(self) -> None:
         self.flush()
