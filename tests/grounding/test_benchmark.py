@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from surgkit.errors import SurgkitError
 from surgkit.grounding.benchmark import BenchSettings, load_heatmap, load_records, run_benchmark
@@ -24,10 +25,13 @@ def world(tmp_path_factory):
 
 def test_join_reports_counts(world):
     root, boxes_root = world / "cholect50", world / "cholec80_boxes"
-    src = load_frames("cholect50", root, "triplet", boxes_root=boxes_root, frame_map="div25")
-    assert len(src.frames) == 12 and src.join["kept"] == 12
+    src = load_frames("cholect50", root, "triplet", boxes_root=boxes_root)  # auto: 25-fps numbers seen
+    assert len(src.frames) == 12 and src.join["kept"] == 12 and src.join["frame_map"] == "div25"
+    assert any("multiples of 25" in n for n in src.notes)
     assert src.frames[1].image == world / "cholect50" / "videos" / "VID01" / "000001.png"
-    unmapped = load_frames("cholect50", root, "triplet", boxes_root=boxes_root)  # 25-fps numbers, no map
+    explicit = load_frames("cholect50", root, "triplet", boxes_root=boxes_root, frame_map="div25")
+    assert [f.key for f in explicit.frames] == [f.key for f in src.frames]
+    unmapped = load_frames("cholect50", root, "triplet", boxes_root=boxes_root, frame_map="identity")
     assert unmapped.join["kept"] == 3  # only frame 0 of each video coincides
     boxes = load_frames("cholec80_boxes", boxes_root, "instrument").frames
     left = [f for f in boxes if f.video != "video03"]
@@ -68,30 +72,56 @@ def test_instrument_run_metrics_match_metrics_module(world, tiny_clip, tmp_path)
     prompts = json.loads((tmp_path / "run" / "prompts.json").read_text())["primary"]["classes"]
     assert prompts[0]["prompts"] == ["an image showing a grasper in use"]
     assert "specimen bag" in [c["key"] for c in prompts]
-    assert summary["protocol"]["tau"] == 0.5 and summary["protocol"]["heatmap_method"] == "chefer_rollout"
-    assert (tmp_path / "run" / "table.md").read_text().count("| tiny-clip |") == 1
+    protocol = summary["protocol"]
+    assert protocol["tau"] == 0.5 and protocol["heatmap"]["method"] == "chefer_rollout"
+    assert protocol["preprocessing"] == "official" and protocol["preprocess"]["mode"] == "shorter_crop"
+    assert protocol["heatmap"]["blocks"] == "all" and protocol["heatmap_target"] == "pred"
+    assert json.loads((tmp_path / "run" / "run_config.json").read_text())["protocol"] == protocol
+    table = (tmp_path / "run" / "table.md").read_text()
+    assert (
+        table.count("| tiny-clip |") == 2 and "preprocessing official" in table and "Chefer rollout" in table
+    )
+
+
+def _biased_to(adapter, prompt: str, strength: float = 20.0):
+    """Make the image embedding point at ``prompt`` (a large bias, small random weights), so every frame
+    predicts that class while Grad-CAM still sees a non-constant, image-dependent score."""
+    with torch.no_grad():
+        t = torch.nn.functional.normalize(adapter.encode_text([prompt])[0], dim=0)
+        adapter.model.image.proj.weight.mul_(1e-3)
+        adapter.model.image.proj.bias.copy_(strength * t)
+    return adapter
 
 
 def test_triplet_run_ars_and_rates(world, tiny_surgvlp, tmp_path):
     src = load_frames("synth", world, "triplet")
+    adapter = _biased_to(tiny_surgvlp, "I use a grasper to retract the gallbladder")
     s = run_benchmark(
-        tiny_surgvlp, src.frames, src.vocabulary, BenchSettings(task="triplet", batch_size=6), tmp_path / "r"
+        adapter, src.frames, src.vocabulary, BenchSettings(task="triplet", batch_size=6), tmp_path / "r"
     )
     records = load_records(tmp_path / "r")
+    assert {r["pred"] for r in records} == {"grasper,retract,gallbladder"}
     valid = [r for r in records if r["valid"]]
-    assert s["overall"]["v_over_t"] == pytest.approx(100 * len(valid) / len(records))
+    with_grasper = [r for r in records if "grasper,retract,gallbladder" in r["gt"]]
+    assert len(valid) == len(with_grasper) == 9  # the ARS and Z/V checks below do run
+    assert s["overall"]["v_over_t"] == pytest.approx(100 * 9 / 12)
     for rec in valid:
         frame = next(f for f in src.frames if (f.video, f.frame) == (rec["video"], rec["frame"]))
-        instrument = rec["pred"].split(",")[0]
-        box = frame.region_masks((64, 96))[instrument]
+        box = frame.region_masks((64, 96), "boxes")["grasper"]
         verb_heat = load_heatmap(tmp_path / "r", rec, "verb")
+        assert rec["ars_status"] == "scored" and rec["verb_prompt"] == "retract"
         assert abs(action_reasoning_score(verb_heat, box) - rec["ars"]) < 0.05
+        assert rec["ars_uniform"] == pytest.approx(box.mean())
     for rec in records:
         assert rec["valid"] == any(g.split(",")[:2] == rec["pred"].split(",")[:2] for g in rec["gt"])
-    if valid:
-        zeros = sum(r["ars"] == 0 for r in valid)
-        assert s["overall"]["z_over_v"] == pytest.approx(100 * zeros / len(valid))
-    assert 0.0 <= s["overall"]["verb_accuracy"] <= 1.0
+        assert rec["valid"] == (rec["instrument_correct"] and rec["verb_correct"])
+    zeros = sum(r["ars"] == 0 for r in valid)
+    assert s["overall"]["z_over_v"] == pytest.approx(100 * zeros / len(valid))
+    assert s["overall"]["ars"] == pytest.approx(np.mean([r["ars"] for r in valid]))
+    assert (
+        s["overall"]["accuracy"] == pytest.approx(9 / 12)
+        and s["protocol"]["heatmap"]["layer"] == "image.trunk.layer4"
+    )
 
 
 def test_resume_skips_finished_shards_and_refuses_other_settings(world, tiny_clip, tmp_path):
@@ -103,7 +133,7 @@ def test_resume_skips_finished_shards_and_refuses_other_settings(world, tiny_cli
     again = run_benchmark(tiny_clip, src.frames, src.vocabulary, BenchSettings(batch_size=4), out)
     assert any(v.startswith("marked") for v in again["videos"])  # the finished shard was reused
     assert again["frames"] == first["frames"]
-    with pytest.raises(SurgkitError, match="other settings"):
+    with pytest.raises(SurgkitError, match=r"settings\.tau=0\.5, this run has settings\.tau=0\.6"):
         run_benchmark(tiny_clip, src.frames, src.vocabulary, BenchSettings(batch_size=4, tau=0.6), out)
 
 

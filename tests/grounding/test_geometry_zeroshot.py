@@ -80,6 +80,65 @@ def test_preprocess_resize_matches_interpolation_and_normalisation():
         Preprocess("stretch")
 
 
+def test_official_clip_preprocessing_matches_the_hf_image_processor():
+    from transformers import CLIPImageProcessorPil
+
+    from surgkit.grounding.clip import official_preprocess
+
+    proc = CLIPImageProcessorPil(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32})
+    img = np.random.default_rng(0).integers(0, 255, (48, 85, 3), dtype=np.uint8)  # 854 x 480-like aspect
+    ref = proc(images=img, return_tensors="pt")["pixel_values"]
+    pre = Preprocess("shorter_crop", 32, tuple(proc.image_mean), tuple(proc.image_std), interpolation="bicubic",
+                     short_side=40)  # fmt: skip
+    x, geoms = pre([img])
+    assert geoms[0].resized_hw == (40, 70) and geoms[0].crop == (4, 19, 32, 32)  # int(40 * 85 / 48) = 70
+    diff = (x - ref).abs()
+    assert float(diff.mean()) < 0.01 and float(diff.max()) < 0.2  # PIL vs torch bicubic on pure noise
+    shifted = (x[..., :, 1:] - ref[..., :, :-1]).abs().mean()  # a crop one pixel off is far away
+    assert float(shifted) > 10 * float(diff.mean())
+    folder_pre = official_preprocess(None, 32)
+    assert folder_pre.mode == "shorter_crop" and folder_pre.interpolation == "bicubic"
+
+
+def test_official_preprocessing_is_read_from_the_model_folder(tmp_path):
+    import json
+
+    from surgkit.grounding.clip import official_preprocess
+
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(
+        {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.2, 0.2, 0.2], "size": {"shortest_edge": 40},
+         "crop_size": {"height": 32, "width": 32}}))  # fmt: skip
+    pre = official_preprocess(tmp_path, 32)
+    assert (pre.short_side, pre.size, pre.mean) == (40, 32, (0.5, 0.5, 0.5))
+    assert pre.full_frame().mode == "resize" and pre.full_frame().mean == pre.mean
+    (tmp_path / "preprocessor_config.json").write_text('{"image_mean": [0.5, "x", 0.5]}')
+    with pytest.raises(SurgkitError, match=r"image_mean\[1\]"):
+        official_preprocess(tmp_path, 32)
+    (tmp_path / "preprocessor_config.json").write_text('{"crop_size": {"height": 64, "width": 64}}')
+    with pytest.raises(SurgkitError, match="crop_size"):
+        official_preprocess(tmp_path, 32)
+
+
+def test_official_surgvlp_preprocessing_and_the_full_frame_option(tiny_surgvlp):
+    from surgkit.grounding.surgvlp import SurgicalVLMConfig, official_preprocess
+
+    full = official_preprocess(SurgicalVLMConfig(bert={"num_hidden_layers": 12}))
+    assert full.describe()["resize_hw"] == [360, 640] and full.geometry((480, 854)).crop == (
+        68,
+        208,
+        224,
+        224,
+    )
+    assert tiny_surgvlp.preprocess.mode == "resize_crop"  # official by default
+    assert tiny_surgvlp.preprocess.resize_hw == (103, 183)  # 360 x 640 scaled to a 64-pixel input
+    tiny_surgvlp.configure("full-frame")
+    assert (
+        tiny_surgvlp.preprocess.mode == "resize" and tiny_surgvlp.describe()["preprocessing"] == "full-frame"
+    )
+    with pytest.raises(SurgkitError, match="preprocessing"):
+        tiny_surgvlp.configure("native")
+
+
 # -- zero-shot ------------------------------------------------------------------------------------
 def test_predictions_are_argmax_of_cosine_matrix_with_lowest_index_ties():
     g = torch.Generator().manual_seed(0)
@@ -134,7 +193,13 @@ def test_label_normalisation_and_rendering():
     first = trip.classes[0]
     assert first.key == "grasper,dissect,cystic_plate"
     assert first.prompts == ["I use a grasper to dissect the cystic plate"]
-    assert len(triplet_prompts(null_policy="render")) == 100
+    assert len(triplet_prompts(pool="all")) == 100
+    assert triplet_prompts(pool="all").classes[-1].prompts == ["I use a irrigator to no action the nothing"]
+    product = triplet_prompts(pool="product")
+    assert len(product) == 6 * 9 * 14 and len(set(product.keys)) == len(product)
+    assert set(trip.keys) <= set(product.keys)  # every valid CholecT50 triplet is a combination
+    with pytest.raises(SurgkitError, match="triplet pool"):
+        triplet_prompts(pool="everything")
     assert verb_prompts().classes[0].prompts == ["I am performing grasp"]
     assert "null verb" not in verb_prompts().keys and len(verb_prompts()) == 9
     with pytest.raises(SurgkitError, match="not in the instrument prompt vocabulary"):

@@ -132,6 +132,9 @@ def test_rollout_two_layers_product_order():
     torch.testing.assert_close(chefer_rollout(attn, grad), expected)
     wrong_order = ((eye + c1) @ (eye + c2))[:, 0, 1:]
     assert not torch.allclose(expected, wrong_order)
+    torch.testing.assert_close(chefer_rollout(attn, grad, order="later-right"), wrong_order)
+    with pytest.raises(SurgkitError, match="rollout order"):
+        chefer_rollout(attn, grad, order="sideways")
 
 
 def test_rollout_start_layer_semantics():
@@ -230,16 +233,44 @@ def test_rollout_batch_independence_and_frozen_params(tiny_clip):
     torch.testing.assert_close(frozen, batched, atol=1e-6, rtol=0)
 
 
-def test_rollout_start_layer_and_score_scale_change_the_map(tiny_clip_dir):
+def test_rollout_settings_change_the_map_and_are_described(tiny_clip_dir):
     from surgkit.grounding.clip import HFClipAdapter
+    from surgkit.grounding.protocol import HeatmapOptions
 
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(7))
     t = torch.randn(1, 16)
-    full = HFClipAdapter.from_pretrained(tiny_clip_dir).heatmap(x, t)
-    last = HFClipAdapter.from_pretrained(tiny_clip_dir, start_layer=-1).heatmap(x, t)
-    cosine = HFClipAdapter.from_pretrained(tiny_clip_dir, score_scale=1.0).heatmap(x, t)
+    adapter = HFClipAdapter.from_pretrained(tiny_clip_dir)
+    assert (
+        adapter.describe_heatmap()["blocks"] == "all" and adapter.describe_heatmap()["order"] == "later-left"
+    )
+    full = adapter.heatmap(x, t)
+    last = adapter.configure(heatmap=HeatmapOptions(rollout_start=-1)).heatmap(x, t)
+    assert adapter.describe_heatmap()["blocks"] == "last"
+    cosine = adapter.configure(heatmap=HeatmapOptions(rollout_target="cosine")).heatmap(x, t)
+    assert adapter.describe_heatmap()["target"] == "cos" and adapter.score_scale == 1.0
+    reverse = adapter.configure(heatmap=HeatmapOptions(rollout_order="later-right")).heatmap(x, t)
     assert (full - last).abs().max() > 1e-3
     assert (full - cosine).abs().max() > 1e-6  # rollout is not scale invariant
+    assert (full - reverse).abs().max() > 1e-3
+
+
+def test_gradcam_layer3_equals_retain_grad_at_layer3(tiny_surgvlp):
+    from surgkit.grounding.protocol import HeatmapOptions
+
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    t = torch.randn(2, 32, generator=torch.Generator().manual_seed(5))
+    maps = tiny_surgvlp.configure(heatmap=HeatmapOptions(gradcam_layer="layer3")).heatmap(x, t)
+    assert tiny_surgvlp.describe_heatmap()["layer"] == "image.trunk.layer3"
+    trunk = tiny_surgvlp.model.image.trunk
+    a3 = trunk.layer3(trunk.layer2(trunk.layer1(trunk.maxpool(trunk.relu(trunk.bn1(trunk.conv1(x)))))))
+    a3.retain_grad()
+    y = F.cosine_similarity(tiny_surgvlp.model.image.proj(trunk.layer4(a3).mean(dim=(2, 3))), t, dim=-1)
+    y.sum().backward()
+    cam = torch.relu((a3.grad.mean(dim=(2, 3))[:, :, None, None] * a3.detach()).sum(1))
+    expected = _minmax(F.interpolate(cam[:, None], size=(64, 64), mode="bilinear", align_corners=False)[:, 0])
+    torch.testing.assert_close(maps, expected, atol=1e-5, rtol=0)
+    layer4 = tiny_surgvlp.configure(heatmap=HeatmapOptions()).heatmap(x, t)
+    assert (layer4 - maps).abs().max() > 1e-2
 
 
 def test_sdpa_attention_is_refused(tiny_clip):

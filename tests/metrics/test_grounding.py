@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from surgkit.errors import SurgkitError
-from surgkit.metrics.grounding import action_reasoning_score, attended_set, evaluate, tau_aa, tau_ac
+from surgkit.metrics.grounding import (
+    action_reasoning_score,
+    attended_set,
+    evaluate,
+    tau_aa,
+    tau_ac,
+    uniform_score,
+)
 
 M = np.add.outer(np.arange(4), np.arange(4)).astype(float)  # rows (0 1 2 3) ... (3 4 5 6)
 G = np.zeros((4, 4), bool)
@@ -26,6 +33,33 @@ def test_spec_fixture_5_3():
     assert tau_aa(M, np.stack([np.zeros_like(G), G]), 1) == pytest.approx(0.4)
     assert tau_aa(M, np.stack([np.zeros_like(G), G]), 0) == 0.0  # empty mask = absent
     assert action_reasoning_score(M, B) == pytest.approx(0.3)
+
+
+def test_tau_aa_two_classes_counts_only_the_predicted_class():
+    # hook region: the lower-right 2x2 (G); grasper region: the upper-right 2x2 (B); A = 10 pixels
+    masks = {"hook": G, "grasper": B}
+    assert tau_aa(M, masks, "hook") == pytest.approx(4 / 10)  # A ∩ G = {(2,2),(2,3),(3,2),(3,3)}
+    assert tau_aa(M, masks, "grasper") == pytest.approx(3 / 10)  # A ∩ B = {(0,3),(1,2),(1,3)}
+    assert tau_ac(M, G | B) == pytest.approx(7 / 10)  # τ-AC counts both
+    assert tau_aa(M, np.stack([G, B]), 1) == pytest.approx(3 / 10)
+    assert tau_aa(M, masks, "scissors") == 0.0
+
+
+def test_ars_counts_inside_the_instrument_box_only():
+    inside = np.zeros((4, 4), bool)
+    inside[3, :] = True  # bottom row: values 3 4 5 6, all attended (normalised ≥ 0.5)
+    assert action_reasoning_score(M, inside) == pytest.approx(4 / 10)
+    assert action_reasoning_score(M, ~inside) == pytest.approx(6 / 10)
+
+
+def test_strict_rule_and_uniform_chance_level():
+    heat = np.array([[0.0, 0.5], [1.0, 0.25]])
+    assert attended_set(heat, 0.5, ">").tolist() == [[False, False], [True, False]]
+    region = np.array([[False, True], [False, False]])
+    assert tau_ac(heat, region, rule=">") == 0.0 and tau_ac(heat, region) == pytest.approx(0.5)
+    assert uniform_score(G) == pytest.approx(4 / 16) and uniform_score(G | B) == pytest.approx(0.5)
+    with pytest.raises(SurgkitError, match="threshold rule"):
+        attended_set(heat, 0.5, "=>")
 
 
 def test_threshold_is_inclusive_at_exactly_tau():

@@ -1,12 +1,23 @@
-"""Cholec80-Boxes reader (Data 2025, 10(1):7): tool boxes at 1 Hz on Cholec80 frames.
+"""Cholec80-Boxes reader (Alshirbaji et al., Data 2025, 10(1):7): tool boxes at 1 Hz on Cholec80 frames.
 
 One CSV, one row per box (spec metrics_formats.md §7.10)::
 
     Surgery_num,Dir,FrameName,NumBBox_inFrame,ToolName,BBox_X,BBox_Y,BBox_Width,BBox_Height
     3,video03,Video_03_00125.png,1,Grasper,402,88,131,97
 
-FrameName is ``Video_SS_fffff.png``; the frame number fffff is kept as written (the 1-Hz frame index of
-the extracted frames [U]); boxes are top-left x, y, width, height in pixels of the extracted frame [U].
+Facts and their sources:
+
+* the nine columns and their meaning - Surgery_num (video), Dir (folder of the image), FrameName
+  ``Video_SS_fffff.png`` "where SS is the Surgery_num and fffff is the frame number",
+  NumBBox_inFrame (1, 2, ... within an image), ToolName, BBox_X/BBox_Y (top-left corner),
+  BBox_Width/BBox_Height - and the 1 Hz labelling: the data paper, §2 and §3.2;
+* the delimiter: ``,`` as in the spec's example; ``;`` is accepted too (a public reader of the
+  release opens its label file with ``delimiter=";"``), detected from the header line;
+* whether fffff counts 25-fps video frames or seconds is not stated: it is kept as written, and the
+  join with CholecT45/50 reads the numbering from the numbers
+  (:func:`surgkit.grounding.sources.infer_frame_map`);
+* box coordinates are pixels of the labelled image [unverified: the image size is not stated].
+
 Tool names must be Cholec80 tools (case-insensitive). Frame images are attached from ``<root>/<Dir>/``
 when present.
 """
@@ -44,6 +55,13 @@ def _find_csv(root: Path) -> Path:
     return found[0]
 
 
+def _delimiter(path: Path) -> str:
+    """``;`` when the header line is split by semicolons and has no comma, else ``,``."""
+    with open(path, "rb") as fh:
+        head = fh.readline().decode("utf-8", "replace")
+    return ";" if ";" in head and "," not in head else ","
+
+
 def load(root: str | Path) -> Dataset:
     """Read the Cholec80-Boxes CSV at ``root`` (the file or the folder holding it)."""
     root = Path(root)
@@ -52,7 +70,7 @@ def load(root: str | Path) -> Dataset:
     ds = Dataset(name="cholec80_boxes", root=folder, split_scheme="cholec80-32/8/40")
     ds.classes["tool"] = CHOLEC80_TOOLS
     lower = tuple(t.lower() for t in CHOLEC80_TOOLS)
-    for line, row in read_csv_dicts(path, COLUMNS):
+    for line, row in read_csv_dicts(path, COLUMNS, delimiter=_delimiter(path)):
         number = parse_int(row["Surgery_num"], path, line, "Surgery_num")
         m = FRAME_RE.fullmatch(row["FrameName"])
         if not m:
@@ -91,6 +109,7 @@ def load(root: str | Path) -> Dataset:
         if v.path is None:
             ds.skip(v.id, "frame folder not found (boxes only)", folder)
     ds.notes.append(
-        "frame = number in FrameName (1 Hz); boxes are x, y, w, h in pixels [U: of the extracted frame]"
+        "frame = the number fffff of FrameName as written (1 Hz labels; 25-fps or 1-fps numbering is read by "
+        "the triplet join); boxes are x, y, w, h in pixels of the labelled image"
     )
     return ds

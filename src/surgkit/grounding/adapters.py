@@ -5,7 +5,10 @@ A :class:`VLMAdapter` wraps a dual encoder and exposes:
 * ``encode_image(pixels)`` and ``encode_text(prompts)``: unnormalised embeddings (B, D), (N, D);
 * ``explain(pixels, choose_targets)``: one forward pass with gradients, the image embeddings and
   one heatmap batch per chosen target (e.g. the predicted class and, for ARS, the predicted verb);
-* ``preprocess``: the :class:`~surgkit.grounding.geometry.Preprocess` that turns frames into pixels.
+* ``preprocess``: the :class:`~surgkit.grounding.geometry.Preprocess` that turns frames into pixels:
+  the model family's ``official`` transform (given by the subclass) or its ``full-frame`` twin,
+  chosen with :meth:`VLMAdapter.configure` together with the heatmap settings
+  (:class:`~surgkit.grounding.protocol.HeatmapOptions`).
 
 Subclasses implement ``_explainable_forward`` (image embedding with the graph kept, plus the
 tensors the method differentiates: conv features for Grad-CAM, attention maps for rollout) and
@@ -25,6 +28,7 @@ import torch.nn.functional as F
 
 from surgkit.errors import SurgkitError
 from surgkit.grounding.geometry import Preprocess
+from surgkit.grounding.protocol import PREPROCESSING, HeatmapOptions
 
 TargetChooser = Callable[[torch.Tensor], Sequence[torch.Tensor]]
 
@@ -34,10 +38,31 @@ class VLMAdapter(abc.ABC):
 
     heatmap_method: ClassVar[str] = "none"
 
-    def __init__(self, name: str, preprocess: Preprocess, device: str | torch.device = "cpu"):
+    def __init__(self, name: str, official: Preprocess, device: str | torch.device = "cpu"):
         self.name = name
-        self.preprocess = preprocess
+        self.official = official
+        self.preprocessing = "official"
+        self.heatmap_options = HeatmapOptions()
         self.device = torch.device(device)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """The transform in use: the official one or its full-frame twin (:meth:`configure`)."""
+        return self.official if self.preprocessing == "official" else self.official.full_frame()
+
+    def configure(
+        self, preprocessing: str | None = None, heatmap: HeatmapOptions | None = None
+    ) -> VLMAdapter:
+        """Choose the preprocessing (``official`` or ``full-frame``) and the heatmap settings."""
+        if preprocessing is not None:
+            if preprocessing not in PREPROCESSING:
+                raise SurgkitError(
+                    f"unknown preprocessing {preprocessing!r} (choose from {', '.join(PREPROCESSING)})"
+                )
+            self.preprocessing = preprocessing
+        if heatmap is not None:
+            self.heatmap_options = heatmap
+        return self
 
     # -- to implement -------------------------------------------------------------------------
     @property
@@ -66,20 +91,20 @@ class VLMAdapter(abc.ABC):
     def _relevance(self, state: Any, score: torch.Tensor, retain_graph: bool) -> torch.Tensor:
         """Heatmaps (B, S, S) in [0, 1] at input resolution for the per-image scalar ``score`` (B,)."""
 
+    def describe_heatmap(self) -> dict[str, Any]:
+        """The heatmap method and the settings of it in use (recorded with every result)."""
+        return {"method": self.heatmap_method}
+
     def describe(self) -> dict[str, Any]:
         """Settings recorded in every result file (method, scales, preprocessing)."""
         return {
             "name": self.name,
             "heatmap_method": self.heatmap_method,
+            "heatmap": self.describe_heatmap(),
             "score_scale": float(self.score_scale),
             "probability_scale": float(self.probability_scale),
-            "preprocess": {
-                "mode": self.preprocess.mode,
-                "size": self.preprocess.size,
-                "mean": list(self.preprocess.mean),
-                "std": list(self.preprocess.std),
-                "interpolation": self.preprocess.interpolation,
-            },
+            "preprocessing": self.preprocessing,
+            "preprocess": self.preprocess.describe(),
         }
 
     # -- shared -------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def bench(
     out: str | Path | None = None,
     device: str = "cpu",
     boxes_root: str | Path | None = None,
-    frame_map: str | None = None,
+    frame_map: str | None = "auto",
     regions: str = "boxes",
     videos: Sequence[str] | None = None,
     allow_leakage: bool = False,
@@ -47,7 +47,12 @@ def bench(
     progress: bool = True,
     **settings: Any,
 ) -> dict[str, Any]:
-    """Load the model and the frames, run the benchmark, return the summary (also on disk in ``out``)."""
+    """Load the model and the frames, run the benchmark, return the summary (also on disk in ``out``).
+
+    ``settings`` are the protocol options of :class:`~surgkit.grounding.protocol.BenchSettings`;
+    ``model_options`` go to :func:`~surgkit.grounding.adapters.load_adapter` (checkpoint files:
+    ``vocab``, ``variant``, ``trust_checkpoint``).
+    """
     from surgkit.grounding.adapters import load_adapter
 
     source = load_frames(dataset, root, task, boxes_root=boxes_root, frame_map=frame_map, regions=regions)
@@ -62,7 +67,14 @@ def bench(
     if name:
         adapter.name = name
     out = Path(out) if out is not None else Path("ground-runs") / f"{adapter.name}-{task}"
-    extra = {"dataset_notes": source.notes, "join": source.join, "allow_leakage": allow_leakage}
+    extra = {
+        "regions": regions,
+        "frame_map": source.join.get("frame_map") if source.join else None,
+        "videos": sorted({f.video for f in frames}),
+        "dataset_notes": source.notes,
+        "join": source.join,
+        "allow_leakage": allow_leakage,
+    }
     return run_benchmark(
         adapter,
         frames,

@@ -1,16 +1,21 @@
 """The zero-shot grounding benchmark runner (seed 001 §3-4; vlm_bench spec §2, §4, §5).
 
-For every frame: zero-shot prediction over the task's prompts, the heatmap of the predicted
+For every frame: zero-shot prediction over the task's prompt pool, the heatmap of the explained
 class (Grad-CAM or Chefer rollout, by the adapter), the heatmap mapped to frame pixels, and the
-grounding metrics of :mod:`surgkit.metrics.grounding`:
+grounding metrics of :mod:`surgkit.metrics.grounding` with the rules of
+:mod:`surgkit.grounding.scoring`:
 
-* ``instrument`` task: accuracy (top-1 in the GT set), tau-AC and tau-AA;
-* ``triplet`` task: triplet accuracy and component accuracies (instrument, verb, target), and the
-  Action Reasoning Score. A frame is *valid* when a ground-truth triplet has the predicted
-  instrument and the predicted verb; for valid frames the secondary prompt
-  ``I am performing {predicted verb}`` gets its own heatmap, and ARS is the share of its attended
-  set inside the GT box of the predicted instrument. V/T = valid / total frames (%),
-  Z/V = valid frames with ARS = 0 / valid frames (%) - the columns of the seed's Table 2.
+* ``instrument`` task: accuracy (top-1 in the GT set) beside the best constant prediction, τ-AC and
+  τ-AA beside the score of a uniform heatmap (the area fraction of the regions);
+* ``triplet`` task: triplet and component accuracies, and the Action Reasoning Score. A frame is
+  *valid* when the predicted instrument and verb are correct (validity rule of the protocol); for
+  valid frames the secondary prompt ``I am performing {predicted verb}`` gets its own heatmap, and
+  ARS is the share of its attended set inside the GT box of the predicted instrument.
+  V/T = valid / total frames (%), Z/V = valid frames with ARS = 0 / scored valid frames (%) - the
+  columns of the seed's Table 2.
+
+Every protocol choice is a field of :class:`~surgkit.grounding.protocol.BenchSettings` and is
+written into ``run_config.json``, ``summary.json`` and the table captions.
 
 Outputs in ``out_dir``: ``run_config.json``, ``prompts.json``, ``shards/*.json`` (per-frame records)
 with ``heatmaps/*.npz`` (uint8 maps at model-input resolution, no pickle; geometry in the records),
@@ -20,7 +25,6 @@ then ``predictions.jsonl``, ``summary.json`` (per video and overall, with the pr
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,98 +46,70 @@ from surgkit.grounding.prompts import (
     triplet_prompts,
     verb_prompts,
 )
+from surgkit.grounding.protocol import BenchSettings
+from surgkit.grounding.scoring import explained_index, instrument_record, match_triplet, top_k, triplet_record
 from surgkit.grounding.zeroshot import class_embeddings, cosine_scores, weights_checksum
-from surgkit.metrics.grounding import action_reasoning_score, attended_set, tau_aa, tau_ac
+from surgkit.utils.inputs import escape
 from surgkit.utils.io import atomic_path, sha256_json, write_json, write_text
 from surgkit.vocab import INSTRUMENTS, TARGETS, VERBS
 
-TASKS = ("instrument", "triplet")
-TARGET_CHOICES = ("predicted", "gt")
-
-
-@dataclasses.dataclass
-class BenchSettings:
-    """Protocol switches of a benchmark run (defaults = the pinned decisions of spec §8)."""
-
-    task: str = "instrument"
-    tau: float = 0.5
-    batch_size: int = 8
-    heatmap_target: str = "predicted"  # explain the predicted class (default) or the first GT class
-    null_policy: str = "exclude"  # null_verb / null_target prompts excluded from the pools
-    articles: bool = False  # a -> an fix in rendered prompts
-    templates: str | None = None  # templates JSON (default: surgkit/grounding/templates.json)
-    save_heatmaps: bool = True
-    max_frames: int | None = None
-    strict: bool = False  # raise on a frame without annotations instead of skipping it
-
-    def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise SurgkitError(f"unknown task '{self.task}' (choose from {', '.join(TASKS)})")
-        if self.heatmap_target not in TARGET_CHOICES:
-            raise SurgkitError(f"unknown heatmap target '{self.heatmap_target}' (predicted or gt)")
-        if not 0.0 < self.tau <= 1.0:
-            raise SurgkitError(f"tau must be in (0, 1], got {self.tau}")
-        if self.batch_size < 1:
-            raise SurgkitError("batch size must be at least 1")
-
-    def protocol(self, adapter: VLMAdapter) -> dict[str, Any]:
-        """Everything a reader of the numbers needs to know (written into every summary)."""
-        return {
-            "task": self.task,
-            "tau": self.tau,
-            "threshold": ">= tau after min-max normalisation in frame coordinates",
-            "empty_attention": "an all-zero heatmap scores 0 and is counted",
-            "heatmap_explains": f"{self.heatmap_target} class",
-            "heatmap_method": adapter.heatmap_method,
-            "model": adapter.describe(),
-            "multi_label_rule": "top-1 prediction is correct if it is among the frame's GT labels",
-            "valid_frame_rule": "a GT triplet has the predicted instrument and the predicted verb",
-            "ars_heatmap": "separate heatmap of the secondary prompt 'I am performing {predicted verb}'",
-            "null_policy": self.null_policy,
-            "articles_fixed": self.articles,
-            "text_embedding": "mean of L2-normalised prompt embeddings, re-normalised",
-            "tau_ac_empty_gt": "frames without any GT region are excluded from tau-AC",
-        }
+__all__ = ["BenchSettings", "load_heatmap", "load_records", "load_summary", "run_benchmark", "summarise"]
 
 
 def build_prompt_sets(settings: BenchSettings, vocabulary: Sequence[str]) -> dict[str, PromptSet]:
-    """The task's prompt sets: ``primary`` (instrument or triplet pool) and, for triplets, ``verb``."""
+    """The task's prompt sets: ``primary`` (instrument vocabulary or triplet pool) and, for
+    triplets, ``verb`` (the secondary prompt; ``null_verb`` only with the ``all`` pool)."""
     tpl = load_templates(settings.templates)
     if settings.task == "instrument":
         return {"primary": instrument_prompts(vocabulary, tpl, articles=settings.articles)}
+    nulls = "render" if settings.triplet_pool == "all" else "exclude"
     return {
-        "primary": triplet_prompts(None, tpl, articles=settings.articles, null_policy=settings.null_policy),
-        "verb": verb_prompts(VERBS, tpl, articles=settings.articles, null_policy=settings.null_policy),
+        "primary": triplet_prompts(None, tpl, articles=settings.articles, pool=settings.triplet_pool),
+        "verb": verb_prompts(VERBS, tpl, articles=settings.articles, null_policy=nulls),
     }
+
+
+def frame_gt_keys(frame: GroundingFrame, task: str) -> list[str]:
+    """Class keys of a frame's ground truth: normalised instrument labels or triplet names."""
+    if task == "instrument":
+        return frame.instruments
+    return [triplet_key(INSTRUMENTS[c[0]], VERBS[c[1]], TARGETS[c[2]]) for c in frame.triplets]
+
+
+def _skip(skipped: list, frame: GroundingFrame, reason: str, strict: bool) -> None:
+    if strict:
+        raise SurgkitError(f"{frame.where()}: frame {frame.key}: {reason}")
+    skipped.append({"frame": frame.key, "reason": reason, "where": frame.where()})
 
 
 def check_frames(
     frames: Sequence[GroundingFrame], settings: BenchSettings, prompts: dict[str, PromptSet]
 ) -> tuple[list[GroundingFrame], list[dict[str, str]]]:
-    """Validate frames against the prompt vocabulary; frames that cannot be scored are skipped with a reason.
+    """Frames that can be scored, and the others with a reason.
 
-    A GT instrument name missing from the prompt vocabulary is an error (it names the frame's source);
-    a frame without annotations is skipped (or an error with ``strict``).
+    A GT instrument name missing from the prompt vocabulary is an error (it names the frame's
+    source); a frame without annotations is skipped, and so is (triplet task, ``out_of_pool``
+    ``exclude``) a frame whose GT triplets are all outside the pool, e.g. only null triplets.
+    ``strict`` turns a skip into an error.
     """
-    usable, skipped = [], []
+    usable: list[GroundingFrame] = []
+    skipped: list[dict[str, str]] = []
     primary = prompts["primary"]
     for f in frames:
+        keys = frame_gt_keys(f, settings.task)
         if settings.task == "instrument":
-            if not f.instruments:
-                reason = "image without annotated instruments"
-                if settings.strict:
-                    raise SurgkitError(f"{f.where()}: frame {f.key}: {reason}")
-                skipped.append({"frame": f.key, "reason": reason, "where": f.where()})
+            if not keys:
+                _skip(skipped, f, "image without annotated instruments", settings.strict)
                 continue
-            for label in f.instruments:
+            for label in keys:
                 primary.index(label, where=f"{f.where()}: frame {f.key}")
-        else:
-            if not f.triplets:
-                reason = "frame without triplet labels"
-                if settings.strict:
-                    raise SurgkitError(f"{f.where()}: frame {f.key}: {reason}")
-                skipped.append({"frame": f.key, "reason": reason, "where": f.where()})
-                continue
+        elif not keys:
+            _skip(skipped, f, "frame without triplet labels", settings.strict)
+            continue
+        elif settings.out_of_pool == "exclude" and all(primary.get(k) < 0 for k in keys):
+            reason = f"GT triplets outside the {settings.triplet_pool} triplet pool ({'; '.join(keys)})"
+            _skip(skipped, f, reason, settings.strict)
+            continue
         usable.append(f)
     if settings.max_frames is not None:
         usable = usable[: settings.max_frames]
@@ -141,118 +117,82 @@ def check_frames(
 
 
 class _Chooser:
-    """Picks the text embeddings to explain from the normalised image embeddings (one forward pass)."""
+    """Picks the text embeddings to explain from the normalised image embeddings (one forward pass):
+    the explained class (:func:`~surgkit.grounding.scoring.explained_index`) and, for triplets,
+    the secondary prompt of the predicted verb."""
 
-    def __init__(
-        self, settings: BenchSettings, prompts: dict[str, PromptSet], banks: dict[str, torch.Tensor]
-    ):
+    def __init__(self, settings: BenchSettings, prompts: dict[str, PromptSet], banks: dict[str, torch.Tensor],
+                 frames: Sequence[GroundingFrame]):  # fmt: skip
         self.settings, self.prompts, self.banks = settings, prompts, banks
-        self.gt_index: list[int] | None = None
-        self.scores: torch.Tensor | None = None
-        self.pred: np.ndarray | None = None
-        self.verb_pred: np.ndarray | None = None
+        primary = prompts["primary"]
+        gt = [[primary.get(k) for k in frame_gt_keys(f, settings.task)] for f in frames]
+        self.gt_indices = [[k for k in g if k >= 0] for g in gt]
+        self.names = (
+            [triplet_names(c.components) for c in primary.classes] if settings.task == "triplet" else None
+        )
+        self.scores = np.zeros((0, 0))
+        self.pred = np.zeros(0, dtype=int)
+        self.explained: list[int | None] = []
+        self.verb_index = np.zeros(0, dtype=int)
 
     def __call__(self, img: torch.Tensor) -> list[torch.Tensor]:
         primary = self.banks["primary"]
-        self.scores = cosine_scores(img, primary).cpu()
-        self.pred = np.argmax(self.scores.numpy(), axis=1)  # ties -> lowest index
-        explained = self.pred if self.settings.heatmap_target == "predicted" else np.asarray(self.gt_index)
-        targets = [primary[torch.as_tensor(explained)]]
-        if self.settings.task == "triplet":
-            classes = self.prompts["primary"].classes
-            verb_set = self.prompts["verb"]
-            verbs = [normalise_label(VERBS[classes[int(k)].components[1]]) for k in explained]
-            self.verb_pred = np.asarray([verb_set.get(v) for v in verbs])
-            safe = torch.as_tensor(np.where(self.verb_pred < 0, 0, self.verb_pred))
-            targets.append(self.banks["verb"][safe])
+        self.scores = cosine_scores(img, primary).cpu().numpy()
+        self.pred = np.argmax(self.scores, axis=1)  # ties -> lowest index
+        s = self.settings
+        self.explained = [
+            explained_index(s.task, s.heatmap_target, int(p), g, row, self.names)
+            for p, g, row in zip(self.pred, self.gt_indices, self.scores, strict=True)
+        ]
+        # a frame without an explainable class still gets a map (of its prediction); it is not stored
+        rows = [e if e is not None else int(p) for e, p in zip(self.explained, self.pred, strict=True)]
+        targets = [primary[torch.as_tensor(rows)]]
+        if s.task == "triplet":
+            verbs = [
+                normalise_label(VERBS[self.prompts["primary"].classes[int(p)].components[1]])
+                for p in self.pred
+            ]
+            self.verb_index = np.asarray([self.prompts["verb"].index(v) for v in verbs])
+            targets.append(self.banks["verb"][torch.as_tensor(self.verb_index)])
         return targets
-
-
-def _gt_index(frame: GroundingFrame, settings: BenchSettings, primary: PromptSet) -> int:
-    if settings.task == "instrument":
-        return primary.index(frame.instruments[0])
-    for comp in frame.triplets:
-        key = triplet_key(INSTRUMENTS[comp[0]], VERBS[comp[1]], TARGETS[comp[2]])
-        if primary.get(key) >= 0:
-            return primary.get(key)
-    return 0
-
-
-def _instrument_record(frame, pred_key, scores, keys, heat, regions) -> dict[str, Any]:
-    union = np.zeros(heat.shape, dtype=bool)
-    for m in regions.values():
-        union |= m
-    ac = tau_ac(heat, union)
-    attended = attended_set(heat)
-    top = np.argsort(-scores, kind="stable")[:5]
-    return {
-        "gt": frame.instruments,
-        "pred": pred_key,
-        "correct": pred_key in frame.instruments,
-        "top5": [[keys[int(k)], round(float(scores[int(k)]), 6)] for k in top],
-        "tau_ac": None if np.isnan(ac) else ac,
-        "tau_aa": tau_aa(heat, regions, pred_key),
-        "attended_fraction": float(attended.mean()),
-    }
-
-
-def _triplet_record(frame, pred_comp, pred_key, verb_heat, regions) -> dict[str, Any]:
-    gt = [triplet_names(c) for c in frame.triplets]
-    pi, pv, pt = triplet_names(pred_comp)
-    valid = any(i == pi and v == pv for i, v, _ in gt)
-    rec: dict[str, Any] = {
-        "gt": [triplet_key(INSTRUMENTS[c[0]], VERBS[c[1]], TARGETS[c[2]]) for c in frame.triplets],
-        "pred": pred_key,
-        "correct": pred_key
-        in [triplet_key(INSTRUMENTS[c[0]], VERBS[c[1]], TARGETS[c[2]]) for c in frame.triplets],
-        "instrument_correct": pi in {g[0] for g in gt},
-        "verb_correct": pv in {g[1] for g in gt},
-        "target_correct": pt in {g[2] for g in gt},
-        "valid": valid,
-        "ars": None,
-        "ars_status": "not_valid",
-    }
-    if valid:
-        box = regions.get(pi)
-        if box is None or not box.any():
-            rec["ars_status"] = "no_box_for_instrument"
-        elif verb_heat is None:
-            rec["ars_status"] = "no_verb_prompt"
-        else:
-            rec["ars"] = action_reasoning_score(verb_heat, box)
-            rec["ars_status"] = "scored"
-    return rec
 
 
 def _quantise(m: torch.Tensor) -> np.ndarray:
     return np.round(m.detach().cpu().float().clamp(0, 1).numpy() * 255.0).astype(np.uint8)
 
 
-def _process_batch(
-    adapter, frames, settings, prompts, banks, offset
-) -> tuple[list[dict], dict[str, np.ndarray]]:
+def _load_images(frames: Sequence[GroundingFrame], offset: int) -> tuple[list, list[dict[str, Any]]]:
     loaded, failed = [], []
     for b, f in enumerate(frames):
         try:
             loaded.append((offset + b, f, f.load_image()))
         except SurgkitError as e:  # an unreadable image is reported; the rest of the batch goes on
             failed.append({"index": offset + b, "video": f.video, "frame": f.frame, "error": str(e)})
+    return loaded, failed
+
+
+def _process_batch(
+    adapter: VLMAdapter,
+    frames: Sequence[GroundingFrame],
+    settings: BenchSettings,
+    prompts: dict[str, PromptSet],
+    banks: dict[str, torch.Tensor],
+    offset: int,
+) -> tuple[list[dict], dict[str, np.ndarray]]:
+    loaded, failed = _load_images(frames, offset)
     if not loaded:
         return failed, {}
-    offsets = [k for k, _, _ in loaded]
-    frames = [f for _, f, _ in loaded]
     images = [img for _, _, img in loaded]
     pixels, geoms = adapter.preprocess(images)
-    chooser = _Chooser(settings, prompts, banks)
-    chooser.gt_index = [_gt_index(f, settings, prompts["primary"]) for f in frames]
+    chooser = _Chooser(settings, prompts, banks, [f for _, f, _ in loaded])
     _emb, maps = adapter.explain(pixels, chooser)
-    keys = prompts["primary"].keys
+    primary = prompts["primary"]
+    keys = primary.keys
+    tau, rule = settings.tau, settings.threshold
     records, arrays = [], {}
-    for b, (frame, img, geom) in enumerate(zip(frames, images, geoms, strict=True)):
-        idx = offsets[b]
-        heat = to_frame(maps[0][b], geom)
-        regions = frame.region_masks(img.shape[:2], frame.regions)
-        pred = int(chooser.pred[b])
+    for b, ((idx, frame, img), geom) in enumerate(zip(loaded, geoms, strict=True)):
+        pred, exp = int(chooser.pred[b]), chooser.explained[b]
+        scores = chooser.scores[b]
         rec: dict[str, Any] = {
             "index": idx,
             "video": frame.video,
@@ -261,21 +201,27 @@ def _process_batch(
             "geometry": geom.to_dict(),
             "boxes": {k: [list(map(float, bx)) for bx in v] for k, v in frame.boxes.items()},
             "box_unit": frame.unit,
-            "explained": keys[int(chooser.gt_index[b])] if settings.heatmap_target == "gt" else keys[pred],
+            "top5": top_k(keys, scores),
+            "pred_score": float(scores[pred]),
         }
-        scores = chooser.scores[b].numpy()
+        hw = img.shape[:2]
         if settings.task == "instrument":
-            rec.update(_instrument_record(frame, keys[pred], scores, keys, heat, regions))
+            heat = to_frame(maps[0][b], geom)
+            regions = frame.region_masks(hw, frame.regions)
+            rec.update(instrument_record(frame.instruments, keys[pred], keys[exp], heat, regions, tau, rule))  # type: ignore[index]
         else:
-            comp = prompts["primary"].classes[pred].components
-            has_verb = chooser.verb_pred[b] >= 0
-            verb_heat = to_frame(maps[1][b], geom) if has_verb else None
-            boxes = frame.region_masks(img.shape[:2], "boxes")  # ARS: B(instrument) is the GT box
-            rec.update(_triplet_record(frame, comp, keys[pred], verb_heat, boxes))
-            rec["pred_score"] = float(scores[pred])
-            if settings.save_heatmaps and has_verb:
+            gt_comp = [tuple(c) for c in frame.triplets]
+            pred_names = triplet_names(primary.classes[pred].components)
+            match = match_triplet(pred_names, [triplet_names(c) for c in gt_comp], settings.validity)
+            verb_heat = to_frame(maps[1][b], geom)
+            boxes = frame.region_masks(hw, "boxes")  # ARS: B(instrument) is the GT box
+            rec.update(triplet_record(frame_gt_keys(frame, "triplet"), [triplet_names(c) for c in gt_comp],
+                                      keys[pred], pred_names, keys[exp] if exp is not None else None, match,
+                                      verb_heat, boxes, tau, rule))  # fmt: skip
+            rec["verb_prompt"] = prompts["verb"].keys[int(chooser.verb_index[b])]
+            if settings.save_heatmaps:
                 arrays[f"{idx}_verb"] = _quantise(maps[1][b])
-        if settings.save_heatmaps:
+        if settings.save_heatmaps and exp is not None:
             arrays[f"{idx}_primary"] = _quantise(maps[0][b])
         records.append(rec)
     return sorted(records + failed, key=lambda r: r["index"]), arrays
@@ -296,34 +242,42 @@ def run_benchmark(
     extra_protocol: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the benchmark over ``frames``; returns (and writes) the summary. Resumable per shard."""
-    from surgkit.utils.progress import console, make_progress
+    """Run the benchmark over ``frames``; returns (and writes) the summary. Resumable per shard.
+
+    The adapter is configured with the settings' preprocessing and heatmap options first.
+    """
+    from surgkit.utils.lock import output_lock
 
     out = Path(out_dir)
+    adapter.configure(settings.preprocessing, settings.heatmap_options())
+    with output_lock(out, "surgkit ground bench"):
+        return _run(adapter, frames, vocabulary, settings, out, dataset, extra_protocol or {}, progress)
+
+
+def _run(adapter, frames, vocabulary, settings, out, dataset, extra_protocol, progress) -> dict[str, Any]:
+    from surgkit.utils.progress import console, make_progress
+    from surgkit.utils.runinfo import check_resume
+
     prompts = build_prompt_sets(settings, [normalise_label(v) for v in vocabulary])
     usable, skipped = check_frames(frames, settings, prompts)
     if not usable:
+        reasons = sorted({s["reason"].split(" (")[0] for s in skipped})
         raise SurgkitError(
-            f"no frame can be benchmarked for the {settings.task} task ({len(skipped)} skipped)"
+            f"no frame can be benchmarked for the {settings.task} task ({len(skipped)} skipped: {'; '.join(reasons)})"
         )
+    protocol = {**settings.protocol(adapter), **extra_protocol}
     run_cfg = {
         "model": adapter.describe(),
         "weights": weights_checksum(adapter),
-        "settings": dataclasses.asdict(settings),
-        "frames": [f.key for f in usable],
+        "settings": settings.output_settings(),
+        "frames": sha256_json([f.key for f in usable]),
         "dataset": dataset,
     }
-    fingerprint = sha256_json(run_cfg)
-    cfg_path = out / "run_config.json"
-    if cfg_path.is_file():
-        old = json.loads(cfg_path.read_text()).get("fingerprint")
-        if old != fingerprint:
-            raise SurgkitError(f"{out}: holds a run with other settings, model or frames; choose a new --out")
-    write_json(cfg_path, {**run_cfg, "fingerprint": fingerprint, "frames": len(usable)})
+    check_resume(out, run_cfg, command="surgkit ground bench")
+    write_json(out / "run_config.json", {**run_cfg, "frames": len(usable), "protocol": protocol})
     write_json(out / "prompts.json", {name: p.to_dict() for name, p in prompts.items()})
     banks = {name: class_embeddings(adapter, p, cache_dir=out / "cache") for name, p in prompts.items()}
-    for s in skipped:
-        console.print(f"[yellow]skipped[/] {s['where']}: frame {s['frame']}: {s['reason']}", highlight=False)
+    _report_skipped(console, skipped)
 
     bs = settings.batch_size
     n_shards = (len(usable) + bs - 1) // bs
@@ -344,7 +298,10 @@ def run_benchmark(
         for rec in json.loads((out / "shards" / f"{s:05d}.json").read_text()):
             (errors if "error" in rec else records).append(rec)
     for e in errors:
-        console.print(f"[yellow]skipped[/] frame {e['video']}/{e['frame']}: {e['error']}", highlight=False)
+        console.print(
+            f"[yellow]skipped[/] frame {escape(e['video'])}/{e['frame']}: {escape(e['error'])}",
+            highlight=False,
+        )
         skipped.append({"frame": f"{e['video']}/{e['frame']}", "reason": e["error"], "where": "image"})
     if not records:
         raise SurgkitError(f"no frame could be read ({len(errors)} unreadable images)")
@@ -354,9 +311,10 @@ def run_benchmark(
         "dataset": dataset,
         "task": settings.task,
         "frames": len(records),
+        "pool_size": len(prompts["primary"]),
         "skipped": skipped,
-        "protocol": {**settings.protocol(adapter), **(extra_protocol or {})},
-        **summarise(records, settings.task),
+        "protocol": protocol,
+        **summarise(records, settings.task, prompts["primary"].keys),
     }
     write_json(out / "summary.json", summary)
     from surgkit.grounding.tables import run_markdown
@@ -365,50 +323,90 @@ def run_benchmark(
     return summary
 
 
+def _report_skipped(console: Any, skipped: list[dict[str, str]], shown: int = 3) -> None:
+    """A few skipped frames with their source, then one count per reason (all are in summary.json)."""
+    for s in skipped[:shown]:
+        console.print(f"[yellow]skipped[/] {escape(s['where'])}: frame {escape(s['frame'])}: {escape(s['reason'])}",
+                      highlight=False)  # fmt: skip
+    if len(skipped) > shown:
+        reasons: dict[str, int] = {}
+        for s in skipped:
+            key = s["reason"].split(" (")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+        counts = "; ".join(f"{n} x {escape(r)}" for r, n in sorted(reasons.items()))
+        console.print(
+            f"[yellow]skipped[/] {len(skipped)} frames in all: {counts} (listed in summary.json)",
+            highlight=False,
+        )
+
+
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def _aggregate(records: list[dict[str, Any]], task: str) -> dict[str, Any]:
+def best_constant(records: list[dict[str, Any]], pool: Sequence[str]) -> tuple[float, str | None]:
+    """Accuracy of the best single constant prediction from the pool on these frames, and that class."""
+    if not records:
+        return float("nan"), None
+    counts: dict[str, int] = {}
+    for r in records:
+        for key in set(r["gt"]):
+            counts[key] = counts.get(key, 0) + 1
+    allowed = set(pool)
+    best = max(((c, k) for k, c in counts.items() if k in allowed), key=lambda ck: (ck[0], -pool.index(ck[1])),
+               default=(0, None))  # fmt: skip
+    return best[0] / len(records), best[1]
+
+
+def _aggregate(records: list[dict[str, Any]], task: str, pool: Sequence[str]) -> dict[str, Any]:
     n = len(records)
-    out: dict[str, Any] = {"frames": n, "accuracy": _mean([float(r["correct"]) for r in records])}
+    const_acc, const_class = best_constant(records, pool)
+    out: dict[str, Any] = {
+        "frames": n,
+        "accuracy": _mean([float(r["correct"]) for r in records]),
+        "best_constant_accuracy": const_acc,
+        "best_constant_class": const_class,
+        "uniform_guess_accuracy": 1.0 / len(pool) if pool else float("nan"),
+    }
     if task == "instrument":
-        ac = [r["tau_ac"] for r in records if r["tau_ac"] is not None]
-        labels = {lb for r in records for lb in r["gt"]}
-        # reference: accuracy of the best single constant prediction on these frames (uses their labels)
-        best = max((sum(lb in r["gt"] for r in records) for lb in labels), default=0)
+        ac = [r for r in records if r["tau_ac"] is not None]
         out.update(
-            best_constant_accuracy=best / n if n else float("nan"),
-            tau_ac=_mean(ac),
+            tau_ac=_mean([r["tau_ac"] for r in ac]),
+            tau_ac_uniform=_mean([r["tau_ac_uniform"] for r in ac]),
             tau_aa=_mean([r["tau_aa"] for r in records]),
+            tau_aa_uniform=_mean([r["tau_aa_uniform"] for r in records]),
             tau_ac_frames=len(ac),
             no_attention=sum(r["attended_fraction"] == 0 for r in records),
         )
         return out
     valid = [r for r in records if r["valid"]]
-    scored = [r["ars"] for r in valid if r["ars_status"] == "scored"]
+    scored = [r for r in valid if r["ars_status"] == "scored"]
+    ars = [r["ars"] for r in scored]
     out.update(
         instrument_accuracy=_mean([float(r["instrument_correct"]) for r in records]),
         verb_accuracy=_mean([float(r["verb_correct"]) for r in records]),
         target_accuracy=_mean([float(r["target_correct"]) for r in records]),
-        ars=_mean(scored),
+        ars=_mean(ars),
+        ars_uniform=_mean([r["ars_uniform"] for r in scored]),
         valid_frames=len(valid),
         ars_scored=len(scored),
         ars_no_box=sum(r["ars_status"] == "no_box_for_instrument" for r in valid),
+        ars_null_verb=sum(r["ars_status"] == "null_verb" for r in valid),
+        not_explained=sum(r["explained"] is None for r in records),
         v_over_t=100.0 * len(valid) / n if n else float("nan"),
-        z_over_v=100.0 * sum(a == 0 for a in scored) / len(scored) if scored else float("nan"),
+        z_over_v=100.0 * sum(a == 0 for a in ars) / len(ars) if ars else float("nan"),
     )
     return out
 
 
-def summarise(records: list[dict[str, Any]], task: str) -> dict[str, Any]:
+def summarise(records: list[dict[str, Any]], task: str, pool: Sequence[str]) -> dict[str, Any]:
     """Per-video and overall metrics (overall = over all frames pooled, as in the seed's tables)."""
     videos: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         videos.setdefault(r["video"], []).append(r)
     return {
-        "overall": _aggregate(records, task),
-        "videos": {v: _aggregate(rs, task) for v, rs in sorted(videos.items())},
+        "overall": _aggregate(records, task, pool),
+        "videos": {v: _aggregate(rs, task, pool) for v, rs in sorted(videos.items())},
     }
 
 

@@ -29,10 +29,11 @@ def bench_cmd(
         None, "--out", "-o", help="Run folder (default ground-runs/<model>-<task>)."
     ),
     boxes_root: Path | None = typer.Option(
-        None, help="Triplet task: Cholec80-boxes root joined on (video, frame)."
+        None, help="Triplet task: Cholec80-Boxes root joined on (video number, frame)."
     ),
-    frame_map: str | None = typer.Option(
-        None, help="Map box frame numbers to triplet frames: identity or divN."
+    frame_map: str = typer.Option(
+        "auto",
+        help="Box frame number -> 1-fps triplet frame: auto (from the numbering), identity or divN.",
     ),
     regions: str = typer.Option(
         "boxes", help="GT regions of τ-AC/τ-AA: boxes, or masks (synthetic world only)."
@@ -43,21 +44,37 @@ def bench_cmd(
     trust_checkpoint: bool = typer.Option(
         False, help="Allow torch.load(weights_only=True) of a pickle-based .pth."
     ),
-    native: bool = typer.Option(
-        False, help="Model-native preprocessing (centre crops) instead of full-frame resize."
+    preprocessing: str = typer.Option(
+        "official",
+        help="official (SurgVLP resize 360x640 + centre crop; CLIP processor shorter side + crop) or full-frame.",
     ),
-    start_layer: int = typer.Option(0, help="Rollout: first attention block (0 = all, -1 = last only)."),
-    score_scale: float | None = typer.Option(
-        None, help="Rollout target scale (default logit_scale.exp(); 1 = cosine)."
+    heatmap_target: str = typer.Option(
+        "pred", help="Explain the predicted class (pred) or the GT class (gt)."
     ),
-    heatmap_target: str = typer.Option("predicted", help="Explain the predicted or the gt class."),
-    tau: float = typer.Option(0.5, help="Attention threshold τ (attended = normalised heatmap ≥ τ)."),
+    tau: float = typer.Option(0.5, help="Attention threshold τ on the min-max normalised heatmap."),
+    threshold: str = typer.Option(">=", help="Attended set: >= (H ≥ τ) or > (H > τ)."),
+    triplet_pool: str = typer.Option(
+        "valid", help="valid (94 non-null CholecT50 triplets), all (100) or product (756 combinations)."
+    ),
+    validity: str = typer.Option(
+        "same-triplet", help="Valid frame: same-triplet (one GT triplet has both) or any-triplet."
+    ),
+    out_of_pool: str = typer.Option(
+        "exclude", help="Frames whose GT triplets are all outside the pool: exclude (counted) or count."
+    ),
+    gradcam_layer: str = typer.Option("layer4", help="Grad-CAM block of ResNet VLMs: layer4 .. layer1."),
+    rollout_start: int = typer.Option(0, help="Rollout: first attention block (0 = all, -1 = last only)."),
+    rollout_target: str = typer.Option(
+        "logit", help="Rollout score: logit (logit_scale.exp()·cos) or cosine."
+    ),
+    rollout_order: str = typer.Option(
+        "later-left", help="Rollout product order: later-left (Chefer) or later-right."
+    ),
     batch_size: int = typer.Option(8, help="Frames per batch (and per resumable shard)."),
     max_frames: int | None = typer.Option(None, help="Benchmark at most this many frames."),
     templates: Path | None = typer.Option(
         None, help="Prompt templates JSON (default: the seed's templates)."
     ),
-    null_policy: str = typer.Option("exclude", help="null_verb/null_target prompts: exclude or render."),
     articles: bool = typer.Option(False, help="Fix 'a' -> 'an' before vowels in rendered prompts."),
     no_heatmaps: bool = typer.Option(False, help="Do not save heatmaps."),
     name: str | None = typer.Option(None, help="Model name in tables (default: folder name / variant)."),
@@ -68,21 +85,19 @@ def bench_cmd(
     from surgkit.grounding.api import bench
     from surgkit.grounding.tables import print_tables
 
-    options: dict = {}
-    if Path(model).is_file():
-        options = {"vocab": vocab, "variant": variant, "trust_checkpoint": trust_checkpoint, "native": native}
-    else:
-        options = {"native": native}
-        if start_layer != 0:
-            options["start_layer"] = start_layer
-        if score_scale is not None:
-            options["score_scale"] = score_scale
+    options = (
+        {"vocab": vocab, "variant": variant, "trust_checkpoint": trust_checkpoint}
+        if Path(model).is_file()
+        else {}
+    )
     summary = bench(
         model, dataset, root, task, out, device=device, boxes_root=boxes_root, frame_map=frame_map, regions=regions,
         videos=[v.strip() for v in videos.split(",")] if videos else None, allow_leakage=allow_leakage,
-        name=name, model_options=options, tau=tau, batch_size=batch_size, heatmap_target=heatmap_target,
-        null_policy=null_policy, articles=articles, templates=str(templates) if templates else None,
-        save_heatmaps=not no_heatmaps, max_frames=max_frames,
+        name=name, model_options=options, tau=tau, threshold=threshold, preprocessing=preprocessing,
+        heatmap_target=heatmap_target, triplet_pool=triplet_pool, validity=validity, out_of_pool=out_of_pool,
+        gradcam_layer=gradcam_layer, rollout_start=rollout_start, rollout_target=rollout_target,
+        rollout_order=rollout_order, batch_size=batch_size, articles=articles,
+        templates=str(templates) if templates else None, save_heatmaps=not no_heatmaps, max_frames=max_frames,
     )  # fmt: skip
     print_tables([summary])
 
@@ -91,16 +106,19 @@ def bench_cmd(
 def table_cmd(
     runs: list[Path] = typer.Argument(..., help="Run folders of `surgkit ground bench`."),
     markdown: Path | None = typer.Option(None, help="Also write the tables as Markdown to this file."),
+    allow_mixed_protocols: bool = typer.Option(
+        False, help="Put runs with different protocol choices in one table (the captions say so)."
+    ),
 ) -> None:
-    """Compare runs: the seed's Table 1 (instrument) and Table 2 (triplet) layouts."""
+    """Compare runs: the seed's Table 1 (instrument, CoPESD as a column) and Table 2 (triplet) layouts."""
     from surgkit.grounding.api import compare
     from surgkit.grounding.tables import print_tables, run_markdown
     from surgkit.utils.io import write_text
 
     summaries = compare(runs)
-    print_tables(summaries)
+    print_tables(summaries, allow_mixed_protocols)
     if markdown:
-        write_text(markdown, run_markdown(summaries))
+        write_text(markdown, run_markdown(summaries, allow_mixed_protocols))
 
 
 @sub.command("figure")

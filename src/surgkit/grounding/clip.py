@@ -7,16 +7,17 @@
   ``get_image_features``/``get_text_features``:
   image = ``visual_projection(vision_model(pixels).pooler_output)`` (pooler = post-LN CLS),
   text = ``text_projection(text_model(ids, mask).pooler_output)`` (EOS token).
-* Preprocessing: the folder's ``preprocessor_config.json`` provides mean/std; the geometry is the
-  pinned full-frame resize to ``vision_config.image_size`` unless ``native=True`` (shorter side +
-  center crop, bicubic, as OpenAI CLIP).
-* Rollout target: ``logit_scale.exp() * cos`` (Chefer), ``start_layer`` 0 (all blocks); both
-  configurable (``score_scale=1.0`` gives the plain cosine).
+* Official preprocessing: the folder's ``preprocessor_config.json`` (HF ``CLIPImageProcessor``):
+  shorter side to ``size.shortest_edge``, centre crop ``crop_size`` (must equal the vision
+  ``image_size``), bicubic, ``image_mean``/``image_std``; OpenAI CLIP's values when the file is
+  absent. ``full-frame`` resizes the whole frame instead (:meth:`VLMAdapter.configure`).
+* Rollout settings (:class:`~surgkit.grounding.protocol.HeatmapOptions`): target
+  ``logit_scale.exp() * cos`` (Chefer) or the plain cosine, first block 0 (all blocks) or -1 (the
+  last), product order ``later-left`` (Chefer) or ``later-right``.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,15 +33,33 @@ from surgkit.grounding.heatmaps import chefer_rollout, patch_relevance_to_map
 MAX_TEXT_TOKENS = 77
 
 
-def _read_preprocessor(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    cfg = folder / "preprocessor_config.json"
-    if not cfg.is_file():
-        return CLIP_MEAN, CLIP_STD
-    try:
-        d = json.loads(cfg.read_text())
-    except json.JSONDecodeError as e:
-        raise SurgkitError(f"{cfg}:{e.lineno}: invalid JSON ({e.msg})") from None
-    return tuple(d.get("image_mean", CLIP_MEAN)), tuple(d.get("image_std", CLIP_STD))
+def _triple(value: Any, path: Path, key: str) -> tuple[float, float, float]:
+    from surgkit.utils.inputs import as_float, as_list
+
+    items = as_list(value, path, key)
+    if len(items) != 3:
+        raise SurgkitError(f"{path}: {key} needs 3 values, got {len(items)}")
+    return tuple(as_float(v, path, f"{key}[{k}]") for k, v in enumerate(items))  # type: ignore[return-value]
+
+
+def official_preprocess(folder: Path | None, image_size: int) -> Preprocess:
+    """The HF CLIPImageProcessor transform of a model folder (OpenAI CLIP's when there is none)."""
+    from surgkit.utils.inputs import as_dict, as_int, get, read_json
+
+    cfg = folder / "preprocessor_config.json" if folder is not None else None
+    if cfg is None or not cfg.is_file():
+        return Preprocess("shorter_crop", image_size, CLIP_MEAN, CLIP_STD, interpolation="bicubic")
+    d = as_dict(read_json(cfg), cfg)
+    mean = _triple(get(d, "image_mean", cfg, default=list(CLIP_MEAN)), cfg, "image_mean")
+    std = _triple(get(d, "image_std", cfg, default=list(CLIP_STD)), cfg, "image_std")
+    size = get(d, "size", cfg, default={"shortest_edge": image_size})
+    short = size.get("shortest_edge", image_size) if isinstance(size, dict) else size
+    short = as_int(short, cfg, "size.shortest_edge", lo=1)
+    crop = get(d, "crop_size", cfg, default={"height": image_size, "width": image_size})
+    crop_hw = (crop.get("height"), crop.get("width")) if isinstance(crop, dict) else (crop, crop)
+    if crop_hw != (image_size, image_size):
+        raise SurgkitError(f"{cfg}: crop_size {crop_hw} differs from the model's image_size {image_size}")
+    return Preprocess("shorter_crop", image_size, mean, std, interpolation="bicubic", short_side=short)
 
 
 class HFClipAdapter(VLMAdapter):
@@ -52,34 +71,25 @@ class HFClipAdapter(VLMAdapter):
         self,
         model: Any,
         tokenizer: Any,
-        preprocess: Preprocess | None = None,
+        official: Preprocess | None = None,
         name: str = "clip",
         device: str | torch.device = "cpu",
-        start_layer: int = 0,
-        score_scale: float | None = None,
     ):
         size = int(model.config.vision_config.image_size)
-        super().__init__(name, preprocess or Preprocess("resize", size, CLIP_MEAN, CLIP_STD), device)
-        if self.preprocess.size != size:
-            raise SurgkitError(f"preprocessing size {self.preprocess.size} != CLIP image_size {size}")
+        super().__init__(name, official or official_preprocess(None, size), device)
+        if self.official.size != size:
+            raise SurgkitError(f"preprocessing size {self.official.size} != CLIP image_size {size}")
         if getattr(model.config, "_attn_implementation", "eager") != "eager":
             model.set_attn_implementation("eager")
         self.model = model.to(self.device).eval().float()
         self.tokenizer = tokenizer
-        self.start_layer = start_layer
-        self._score_scale = score_scale
         self.max_tokens = min(MAX_TEXT_TOKENS, int(model.config.text_config.max_position_embeddings))
 
     @classmethod
     def from_pretrained(
-        cls,
-        path: str | Path,
-        device: str | torch.device = "cpu",
-        native: bool = False,
-        name: str | None = None,
-        **kwargs: Any,
+        cls, path: str | Path, device: str | torch.device = "cpu", name: str | None = None
     ) -> HFClipAdapter:
-        """Load model, tokenizer and normalisation from a folder (or hub id) with eager attention."""
+        """Load model, tokenizer and official preprocessing from a folder (or hub id), eager attention."""
         from transformers import AutoTokenizer, CLIPModel
 
         folder = Path(path)
@@ -88,13 +98,9 @@ class HFClipAdapter(VLMAdapter):
             tokenizer = AutoTokenizer.from_pretrained(str(path))
         except OSError as e:
             raise SurgkitError(f"{path}: cannot load an HF CLIP model ({e})") from None
-        mean, std = _read_preprocessor(folder) if folder.is_dir() else (CLIP_MEAN, CLIP_STD)
         size = int(model.config.vision_config.image_size)
-        if native:
-            pre = Preprocess("shorter_crop", size, mean, std, interpolation="bicubic")  # type: ignore[arg-type]
-        else:
-            pre = Preprocess("resize", size, mean, std)  # type: ignore[arg-type]
-        return cls(model, tokenizer, pre, name=name or folder.name, device=device, **kwargs)
+        pre = official_preprocess(folder if folder.is_dir() else None, size)
+        return cls(model, tokenizer, pre, name=name or folder.name, device=device)
 
     @property
     def probability_scale(self) -> float:
@@ -102,10 +108,21 @@ class HFClipAdapter(VLMAdapter):
 
     @property
     def score_scale(self) -> float:
-        return self.probability_scale if self._score_scale is None else float(self._score_scale)
+        return self.probability_scale if self.heatmap_options.rollout_target == "logit" else 1.0
+
+    def describe_heatmap(self) -> dict[str, Any]:
+        o = self.heatmap_options
+        n = int(self.model.config.vision_config.num_hidden_layers)
+        start = o.rollout_start if o.rollout_start >= 0 else n + o.rollout_start
+        blocks = "all" if start == 0 else ("last" if start == n - 1 else f"{start}..{n - 1}")
+        target = (
+            f"logit_scale.exp()·cos (x{self.probability_scale:.4g})" if o.rollout_target == "logit" else "cos"
+        )
+        return {"method": self.heatmap_method, "blocks": blocks, "start": o.rollout_start, "target": target,
+                "order": o.rollout_order}  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "start_layer": self.start_layer, "attn_implementation": "eager"}
+        return {**super().describe(), "attn_implementation": "eager"}
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         out = self.model.vision_model(pixel_values=pixels.to(self.device, torch.float32))
@@ -147,5 +164,6 @@ class HFClipAdapter(VLMAdapter):
 
     def _relevance(self, state: Any, score: torch.Tensor, retain_graph: bool) -> torch.Tensor:
         grads = torch.autograd.grad(score.sum(), state, retain_graph=retain_graph)
-        rel = chefer_rollout(state, grads, start_layer=self.start_layer)
+        o = self.heatmap_options
+        rel = chefer_rollout(state, grads, start_layer=o.rollout_start, order=o.rollout_order)
         return patch_relevance_to_map(rel, (self.preprocess.size, self.preprocess.size))

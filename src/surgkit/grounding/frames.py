@@ -188,9 +188,12 @@ def video_number(video: str) -> int:
 
 @dataclasses.dataclass
 class JoinReport:
-    """Frame counts of a join, per video number: (left frames, right frames, kept)."""
+    """Frame counts of a join, per video number: (left frames, right frames, kept), and the frame
+    ranges of both sides (for the error message of a join that keeps nothing)."""
 
     per_video: dict[int, tuple[int, int, int]]
+    ranges: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    frame_map: str = "identity"
 
     @property
     def kept(self) -> int:
@@ -202,6 +205,7 @@ class JoinReport:
             "left": sum(v[0] for v in self.per_video.values()),
             "right": sum(v[1] for v in self.per_video.values()),
             "videos_kept": sorted(k for k, v in self.per_video.items() if v[2]),
+            "frame_map": self.frame_map,
             "per_video": {
                 str(k): {"left": a, "right": b, "kept": c} for k, (a, b, c) in sorted(self.per_video.items())
             },
@@ -210,8 +214,23 @@ class JoinReport:
     def describe(self) -> str:
         d = self.to_dict()
         return (
-            f"join kept {d['kept']} frames of {d['left']} (left) / {d['right']} (right) "
+            f"join kept {d['kept']} frames of {d['left']} (boxes) / {d['right']} (triplets) "
             f"in {len(d['videos_kept'])} shared videos"
+        )
+
+    def explain(self) -> str:
+        """Why a join kept nothing: the videos of each side, or the frame ranges of shared videos."""
+        left = sorted(k for k, v in self.per_video.items() if v[0])
+        right = sorted(k for k, v in self.per_video.items() if v[1])
+        shared = sorted(set(left) & set(right))
+        if not shared:
+            return f"no shared video numbers (boxes: {_ids(left)}; triplets: {_ids(right)})"
+        lo, hi = self.ranges.get("left", (0, 0))
+        tlo, thi = self.ranges.get("right", (0, 0))
+        return (
+            f"videos {_ids(shared)} are on both sides but no frame matches after --frame-map {self.frame_map} "
+            f"(box frames {lo}..{hi} map to {self.ranges.get('mapped', (lo, hi))[0]}..{self.ranges.get('mapped', (lo, hi))[1]}, "
+            f"triplet frames {tlo}..{thi}); check the frame numbering"
         )
 
 
@@ -231,9 +250,11 @@ def join_frames(
     counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
     for vnum, _ in right:
         counts[vnum][1] += 1
-    out = []
+    out, left_frames, mapped = [], [], []
     for f in boxes:
         key = (video_number(f.video), fmap(f.frame))
+        left_frames.append(f.frame)
+        mapped.append(key[1])
         counts[key[0]][0] += 1
         other = right.get(key)
         if other is None:
@@ -241,7 +262,13 @@ def join_frames(
         counts[key[0]][2] += 1
         out.append(dataclasses.replace(f, triplets=list(other.triplets), image=f.image or other.image,
                                        source=f"{f.where()} + {other.where()}"))  # fmt: skip
-    return out, JoinReport({k: tuple(v) for k, v in counts.items()})  # type: ignore[misc]
+    ranges = {name: (min(v), max(v)) for name, v in
+              (("left", left_frames), ("mapped", mapped), ("right", [k[1] for k in right])) if v}  # fmt: skip
+    return out, JoinReport({k: tuple(v) for k, v in counts.items()}, ranges)  # type: ignore[misc]
+
+
+def _ids(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers[:10])) + (" ..." if len(numbers) > 10 else "") if numbers else "none"
 
 
 def triplet_names(comp: tuple[int, int, int]) -> tuple[str, str, str]:

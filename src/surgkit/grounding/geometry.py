@@ -4,12 +4,14 @@ A heatmap is computed at model-input resolution (S x S). The grounding metrics n
 coordinates, so every preprocessing is described by a :class:`FrameGeometry`: the frame size
 (H0, W0), the intermediate resized size (Hi, Wi) and the crop window inside it. Three modes:
 
-* ``resize`` (pinned default for grounding): the whole frame is resized to S x S (aspect ratio
-  changes; nothing is cropped, so every pixel of the frame is seen by the model).
-* ``resize_crop``: SurgVLP's native transform, Resize((360, 640)) then CenterCrop(S). For a
-  640x360 frame and S = 224 the crop window is x in [208, 432), y in [68, 292): only about 22 %
-  of the frame is visible to the model.
-* ``shorter_crop``: OpenAI CLIP's native transform, shorter side to S then CenterCrop(S).
+* ``resize`` (the ``full-frame`` protocol option): the whole frame is resized to S x S (aspect
+  ratio changes; nothing is cropped, so every pixel of the frame is seen by the model).
+* ``resize_crop``: SurgVLP's official transform (``surgvlp.py::_transform``), Resize((360, 640))
+  then CenterCrop(S) with torchvision's offsets ``round((Hi - S) / 2)``. For a 640x360 frame and
+  S = 224 the crop window is x in [208, 432), y in [68, 292): about 22 % of the frame is visible.
+* ``shorter_crop``: the HF ``CLIPImageProcessor`` rule (OpenAI CLIP): the shorter side to
+  ``short_side`` (``size.shortest_edge``), the longer side to ``int(short_side * long / short)``
+  (truncated), then a centre crop of S with offsets ``(Hi - S) // 2`` (``crop_size``).
 
 :func:`to_frame` inverts the geometry: the S x S map is pasted into its crop window of an
 (Hi, Wi) canvas that is 0 outside (pixels the model never saw get no attention), bilinearly
@@ -57,10 +59,13 @@ class FrameGeometry:
         return (h * w) / float(self.resized_hw[0] * self.resized_hw[1])
 
 
-def _center_crop(hw: tuple[int, int], size: int) -> tuple[int, int, int, int]:
+def _center_crop(hw: tuple[int, int], size: int, floor: bool = False) -> tuple[int, int, int, int]:
+    """Crop window (top, left, size, size): torchvision rounds the offsets, HF floors them."""
     h, w = hw
     if h < size or w < size:
         raise SurgkitError(f"cannot center-crop {size}x{size} from a {h}x{w} image")
+    if floor:
+        return ((h - size) // 2, (w - size) // 2, size, size)
     return (int(round((h - size) / 2.0)), int(round((w - size) / 2.0)), size, size)
 
 
@@ -68,7 +73,8 @@ def _center_crop(hw: tuple[int, int], size: int) -> tuple[int, int, int, int]:
 class Preprocess:
     """Model input transform: geometry mode, input size S, normalisation and interpolation.
 
-    ``resize_hw`` is the fixed intermediate size of ``resize_crop`` (SurgVLP: (360, 640)).
+    ``resize_hw`` is the fixed intermediate size of ``resize_crop`` (SurgVLP: (360, 640));
+    ``short_side`` the shorter-side target of ``shorter_crop`` (default: ``size``).
     """
 
     mode: str = "resize"
@@ -77,12 +83,29 @@ class Preprocess:
     std: tuple[float, float, float] = IMAGENET_STD
     resize_hw: tuple[int, int] = (360, 640)
     interpolation: str = "bilinear"
+    short_side: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise SurgkitError(f"unknown preprocessing mode '{self.mode}' (choose from {', '.join(MODES)})")
         if self.interpolation not in ("bilinear", "bicubic"):
             raise SurgkitError(f"unknown interpolation '{self.interpolation}' (bilinear or bicubic)")
+        if self.short_side is not None and self.short_side < self.size:
+            raise SurgkitError(f"shorter side {self.short_side} is smaller than the crop size {self.size}")
+
+    def describe(self) -> dict[str, object]:
+        """The transform as recorded in result files."""
+        d: dict[str, object] = {"mode": self.mode, "size": self.size, "mean": list(self.mean),
+                                "std": list(self.std), "interpolation": self.interpolation}  # fmt: skip
+        if self.mode == "resize_crop":
+            d["resize_hw"] = list(self.resize_hw)
+        if self.mode == "shorter_crop":
+            d["short_side"] = self.short_side or self.size
+        return d
+
+    def full_frame(self) -> Preprocess:
+        """The same model input (size, normalisation, interpolation) with the whole frame resized."""
+        return dataclasses.replace(self, mode="resize", short_side=None)
 
     def geometry(self, frame_hw: tuple[int, int]) -> FrameGeometry:
         """The :class:`FrameGeometry` this transform applies to a frame of size (H0, W0)."""
@@ -93,9 +116,12 @@ class Preprocess:
         if self.mode == "resize_crop":
             hw = (int(self.resize_hw[0]), int(self.resize_hw[1]))
             return FrameGeometry((h0, w0), hw, _center_crop(hw, s))
-        scale = s / min(h0, w0)
-        hw = (max(s, int(round(h0 * scale))), max(s, int(round(w0 * scale))))
-        return FrameGeometry((h0, w0), hw, _center_crop(hw, s))
+        short = int(self.short_side or s)
+        if h0 <= w0:  # HF get_resize_output_image_size: the longer side is truncated
+            hw = (short, int(short * w0 / h0))
+        else:
+            hw = (int(short * h0 / w0), short)
+        return FrameGeometry((h0, w0), hw, _center_crop(hw, s, floor=True))
 
     def __call__(self, frames: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[FrameGeometry]]:
         """uint8 RGB frames (H, W, 3), any sizes -> normalised float batch (B, 3, S, S) and geometries."""

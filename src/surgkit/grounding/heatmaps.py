@@ -11,7 +11,9 @@
   R = (I + C_{L-1}) ... (I + C_s). Relevance of the patches = R[CLS, 1:], reshaped to the patch
   grid, upsampled bilinearly and min-max normalised. The score S is logit_scale.exp() * cos by
   default (rollout is not scale invariant); ``start_layer`` 0 = all blocks (paper, seed),
-  -1 = last block only (Chefer's 2022 notebook).
+  -1 = last block only (Chefer's 2022 notebook). ``order="later-right"`` accumulates
+  R <- R + R C_l instead, i.e. R = (I + C_s) ... (I + C_{L-1}) (a choice the seed leaves open; the
+  two orders give different maps).
 """
 
 from __future__ import annotations
@@ -48,14 +50,23 @@ def chefer_layer_relevance(attention: torch.Tensor, grad: torch.Tensor) -> torch
     return (grad * attention).clamp(min=0).mean(dim=1)
 
 
+ORDERS = ("later-left", "later-right")
+
+
 def chefer_rollout(
-    attentions: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], start_layer: int = 0
+    attentions: Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor],
+    start_layer: int = 0,
+    order: str = "later-left",
 ) -> torch.Tensor:
     """Relevance of each patch token for the CLS token: returns R[:, 0, 1:] of shape (B, N - 1).
 
     ``attentions[l]`` and ``grads[l]`` are block l's attention probabilities and dS/dA, in forward
-    order. Blocks ``start_layer .. L-1`` are used (negative values count from the end).
+    order. Blocks ``start_layer .. L-1`` are used (negative values count from the end). ``order``:
+    ``later-left`` (Chefer: R <- R + C_l R) or ``later-right`` (R <- R + R C_l).
     """
+    if order not in ORDERS:
+        raise SurgkitError(f"unknown rollout order {order!r} (choose from {', '.join(ORDERS)})")
     n_layers = len(attentions)
     if n_layers == 0 or len(grads) != n_layers:
         raise SurgkitError(f"rollout needs one gradient per attention map (got {n_layers} and {len(grads)})")
@@ -66,7 +77,7 @@ def chefer_rollout(
     rel = torch.eye(n, dtype=attentions[0].dtype, device=attentions[0].device).expand(b, n, n).clone()
     for layer in range(start, n_layers):
         c = chefer_layer_relevance(attentions[layer], grads[layer])
-        rel = rel + torch.bmm(c, rel)
+        rel = rel + (torch.bmm(c, rel) if order == "later-left" else torch.bmm(rel, c))
     return rel[:, 0, 1:]
 
 

@@ -10,9 +10,12 @@ strings with named fields, one list per task (vlm_bench spec §3; seed 001 §4.1
 Class labels are normalised before rendering and matching: an optional display-name map,
 CamelCase split, ``_``/``-`` to spaces, lower case (``SpecimenBag`` -> ``specimen bag``,
 ``cystic_duct`` -> ``cystic duct``). The a/an article fix is off by default so the templates stay
-literal. Null classes (``null_verb``, ``null_target``) are excluded by default; with
-``null_policy="render"`` they are rendered through the display map.
-Every rendered prompt and its template id are kept and written into the results.
+literal. Triplet pools (:data:`TRIPLET_POOLS`): ``valid`` = the 94 CholecT50 triplets without a
+null verb or target (default), ``all`` = the 100 CholecT50 triplets with ``null_verb`` /
+``null_target`` rendered as "no action" / "nothing", ``product`` = every instrument x verb x
+target combination without nulls (6 x 9 x 14 = 756; the seed's "all possible instrument, verb,
+and target classes"). Every rendered prompt and its template id are kept and written into the
+results.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ TASKS = ("instrument", "triplet", "verb")
 DEFAULT_TEMPLATES = Path(__file__).with_name("templates.json")
 NULL_LABELS = ("null_verb", "null_target")
 NULL_DISPLAY = {"null_verb": "no action", "null_target": "nothing"}
+TRIPLET_POOLS = ("valid", "all", "product")
 
 
 def normalise_label(label: str, display: Mapping[str, str] | None = None) -> str:
@@ -199,24 +203,39 @@ def triplet_key(instrument: str, verb: str, target: str) -> str:
     return f"{instrument},{verb},{target}"
 
 
+def pool_components(pool: str = "valid") -> list[tuple[int, int, int]]:
+    """(instrument, verb, target) vocab ids of a triplet pool (see the module docstring)."""
+    if pool == "valid":
+        return [
+            c
+            for c in TRIPLET_COMPONENTS
+            if VERBS[c[1]] not in NULL_LABELS and TARGETS[c[2]] not in NULL_LABELS
+        ]
+    if pool == "all":
+        return list(TRIPLET_COMPONENTS)
+    if pool == "product":
+        verbs = [v for v, name in enumerate(VERBS) if name not in NULL_LABELS]
+        targets = [t for t, name in enumerate(TARGETS) if name not in NULL_LABELS]
+        return [(i, v, t) for i in range(len(INSTRUMENTS)) for v in verbs for t in targets]
+    raise SurgkitError(f"unknown triplet pool {pool!r} (choose from {', '.join(TRIPLET_POOLS)})")
+
+
 def triplet_prompts(
     triplets: Iterable[tuple[int, int, int]] | None = None,
     templates: dict[str, list[Template]] | None = None,
     display: Mapping[str, str] | None = None,
     articles: bool = False,
-    null_policy: str = "exclude",
+    pool: str = "valid",
 ) -> PromptSet:
-    """Triplet prompts over (instrument, verb, target) vocab ids (default: the 100 CholecT50 triplets).
+    """Triplet prompts over (instrument, verb, target) vocab ids: ``triplets``, or the ``pool``.
 
-    ``null_policy="exclude"`` drops the 6 null triplets (``null_verb``/``null_target``) from the pool.
+    Null components are rendered through the display map ("no action", "nothing").
     """
     tpl = (templates or load_templates())["triplet"]
     shown = {**NULL_DISPLAY, **(display or {})}
     classes = []
-    for comp in triplets if triplets is not None else TRIPLET_COMPONENTS:
+    for comp in triplets if triplets is not None else pool_components(pool):
         i, v, t = (int(c) for c in comp)
-        if not (_null_ok(VERBS[v], null_policy) and _null_ok(TARGETS[t], null_policy)):
-            continue
         fields = {
             "instrument": normalise_label(INSTRUMENTS[i], shown),
             "verb": normalise_label(VERBS[v], shown),

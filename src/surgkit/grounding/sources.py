@@ -3,9 +3,24 @@
 * instrument task: any dataset with tool boxes - ``cholec80_boxes``, ``copesd`` (and ``cholect50``
   when its JSON carries boxes);
 * triplet task: ``cholect45``/``cholect50`` triplet labels joined with a box dataset
-  (``--boxes-root``, Cholec80-boxes by default) on (video number, frame), as in the seed, which
+  (``--boxes-root``, Cholec80-Boxes by default) on (video number, frame), as in the seed, which
   kept the two videos (42, 43) the datasets share; without ``--boxes-root`` the triplet dataset's
   own boxes are used;
+
+The join, checked against the published layouts:
+
+* video numbers are the same across CAMMA's datasets ("The video IDs (e.g. 1, 2, 5, 80, etc.) are
+  consistent across these datasets", CholecT50 ``docs/README-Splits.md``); CholecT45 is the 45
+  Cholec80 videos of CholecT50, whose 5 other videos come from Cholec120 (CholecT50 ``README.md``);
+* CholecT45/50 frames are images extracted at 1 fps, named by their 0-based index
+  (``000023.png`` == 23; CholecT50 ``docs/README-Format.md``);
+* Cholec80-Boxes labels frames at 1 Hz and names them ``Video_SS_fffff.png`` with fffff "the frame
+  number" (Data 2025, 10(1):7, §2-3); Cholec80 videos are 25 fps (EndoNet, IEEE TMI 2016), whose
+  tool labels use 25-fps frame numbers (0, 25, 50, ...). Whether fffff counts 25-fps frames or
+  seconds is not stated, so ``--frame-map auto`` (default) reads it from the numbers
+  (:func:`infer_frame_map`): multiples of 25 -> ``div25`` (frame // 25 is the 1-fps index
+  [inferred: frame k of a 1-fps extraction is frame 25 k]), consecutive numbers -> ``identity``,
+  anything else is refused with a request for an explicit ``--frame-map``.
 * ``synth``: a synthetic world root written by ``surgkit synth``; its Cholec80-boxes and CholecT50
   layouts are read by the same readers.
 
@@ -19,6 +34,8 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from surgkit.errors import SurgkitError
 from surgkit.grounding.frames import (
@@ -60,7 +77,38 @@ def frame_mapper(spec: str | None) -> Callable[[int], int] | None:
     if spec.startswith("div") and spec[3:].isdigit() and int(spec[3:]) > 0:
         n = int(spec[3:])
         return lambda f: f // n
-    raise SurgkitError(f"unknown frame map '{spec}' (identity or divN, e.g. div25)")
+    raise SurgkitError(f"unknown frame map '{spec}' (auto, identity or divN, e.g. div25)")
+
+
+CHOLEC80_FPS = 25
+
+
+def infer_frame_map(frames: list[GroundingFrame]) -> tuple[str, str]:
+    """The frame map of box frames sampled at 1 Hz, read from their numbers, and why.
+
+    25-fps numbering (every number a multiple of 25, e.g. 0, 25, 50) -> ``div25``; 1-fps indices
+    (consecutive numbers within a video) -> ``identity``; anything else raises.
+    """
+    import math
+
+    per_video: dict[str, list[int]] = {}
+    for f in frames:
+        per_video.setdefault(f.video, []).append(int(f.frame))
+    numbers = sorted({n for ns in per_video.values() for n in ns})
+    steps = [int(d) for ns in per_video.values() for d in np.diff(sorted(set(ns)))]
+    g = math.gcd(*numbers, *steps) if numbers else 0
+    shown = ", ".join(map(str, numbers[:5]))
+    if steps and g and g % CHOLEC80_FPS == 0:
+        return (
+            f"div{CHOLEC80_FPS}",
+            f"box frame numbers are multiples of {g} ({shown}, ...): 25-fps numbering",
+        )
+    if steps and min(steps) == 1:
+        return "identity", f"box frame numbers are consecutive ({shown}, ...): 1-fps indices"
+    raise SurgkitError(
+        f"cannot tell the numbering of the box frames ({shown}, ...; greatest common step {g}): "
+        "pass --frame-map identity (1-fps indices) or div25 (25-fps frame numbers)"
+    )
 
 
 def _synth_roots(root: Path) -> tuple[Path, Path]:
@@ -132,7 +180,7 @@ def load_frames(
     task: str,
     boxes_root: str | Path | None = None,
     boxes_dataset: str = "cholec80_boxes",
-    frame_map: str | None = None,
+    frame_map: str | None = "auto",
     regions: str = "boxes",
 ) -> FrameSource:
     """Frames of ``dataset`` at ``root`` for ``task`` (instrument or triplet).
@@ -168,7 +216,7 @@ def load_frames(
             task,
             boxes_root=box_root,
             boxes_dataset="cholec80_boxes",
-            frame_map=f"div{fps}",
+            frame_map=frame_map,
         )
     if task == "instrument":
         if name not in BOX_DATASETS:
@@ -197,11 +245,18 @@ def load_frames(
         bds = _load(boxes_dataset, boxes_root)
         box_frames, _ = frames_from_boxes(bds)
         notes += list(bds.notes)
+    if not box_frames:
+        raise SurgkitError(f"{boxes_root or root}: no box annotations to join with the triplet labels")
+    how = f"--frame-map {frame_map}"
+    if frame_map in (None, "auto"):
+        frame_map, why = infer_frame_map(box_frames)
+        how = f"--frame-map auto: {why}"
     joined, report = join_frames(box_frames, trip_frames, frame_mapper(frame_map))
-    notes.append(report.describe())
+    report.frame_map = str(frame_map)
+    notes.append(f"{report.describe()} ({how})")
     if not joined:
         raise SurgkitError(
-            f"{root}: no frame has both triplet labels and boxes ({report.describe()}); check --boxes-root and --frame-map"
+            f"{root}: the join found no frame with both triplet labels and boxes: {report.explain()}"
         )
     return FrameSource(joined, list(INSTRUMENTS), notes, report.to_dict())
 

@@ -40,6 +40,8 @@ from surgkit.grounding.resnet import ResNetTrunk
 from surgkit.utils.modeling import ModelConfig, PretrainedModel
 
 VARIANTS = ("surgvlp", "hecvl", "peskavlp")
+RESNET_BLOCKS = ("layer1", "layer2", "layer3", "layer4")
+SURGVLP_RESIZE = (360, 640)  # surgvlp.py::_transform: Resize((360, 640)) -> CenterCrop(224)
 TOKEN_POOLS = ("masked_sum_over_L", "masked_mean", "cls")
 LAYER_AGGS = ("sum", "mean")
 
@@ -94,7 +96,11 @@ class SurgicalVLMConfig(ModelConfig):
 
 
 class ResNetImageTower(nn.Module):
-    """``trunk`` (layer4 map) -> spatial mean -> ``proj``; ``features`` is what Grad-CAM explains."""
+    """``trunk`` (layer4 map) -> spatial mean -> ``proj``; ``features`` is what Grad-CAM explains.
+
+    ``features_at(x, "layer3")`` / ``embed_from(f, "layer3")`` split the forward pass after another
+    block (the ``gradcam_layer`` protocol option).
+    """
 
     def __init__(self, layers: Sequence[int], width: int, embed_dim: int):
         super().__init__()
@@ -106,6 +112,22 @@ class ResNetImageTower(nn.Module):
 
     def embed_from_features(self, features: torch.Tensor) -> torch.Tensor:
         return self.proj(features.mean(dim=(2, 3)))
+
+    def features_at(self, x: torch.Tensor, layer: str = "layer4") -> torch.Tensor:
+        """Output of block ``layer`` (``layer1`` .. ``layer4``, post-ReLU)."""
+        if layer == "layer4":
+            return self.features(x)
+        t = self.trunk
+        x = t.maxpool(t.relu(t.bn1(t.conv1(x))))
+        for name in RESNET_BLOCKS[: RESNET_BLOCKS.index(layer) + 1]:
+            x = getattr(t, name)(x)
+        return x
+
+    def embed_from(self, features: torch.Tensor, layer: str = "layer4") -> torch.Tensor:
+        """The image embedding from the output of block ``layer`` (the rest of the forward pass)."""
+        for name in RESNET_BLOCKS[RESNET_BLOCKS.index(layer) + 1 :]:
+            features = getattr(self.trunk, name)(features)
+        return self.embed_from_features(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed_from_features(self.features(x))
@@ -330,7 +352,7 @@ def bert_tokenizer(vocab: str | Path) -> Any:
 
 
 class SurgicalVLMAdapter(VLMAdapter):
-    """SurgVLP-family model with Grad-CAM on ``layer4`` and the cosine target (spec §4.1)."""
+    """SurgVLP-family model with Grad-CAM (``layer4`` by default) and the cosine target (spec §4.1)."""
 
     heatmap_method = "gradcam"
 
@@ -338,36 +360,22 @@ class SurgicalVLMAdapter(VLMAdapter):
         self,
         model: SurgicalVLM,
         tokenizer: Any,
-        preprocess: Preprocess | None = None,
+        official: Preprocess | None = None,
         name: str | None = None,
         device: str | torch.device = "cpu",
     ):
-        size = int(model.config.image_size)
-        super().__init__(
-            name or model.config.variant,
-            preprocess or Preprocess("resize", size, IMAGENET_MEAN, IMAGENET_STD),
-            device,
-        )
+        super().__init__(name or model.config.variant, official or official_preprocess(model.config), device)
         self.model = model.to(self.device).eval().float()
         self.tokenizer = tokenizer
 
     @classmethod
     def from_pretrained(
-        cls,
-        path: str | Path,
-        device: str | torch.device = "cpu",
-        native: bool = False,
-        name: str | None = None,
-        **unsupported: Any,
+        cls, path: str | Path, device: str | torch.device = "cpu", name: str | None = None
     ) -> SurgicalVLMAdapter:
         """A surgkit SurgicalVLM folder (config.json, model.safetensors, vocab.txt)."""
-        if unsupported:
-            raise SurgkitError(
-                f"option(s) {', '.join(sorted(unsupported))} do not apply to Grad-CAM (ResNet) models"
-            )
         path = Path(path)
         model = SurgicalVLM.from_pretrained(path)
-        return cls(model, bert_tokenizer(path / "vocab.txt"), _preprocess(model.config, native), name, device)
+        return cls(model, bert_tokenizer(path / "vocab.txt"), None, name, device)
 
     @classmethod
     def from_reference_checkpoint(
@@ -377,7 +385,6 @@ class SurgicalVLMAdapter(VLMAdapter):
         variant: str = "surgvlp",
         trust_checkpoint: bool = False,
         device: str | torch.device = "cpu",
-        native: bool = False,
         name: str | None = None,
     ) -> SurgicalVLMAdapter:
         """An official checkpoint file plus its ``vocab.txt`` (full-size architecture)."""
@@ -388,7 +395,7 @@ class SurgicalVLMAdapter(VLMAdapter):
         config = SurgicalVLMConfig(variant=variant)
         state = read_checkpoint(checkpoint, trust_checkpoint)
         model = load_reference_state(SurgicalVLM(config), state, checkpoint)
-        return cls(model, bert_tokenizer(vocab), _preprocess(config, native), name or variant, device)
+        return cls(model, bert_tokenizer(vocab), None, name or variant, device)
 
     @property
     def probability_scale(self) -> float:
@@ -403,7 +410,6 @@ class SurgicalVLMAdapter(VLMAdapter):
         return {
             **super().describe(),
             "variant": c.variant,
-            "gradcam_layer": "image.trunk.layer4",
             "text_pooling": {
                 "last_n_layers": c.last_n_layers,
                 "layer_agg": c.layer_agg,
@@ -429,12 +435,18 @@ class SurgicalVLMAdapter(VLMAdapter):
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(pixels.to(self.device, torch.float32))
 
+    def describe_heatmap(self) -> dict[str, Any]:
+        layer = self.heatmap_options.gradcam_layer
+        return {"method": self.heatmap_method, "layer": f"image.trunk.{layer}", "target": "cos"}
+
     def _explainable_forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        # hook-free Grad-CAM: the trunk runs without a graph, the layer4 map becomes a leaf
+        # hook-free Grad-CAM: the trunk runs without a graph up to the explained block, whose
+        # output becomes a leaf; the rest of the forward pass keeps the graph
+        layer = self.heatmap_options.gradcam_layer
         with torch.no_grad():
-            feats = self.model.image.features(pixels)
+            feats = self.model.image.features_at(pixels, layer)
         feats = feats.detach().requires_grad_(True)
-        return self.model.image.embed_from_features(feats), feats
+        return self.model.image.embed_from(feats, layer), feats
 
     def _relevance(self, state: Any, score: torch.Tensor, retain_graph: bool) -> torch.Tensor:
         (grads,) = torch.autograd.grad(score.sum(), state, retain_graph=retain_graph)
@@ -442,7 +454,12 @@ class SurgicalVLMAdapter(VLMAdapter):
         return upsample_and_normalise(cam, (self.preprocess.size, self.preprocess.size))
 
 
-def _preprocess(config: SurgicalVLMConfig, native: bool) -> Preprocess:
-    if native:
-        return Preprocess("resize_crop", config.image_size, IMAGENET_MEAN, IMAGENET_STD, resize_hw=(360, 640))
-    return Preprocess("resize", config.image_size, IMAGENET_MEAN, IMAGENET_STD)
+def official_preprocess(config: SurgicalVLMConfig) -> Preprocess:
+    """SurgVLP's transform: Resize((360, 640)) then CenterCrop(224), ImageNet normalisation.
+
+    For a model whose input is not 224 (reduced test configurations) the intermediate size is
+    scaled by ``image_size / 224``, so the visible window keeps the official geometry.
+    """
+    s = int(config.image_size)
+    hw = tuple(int(round(v * s / 224)) for v in SURGVLP_RESIZE)
+    return Preprocess("resize_crop", s, IMAGENET_MEAN, IMAGENET_STD, resize_hw=hw)  # type: ignore[arg-type]

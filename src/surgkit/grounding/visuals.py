@@ -38,15 +38,16 @@ def draw_overlay(
     tau: float = 0.5,
     title: str = "",
     masks: Mapping[str, np.ndarray] | None = None,
+    rule: str = ">=",
 ) -> None:
-    """One panel: frame, heatmap, attended region contour, GT boxes and masks."""
+    """One panel: frame, heatmap, attended region contour (the run's τ and rule), GT boxes and masks."""
     from matplotlib.patches import Rectangle
 
     h, w = image.shape[:2]
     ax.imshow(image)
     if heatmap is not None:
         ax.imshow(heatmap, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
-        attended = (heatmap >= tau) & (heatmap.max() > 0)
+        attended = (heatmap >= tau if rule == ">=" else heatmap > tau) & (heatmap.max() > 0)
         if attended.any() and not attended.all():
             ax.contour(attended.astype(float), levels=[0.5], colors="white", linewidths=1.2)
     for label, bxs in (boxes or {}).items():
@@ -92,11 +93,12 @@ def grid_figure(
     frames: Sequence[tuple[str, int]] | None = None,
     n: int = 4,
     kind: str = "primary",
-    tau: float = 0.5,
+    tau: float | None = None,
 ) -> Path:
     """Rows = models (runs), columns = the same frames: overlays as in the seed's Figure 2.
 
-    ``kind`` is ``primary`` (instrument/triplet prompt) or ``verb`` (the secondary ARS prompt).
+    ``kind`` is ``primary`` (instrument/triplet prompt) or ``verb`` (the secondary ARS prompt); the
+    attended contour uses each run's τ and threshold rule unless ``tau`` is given.
     """
     import matplotlib
 
@@ -130,7 +132,10 @@ def grid_figure(
                 title += f" ARS={rec['ars']:.2f}"
             elif rec.get("tau_aa") is not None:
                 title += f" τ-AA={rec['tau_aa']:.2f}"
-            draw_overlay(ax, image, heat, rec.get("boxes"), rec.get("box_unit", "pixel"), tau, title)
+            protocol = summ.get("protocol", {})
+            run_tau = float(tau if tau is not None else protocol.get("tau", 0.5))
+            draw_overlay(ax, image, heat, rec.get("boxes"), rec.get("box_unit", "pixel"), run_tau, title,
+                         rule=protocol.get("threshold", ">="))  # fmt: skip
     return _save(fig, out)
 
 
