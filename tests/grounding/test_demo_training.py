@@ -37,6 +37,41 @@ def test_contrastive_loss_treats_equal_captions_as_positives():
     torch.testing.assert_close(contrastive_loss(img, txt, torch.tensor(10.0), ids), expected)
 
 
+def test_multi_positive_targets_follow_caption_meaning():
+    from surgkit.grounding.captions import make_pair, positives
+    from surgkit.grounding.frames import GroundingFrame
+    from surgkit.vocab import TRIPLET_COMPONENTS
+
+    both = make_pair(GroundingFrame("v", 0, None, triplets=[TRIPLET_COMPONENTS[17], TRIPLET_COMPONENTS[60]]))
+    hook = make_pair(GroundingFrame("v", 1, None, triplets=[TRIPLET_COMPONENTS[60]]))
+    assert both.instruments == {"grasper", "hook"} and hook.instruments == {"hook"}
+    grasper_cap = both.captions["instrument"][0]  # "a grasper is visible"
+    hook_cap = hook.captions["instrument"][0]
+    scene_cap = both.captions["scene"][0]  # "grasper and hook"
+    assert (grasper_cap.text, scene_cap.text) == ("a grasper is visible", "grasper and hook")
+    pos = positives([grasper_cap, hook_cap, scene_cap], [both, hook, both])
+    # rows: images, columns: captions
+    assert pos.tolist() == [[True, True, True], [False, True, False], [True, True, True]]
+    for kind in ("instrument", "scene", "action"):
+        for cap in both.captions[kind]:
+            assert "image showing" not in cap.text and not cap.text.startswith(
+                "I use"
+            )  # no benchmark template
+
+
+def test_contrastive_loss_with_a_positive_matrix():
+    img = torch.eye(3)
+    txt = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    pos = torch.tensor([[True, True, False], [False, True, False], [False, False, True]])
+    logits = 5 * img @ txt.T
+    ti = pos.float() / pos.float().sum(1, keepdim=True)
+    tt = pos.T.float() / pos.T.float().sum(1, keepdim=True)
+    expected = 0.5 * (
+        -(ti * logits.log_softmax(1)).sum(1).mean() - (tt * logits.T.log_softmax(1)).sum(1).mean()
+    )
+    torch.testing.assert_close(contrastive_loss(img, txt, torch.tensor(5.0), pos), expected)
+
+
 def test_split_videos_holds_out_the_last():
     assert split_videos(["video03", "video01", "video02"], 0.34) == (["video01", "video02"], ["video03"])
     with pytest.raises(SurgkitError, match="at least 2 videos"):
@@ -70,11 +105,21 @@ def test_demo_step_tiny(tmp_path):
     world = write_mini_world(tmp_path / "world", videos=(1, 2), frames=3)
     ctx = DemoContext(workdir=tmp_path / "demo", size="tiny", artifacts={"world": str(world)})
     section = demo_step(ctx)
-    assert section.key == "grounding" and len(section.tables) == 3
+    assert section.key == "grounding" and len(section.tables) == 4
     assert all(p.is_file() for p, _ in section.figures)
-    assert section.metrics["trained_instrument"]["frames"] == 3
+    assert section.metrics["heldout_videos"] == ["video02"] and section.metrics["instrument"]["frames"] == 3
+    learning = section.metrics["learning"]
+    assert {"instrument_accuracy", "tau_ac", "tau_aa", "triplet_accuracy"} <= set(learning)
+    inst = section.metrics["instrument"]
+    assert learning["instrument_accuracy"]["baseline"] == inst["best_constant_accuracy"]
+    assert (
+        learning["tau_ac"]["baseline"] == inst["tau_ac_uniform"]
+        and learning["tau_ac"]["model"] == inst["tau_ac"]
+    )
+    assert learning["tau_ac"]["baseline_kind"].startswith("uniform heatmap")
     assert "held-out" in section.summary and ctx.artifacts["grounding_clip"]
-    header = section.tables[1][1]
+    assert "preprocessing official" in section.notes[0]
+    header = section.tables[2][1]
     assert header[1:4] == [
         "tiny-CLIP (trained) ARS",
         "tiny-CLIP (trained) V/T (%)",
