@@ -46,3 +46,40 @@ def accelerate_launch(
 def check(res: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert res.returncode == 0, f"exit {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}"
     return res
+
+
+def assert_parity(
+    name: str,
+    one_losses,
+    two_losses,
+    one_weights: dict,
+    two_weights: dict,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+    **extra,
+) -> dict:
+    """Assert that a 2-process run reproduced the 1-process run; return (and record) the max |Δ|.
+
+    With ``SURGKIT_PARITY_LOG`` set (``bench/scaling.py`` sets it), one JSON line per check is appended
+    there, so the measured differences can be reported without re-deriving them.
+    """
+    import json
+
+    import numpy as np
+
+    a, b = np.asarray(one_losses, dtype=np.float64), np.asarray(two_losses, dtype=np.float64)
+    assert a.shape == b.shape and a.size > 0, f"{name}: loss trajectories {a.shape} vs {b.shape}"
+    assert set(one_weights) == set(two_weights), f"{name}: different weight names"
+    dw = {k: float(np.max(np.abs(np.asarray(one_weights[k], np.float64) - np.asarray(two_weights[k], np.float64)),
+                             initial=0.0)) for k in one_weights}  # fmt: skip
+    record = {"name": name, "steps": int(a.size), "max_abs_loss": float(np.max(np.abs(a - b))),
+              "max_abs_weight": max(dw.values(), default=0.0), "rtol": rtol, "atol": atol, **extra}  # fmt: skip
+    log = os.environ.get("SURGKIT_PARITY_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+    np.testing.assert_allclose(b, a, rtol=rtol, atol=atol, err_msg=f"{name}: loss trajectory")
+    for k in one_weights:
+        np.testing.assert_allclose(np.asarray(two_weights[k]), np.asarray(one_weights[k]), rtol=rtol, atol=atol,
+                                   err_msg=f"{name}: weight {k}")  # fmt: skip
+    return record

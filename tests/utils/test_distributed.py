@@ -15,7 +15,7 @@ from surgkit.utils.distributed import (
     split_global_batch,
     updates_per_epoch,
 )
-from tests.multiproc import check, torchrun
+from tests.multiproc import assert_parity, check, torchrun
 
 WORKER = Path(__file__).with_name("dist_worker.py")
 
@@ -48,6 +48,7 @@ def test_epoch_order_and_schedule_do_not_depend_on_the_process():
 
 
 @pytest.mark.slow
+@pytest.mark.parity
 @pytest.mark.parametrize("accum", [1, 2])
 def test_two_processes_train_and_evaluate_like_one(tmp_path, accum):
     """Global batch 7 (uneven split: 4+3 samples, and 2+2 / 2+1 with accumulation), 4 SGD-momentum steps."""
@@ -59,9 +60,8 @@ def test_two_processes_train_and_evaluate_like_one(tmp_path, accum):
     two = json.loads((tmp_path / "two" / "result.json").read_text())
     assert one["processes"] == 1 and two["processes"] == 2
     assert two["updates_per_epoch"] == one["updates_per_epoch"] == 5
-    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5, atol=1e-6)
-    for k in one["weights"]:
-        np.testing.assert_allclose(two["weights"][k], one["weights"][k], rtol=1e-5, atol=1e-6)
+    assert_parity(f"shared launch path (MLP, batch 7, grad-accum {accum})", one["losses"], two["losses"],
+                  one["weights"], two["weights"], rtol=1e-5, atol=1e-6)  # fmt: skip
     # sharded inference: every item once, in order, exactly the serial outputs of the same weights
     assert two["preds"] == two["preds_serial"]
     # gather_for_metrics of a prepared loader drops the repeated samples that even out the last batch
