@@ -164,11 +164,16 @@ def pretrain_cmd(
 
 @video_app.command("finetune")
 def finetune_cmd(
-    task: str = typer.Option(..., "--task", help="phase | action | triplet | cvs."),
+    task: str = typer.Option(..., "--task", help="phase | triplet | cvs | action."),
     dataset: str = typer.Option(
         ..., "--dataset", help="surgkit.data reader name (cholec80, cholect50, ...)."
     ),
     root: Path = typer.Option(..., "--root", help="Dataset root in its native layout."),
+    preset: str = typer.Option(
+        None,
+        help="Official recipe: phase | phase-m2cai16 | triplet | cvs-endoscapes | cvs-cholec80 | "
+        "cvs-criteria | action (default: the task's preset for the dataset).",
+    ),
     init: Path = typer.Option(
         None, "--init", help="Pre-trained surgkit SurgVISTA folder (default: random init)."
     ),
@@ -176,9 +181,14 @@ def finetune_cmd(
         Path("surgvista-finetune"), "--run-dir", help="Output/run folder (resumable)."
     ),
     config: Path = typer.Option(None, "--config", help="JSON file with more FinetuneSettings fields."),
-    epochs: int = typer.Option(None, help="Epochs (default: spec §8 per task)."),
-    batch_size: int = typer.Option(None, help="Clips per step."),
+    epochs: int = typer.Option(None, help="Epochs (default: the preset's)."),
+    batch_size: int = typer.Option(
+        None, help="Clips per process and step (global batch = this × processes)."
+    ),
     size: str = typer.Option(None, help="Model size when --init is not given."),
+    cvs_form: str = typer.Option(
+        None, help="CVS target: 4class (Endoscapes) | 6class (Cholec80-CVS) | criteria."
+    ),
     split_variant: str = typer.Option(
         None, help="Official split variant (e.g. 32/8/40, cholect50-challenge)."
     ),
@@ -187,24 +197,20 @@ def finetune_cmd(
     allow_leakage: bool = typer.Option(False, help="Train even if train and test videos overlap."),
     device: str = typer.Option(None, help="auto | cpu | cuda."),
 ) -> None:
-    """Fine-tune SurgVISTA on a downstream task; model selection on validation, metrics on test."""
-    from surgkit.video.finetune import TASK_DEFAULTS, FinetuneSettings, finetune
+    """Fine-tune SurgVISTA under the official downstream protocol; selection on validation, metrics on test."""
+    from surgkit.video.finetune import FinetuneSettings, finetune
 
-    fields = {
-        "task": task,
-        "dataset": dataset,
-        "root": str(root),
-        "run_dir": str(run_dir),
-        **TASK_DEFAULTS.get(task, {}),
-    }
-    if config is not None:
-        fields.update(_read_json(config))
-    cli = dict(init=init and str(init), epochs=epochs, batch_size=batch_size, size=size, split_variant=split_variant,
-               fold=fold, device=device, split_file=split_file and str(split_file))  # fmt: skip
+    fields = _read_json(config) if config is not None else {}
+    cli = dict(run_dir=str(run_dir), init=init and str(init), epochs=epochs, batch_size=batch_size, size=size,
+               cvs_form=cvs_form, split_variant=split_variant, fold=fold, device=device,
+               split_file=split_file and str(split_file))  # fmt: skip
     fields.update({k: v for k, v in cli.items() if v is not None})
     if allow_leakage:
         fields["allow_leakage"] = True
-    summary = finetune(FinetuneSettings.from_dict(fields))
+    settings = FinetuneSettings.from_preset(
+        preset or fields.pop("preset", None), dataset, str(root), task, **fields
+    )
+    summary = finetune(settings)
     test = summary.get("test", {})
     typer.echo(f"test {test.get('primary', '-')}: {test.get(test.get('primary', ''), float('nan')):.4f}")
 
