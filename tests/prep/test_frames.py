@@ -100,6 +100,9 @@ def test_rerun_skips_finished_and_overwrite_recomputes(clips, tmp_path):
     assert (tmp_path / "h264_30" / "00010.jpg").stat().st_mtime_ns == stamp
     forced = extract(clips["mp4_30"], tmp_path, fps=10, overwrite=True, progress=False)
     assert forced.computed_items == {"h264_30": 30}
-    changed = extract(clips["mp4_30"], tmp_path, fps=5, progress=False)  # new settings: recomputed
+    with pytest.raises(SurgkitError, match=r"was written with fps='10', this run has fps='5'"):
+        extract(clips["mp4_30"], tmp_path, fps=5, progress=False)  # new settings: refused, untouched
+    assert (tmp_path / "h264_30" / "00029.jpg").is_file()
+    changed = extract(clips["mp4_30"], tmp_path, fps=5, overwrite=True, progress=False)
     assert changed.computed_items == {"h264_30": 15}
     assert sorted(p.name for p in (tmp_path / "h264_30").glob("*.jpg"))[-1] == "00014.jpg"

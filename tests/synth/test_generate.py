@@ -55,7 +55,7 @@ def test_resume_after_interruption_gives_the_same_files(tiny_world, tmp_path):
     assert not (out / "cholec80" / "videos" / "video02.mp4").exists()
     with pytest.raises(SurgkitError, match="not empty"):
         generate_world(out, preset="tiny", layouts=layouts, progress=False)
-    with pytest.raises(SurgkitError, match="other settings"):
+    with pytest.raises(SurgkitError, match=r"other settings \(seed=0, this run has seed=5\)"):
         generate_world(out, preset="tiny", seed=5, layouts=layouts, progress=False, resume=True)
     before = (out / "cholec80" / "videos" / "video01.mp4").stat().st_mtime_ns
     generate_world(out, preset="tiny", layouts=layouts, progress=False, resume=True)

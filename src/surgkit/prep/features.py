@@ -48,7 +48,7 @@ from surgkit.prep.masks import IMAGENET_MEAN, IMAGENET_STD
 from surgkit.prep.render import render_flow, render_masks
 from surgkit.prep.runner import PrepProgress, PrepResult
 from surgkit.prep.seqstore import SEQ_NAME, SequenceReader, list_sequences
-from surgkit.prep.shard import Shard, parse_shard
+from surgkit.prep.shard import Shard, parse_shard, prep_locked
 from surgkit.prep.store import INDEX_NAME, FeatureStoreWriter
 from surgkit.prep.transforms import resize, resize_labels
 from surgkit.utils.io import sha256_file, sha256_json
@@ -168,6 +168,7 @@ def segment_features(
         next_out += 1
 
 
+@prep_locked("surgkit prep features")
 def extract(
     out_dir: str | Path,
     backbone: str | Path | VideoBackbone | None = None,

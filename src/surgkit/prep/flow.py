@@ -36,8 +36,9 @@ from surgkit.errors import SurgkitError
 from surgkit.prep.manifest import Manifest
 from surgkit.prep.runner import PrepProgress, PrepResult, default_workers, run_tasks
 from surgkit.prep.seqstore import SEQ_NAME, SequenceReader, SequenceWriter, check_format, list_sequences
-from surgkit.prep.shard import Shard, parse_shard
+from surgkit.prep.shard import Shard, parse_shard, prep_locked
 from surgkit.utils.io import sha256_file
+from surgkit.utils.runinfo import check_resume
 
 METHODS = ("farneback", "dis")
 DIS_PRESETS = ("ultrafast", "fast", "medium")
@@ -159,6 +160,7 @@ def flow_chunk(task: _ChunkTask, report) -> int:
     return writer.write_chunk(task.chunk_id, maps)
 
 
+@prep_locked("surgkit prep flow")
 def compute(
     frames_dir: str | Path,
     out_dir: str | Path,
@@ -191,6 +193,7 @@ def compute(
     if not ids:
         raise SurgkitError(f"{frames_root}: no finished frame sequences (run `surgkit prep frames` first)")
     expected, ids = list(ids), [v for v in ids if shard is None or shard.owns(v)]
+    check_resume(out, dataclasses.asdict(settings), overwrite, command="surgkit prep flow")
     manifest = Manifest(out, "flow", dataclasses.asdict(settings), shard=shard, expected=expected)
     result = PrepResult(step="flow", out_dir=str(out))
     tasks: list[_ChunkTask] = []

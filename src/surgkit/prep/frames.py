@@ -21,10 +21,11 @@ from surgkit.errors import SurgkitError
 from surgkit.prep.manifest import Manifest
 from surgkit.prep.runner import PrepProgress, PrepResult, check_unique_ids, default_workers, run_tasks
 from surgkit.prep.seqstore import SequenceWriter, check_format
-from surgkit.prep.shard import Shard, parse_shard
+from surgkit.prep.shard import Shard, parse_shard, prep_locked
 from surgkit.prep.transforms import PRESETS, parse_transform
 from surgkit.prep.video import VideoError, decode, find_videos, parse_fps, probe, to_rgb_array, video_id_of
 from surgkit.utils.io import sha256_file
+from surgkit.utils.runinfo import check_resume
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,23 +168,32 @@ def extract_video(task: _Task, report) -> dict[str, Any]:
 
         shape = SequenceReader.peek_shape(writer)
     info = probe(task.path)
-    writer.finalize(
-        len(source_index),
-        tuple(shape) if shape is not None else None,
-        {
-            "source": str(task.path),
-            "source_sha256": task.input_sha256,
-            "source_fps": info.fps,
-            "source_size": [info.width, info.height],
-            "fps": float(parse_fps(s.fps)) if s.fps else info.fps,
-            "fps_exact": s.fps,
-            "resampling": "output k at t0 + k/fps takes the last source frame with pts <= t (sample and hold)",
-            "transform": s.transform,
-            "source_index": source_index,
-            "warnings": warnings,
-        },
-    )
-    return {"num_items": len(source_index), "warnings": warnings}
+    meta = {
+        "source": str(task.path),
+        "source_sha256": task.input_sha256,
+        "source_fps": info.fps,
+        "source_size": [info.width, info.height],
+        "fps": float(parse_fps(s.fps)) if s.fps else info.fps,
+        "fps_exact": s.fps,
+        "resampling": "output k at t0 + k/fps takes the last source frame with pts <= t (sample and hold)",
+        "transform": s.transform,
+        "source_index": source_index,
+        "warnings": warnings,
+    }
+    # sequence.json is written by the main process (finish_video) after it counted the files
+    return {"num_items": len(source_index), "warnings": warnings,
+            "shape": list(shape) if shape is not None else None, "meta": meta}  # fmt: skip
+
+
+def finish_video(task: _Task, value: dict[str, Any]) -> None:
+    """Main process: check that every frame file of the video exists, then write sequence.json."""
+    s = task.settings
+    writer = SequenceWriter(
+        Path(task.out_dir) / task.video_id, "frames", s.fmt, chunk_size=task.chunk_size,
+        pattern=s.pattern, start_number=s.start_number, jpeg_quality=s.jpeg_quality,
+    )  # fmt: skip
+    shape = tuple(value["shape"]) if value["shape"] is not None else None
+    writer.finalize(value["num_items"], shape, value["meta"])
 
 
 def resolve_settings(
@@ -213,6 +223,7 @@ def resolve_settings(
     return settings
 
 
+@prep_locked("surgkit prep frames")
 def extract(
     inputs: list[str | Path] | str | Path,
     out_dir: str | Path,
@@ -251,6 +262,7 @@ def extract(
     check_unique_ids([(video_id_of(p), p) for p in videos])
     expected = [video_id_of(p) for p in videos]
     videos = [p for p in videos if shard is None or shard.owns(video_id_of(p))]
+    check_resume(out, settings.to_dict(), overwrite, command="surgkit prep frames")
     manifest = Manifest(out, "frames", settings.to_dict(), shard=shard, expected=expected)
     result = PrepResult(step="frames", out_dir=str(out))
     tasks: list[_Task] = []
@@ -286,6 +298,11 @@ def extract(
                 bar.advance_items(msg[2])
 
         def on_result(task: _Task, value: dict[str, Any]) -> None:
+            try:
+                finish_video(task, value)
+            except SurgkitError as e:
+                on_error(task, str(e))
+                return
             manifest.video_done(task.video_id, value["num_items"])
             result.done.append(task.video_id)
             for w in value["warnings"]:

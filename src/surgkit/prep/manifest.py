@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from surgkit.errors import DataFormatError
+from surgkit.utils.inputs import as_dict, read_json
 from surgkit.utils.io import write_json
 
 MANIFEST_FORMAT = "surgkit-prep-manifest/1"
@@ -37,12 +38,11 @@ def manifest_name(shard: Any | None = None) -> str:
 def read_manifest(path: str | Path, step: str | None = None) -> dict[str, Any]:
     """A manifest file's content, validated (format, and ``step`` when given)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataFormatError(f"invalid JSON ({e.msg}); delete it to start over", path=path) from e
-    if not isinstance(data, dict):
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("videos", {}), dict):
         raise DataFormatError(f"not a {MANIFEST_FORMAT} file", path=path)
+    for vid, entry in data.get("videos", {}).items():
+        as_dict(entry, path, f"videos.{vid}")
     if data.get("format") != MANIFEST_FORMAT or (step is not None and data.get("step") != step):
         raise DataFormatError(
             f"not a {step or MANIFEST_FORMAT} manifest (step={data.get('step')!r}); use another output folder",

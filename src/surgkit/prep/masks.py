@@ -36,9 +36,10 @@ from surgkit.errors import DataFormatError, SurgkitError
 from surgkit.prep.manifest import Manifest
 from surgkit.prep.runner import PrepProgress, PrepResult
 from surgkit.prep.seqstore import SEQ_NAME, SequenceReader, SequenceWriter, check_format, list_sequences
-from surgkit.prep.shard import Shard, parse_shard
+from surgkit.prep.shard import Shard, parse_shard, prep_locked
 from surgkit.prep.transforms import resize_labels
 from surgkit.utils.io import sha256_file
+from surgkit.utils.runinfo import check_resume
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -208,6 +209,7 @@ def synth_masks(world_root: str | Path, missing: str = "nearest") -> AnnotationM
     return AnnotationMasks(world_root, SYNTH_PATTERN, missing=missing)
 
 
+@prep_locked("surgkit prep masks")
 def compute(
     frames_dir: str | Path,
     out_dir: str | Path,
@@ -240,6 +242,7 @@ def compute(
         "num_classes": num_classes,
     }
     expected, ids = list(ids), [v for v in ids if shard is None or shard.owns(v)]
+    check_resume(out, settings, overwrite, command="surgkit prep masks")
     manifest = Manifest(out, "masks", settings, shard=shard, expected=expected)
     result = PrepResult(step="masks", out_dir=str(out))
     with PrepProgress("masks", len(ids), "frames", enabled=progress) as bar:

@@ -1,7 +1,9 @@
 """Per-video sequences of images (frames, flow maps, masks) as image folders or a chunked array store.
 
 One folder per video, ``<out>/<video_id>/``, finished by ``sequence.json`` (format
-``surgkit-seq/1``) which is written last and atomically: a folder without it is incomplete.
+``surgkit-seq/1``) which is written last and atomically, by the main process, only after the
+item files were counted: a folder without it is incomplete. Every reader checks the files against
+``sequence.json`` again (one ``listdir``) and refuses a sequence with missing or extra items.
 
 Layouts (``fmt``):
 
@@ -18,14 +20,15 @@ masks uint8 [H, W] class indices. Masks are never written as JPEG (lossy labels)
 
 from __future__ import annotations
 
-import json
-import shutil
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from surgkit.errors import DataFormatError, SurgkitError
+from surgkit.utils.ids import safe_id, safe_reset
+from surgkit.utils.inputs import as_dict, as_int, as_str, get, read_json
 from surgkit.utils.io import atomic_path, write_json
 
 SEQ_FORMAT = "surgkit-seq/1"
@@ -88,9 +91,8 @@ class SequenceWriter:
         self.pattern, self.start_number, self.jpeg_quality = pattern, int(start_number), int(jpeg_quality)
 
     def reset(self) -> None:
-        """Remove an earlier (stale or unfinished) output of this video."""
-        if self.folder.exists():
-            shutil.rmtree(self.folder)
+        """Remove an earlier (stale or unfinished) output of this video (only inside its parent)."""
+        safe_reset(self.folder, self.folder.parent)
 
     def file_names(self, index: int) -> list[str]:
         stem = self.pattern.format(index=index + self.start_number)
@@ -121,8 +123,50 @@ class SequenceWriter:
                 )
         return n
 
+    def check_complete(self, num_items: int, where: Path | None = None) -> None:
+        """Refuse unless exactly the item files of ``num_items`` items are present."""
+        problem = self._count_problem(int(num_items))
+        if problem:
+            raise DataFormatError(f"incomplete sequence: {problem}", path=where or self.folder)
+
+    def _count_problem(self, n: int) -> str | None:
+        try:
+            present = {e for e in os.listdir(self.folder) if not e.startswith(".")}
+        except FileNotFoundError:
+            present = set()
+        if self.fmt == "array":
+            return self._array_problem(n, present)
+        expected = {name for i in range(n) for name in self.file_names(i)}
+        missing = sorted(expected - present)
+        extra = sorted(e for e in present if e.endswith(f".{self.fmt}") and e not in expected)
+        if missing:
+            return f"{n} items expected, {len(missing)} file(s) missing (first: {missing[0]})"
+        if extra:
+            return f"{n} items expected, {len(extra)} extra file(s) (first: {extra[0]})"
+        return None
+
+    def _array_problem(self, n: int, present: set[str]) -> str | None:
+        n_chunks = -(-n // self.chunk_size)
+        expected = [f"chunk-{k:06d}.npy" for k in range(n_chunks)]
+        missing = [c for c in expected if c not in present]
+        if missing:
+            return f"{n} items expected, chunk file missing: {missing[0]}"
+        extra = sorted(e for e in present if e.startswith("chunk-") and e not in expected)
+        if extra:
+            return f"{n} items expected, extra chunk file {extra[0]}"
+        for k, name in enumerate(expected):
+            want = min(self.chunk_size, n - k * self.chunk_size)
+            try:
+                rows = np.load(self.folder / name, mmap_mode="r", allow_pickle=False).shape[0]
+            except (ValueError, OSError, IndexError) as e:
+                return f"unreadable chunk {name} ({e})"
+            if rows != want:
+                return f"{name} holds {rows} items, expected {want}"
+        return None
+
     def finalize(self, num_items: int, shape: tuple[int, ...] | None, meta: dict[str, Any]) -> Path:
-        """Write ``sequence.json``: the video is complete."""
+        """Count the item files, then write ``sequence.json``: the video is complete."""
+        self.check_complete(num_items)
         info = {
             "format": SEQ_FORMAT,
             "kind": self.kind,
@@ -140,31 +184,33 @@ class SequenceWriter:
 class SequenceReader:
     """Random access to a finished sequence folder (any layout)."""
 
-    def __init__(self, folder: str | Path, kind: str | None = None):
+    def __init__(self, folder: str | Path, kind: str | None = None, *, verify: bool = True):
         self.folder = Path(folder)
         path = self.folder / SEQ_NAME
         if not path.is_file():
             raise SurgkitError(f"{self.folder}: no {SEQ_NAME}; the sequence is missing or unfinished")
-        try:
-            self.meta: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataFormatError(f"invalid JSON ({e.msg})", path=path, line=e.lineno) from e
+        self.meta: dict[str, Any] = as_dict(read_json(path), path, "top level")
         if self.meta.get("format") != SEQ_FORMAT:
             raise DataFormatError(f"not a {SEQ_FORMAT} file", path=path)
-        if kind is not None and self.meta["kind"] != kind:
-            raise SurgkitError(f"{self.folder}: holds {self.meta['kind']}, expected {kind}")
-        self.kind: str = self.meta["kind"]
-        self.layout: str = self.meta["layout"]
-        self.num_items: int = int(self.meta["num_items"])
-        self.chunk_size: int = int(self.meta["chunk_size"])
-        self._names = SequenceWriter(
-            self.folder,
-            self.kind,
-            self.layout,
-            chunk_size=self.chunk_size,
-            pattern=self.meta["pattern"],
-            start_number=int(self.meta["start_number"]),
-        )
+        self.kind: str = as_str(get(self.meta, "kind", path), path, "kind")
+        self.layout: str = as_str(get(self.meta, "layout", path), path, "layout")
+        if self.kind not in KINDS or self.layout not in FORMATS:
+            raise DataFormatError(f"unknown kind/layout {self.kind!r}/{self.layout!r}", path=path)
+        if kind is not None and self.kind != kind:
+            raise SurgkitError(f"{self.folder}: holds {self.kind}, expected {kind}")
+        self.num_items: int = as_int(get(self.meta, "num_items", path), path, "num_items", lo=0)
+        self.chunk_size: int = as_int(get(self.meta, "chunk_size", path), path, "chunk_size", lo=1)
+        pattern = as_str(get(self.meta, "pattern", path), path, "pattern")
+        start = as_int(get(self.meta, "start_number", path), path, "start_number", lo=0)
+        try:
+            self._names = SequenceWriter(
+                self.folder, self.kind, self.layout, chunk_size=self.chunk_size, pattern=pattern,
+                start_number=start,
+            )  # fmt: skip
+        except SurgkitError as e:
+            raise DataFormatError(str(e), path=path) from None
+        if verify:
+            self._names.check_complete(self.num_items, where=path)
 
     def __len__(self) -> int:
         return self.num_items
@@ -237,8 +283,9 @@ class SequenceReader:
 
 
 def list_sequences(root: str | Path) -> list[str]:
-    """Video ids with a finished sequence under ``root`` (sorted)."""
+    """Video ids with a finished sequence under ``root`` (sorted); an unsafe folder name is refused."""
     root = Path(root)
     if not root.is_dir():
         raise SurgkitError(f"{root}: no such folder")
-    return sorted(p.parent.name for p in root.glob(f"*/{SEQ_NAME}"))
+    ids = sorted(p.parent.name for p in root.glob(f"*/{SEQ_NAME}"))
+    return [safe_id(vid, root / vid, what="video id") for vid in ids]

@@ -122,3 +122,24 @@ def prep_lock(out: str | Path, shard: Shard | None, command: str) -> Iterator[Pa
                 f"{out}: an unsharded run is writing this folder; wait for it or use another --out"
             )
         yield out
+
+
+def prep_locked(command: str, folder_arg: str = "out_dir", shard_arg: str = "shard"):
+    """Decorator: run a prep entry point under :func:`prep_lock` of its output folder and shard."""
+    import functools
+    import inspect
+
+    def wrap(fn):
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            shard = parse_shard(bound.arguments.get(shard_arg))
+            with prep_lock(bound.arguments[folder_arg], shard, command):
+                return fn(*args, **kwargs)
+
+        return run
+
+    return wrap

@@ -336,8 +336,14 @@ def find_videos(inputs: list[str | Path] | str | Path) -> list[Path]:
 
 
 def video_id_of(path: str | Path) -> str:
-    """The id of a video: its file name without extension (JIGSAWS 'Suturing_B001_capture1')."""
-    return Path(path).stem
+    """The id of a video: its file name without extension (JIGSAWS 'Suturing_B001_capture1').
+
+    The id names the video's output folder, so it must be a safe name (``..mp4`` has the id
+    ``.``, the output folder itself): see :func:`surgkit.utils.ids.safe_id`.
+    """
+    from surgkit.utils.ids import safe_id
+
+    return safe_id(Path(path).stem, path, what="video id")
 
 
 def to_rgb_array(raw: Any) -> np.ndarray:

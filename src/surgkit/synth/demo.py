@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -11,24 +10,46 @@ import numpy as np
 
 from surgkit.demo import DemoContext, DemoSection
 from surgkit.errors import SurgkitError
-from surgkit.synth.generate import MANIFEST, generate_world
+from surgkit.synth.generate import MANIFEST, MANIFEST_FORMAT, generate_world
 from surgkit.synth.world import World
+from surgkit.utils.ids import safe_reset
+from surgkit.utils.inputs import read_json
+from surgkit.utils.lock import LOCK_NAME
 from surgkit.vocab import CHOLEC80_PHASES, INSTRUMENTS, TRIPLET_NAMES
 
 PALETTE = np.array([[255, 80, 80], [80, 255, 80], [80, 160, 255]], np.float32)
 
 
+WORLD_ENTRIES = {
+    "cholec80", "cholec80_boxes", "cholect50", "copesd", "endoscapes", "endovis18_vqla", "jigsaws",
+    "masks", "truth", "vlm", MANIFEST, ".synth", LOCK_NAME,
+}  # fmt: skip
+
+
 def _prepare(out: Path, preset: str, seed: int) -> dict | None:
-    """Reuse an identical world already in ``out``; clear a different one; refuse foreign folders."""
+    """Reuse an identical world already in ``out``; clear a different one; refuse foreign folders.
+
+    A folder counts as a world only when its ``world.json`` is a surgkit world manifest and it holds
+    nothing but what the generator writes; only those entries are removed (each strictly inside
+    ``out``), so a mistyped output folder never loses anything else.
+    """
     from surgkit import __version__
 
     manifest = out / MANIFEST
     if manifest.is_file():
-        old = json.loads(manifest.read_text())
+        old = read_json(manifest)
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in WORLD_ENTRIES)
+        if not isinstance(old, dict) or old.get("format") != MANIFEST_FORMAT or foreign:
+            what = (
+                f"it also holds {', '.join(foreign[:3])}" if foreign else "world.json is not a surgkit world"
+            )
+            raise SurgkitError(f"{out}: not a synthetic world folder ({what}); remove it or use another one")
         if (old.get("preset"), old.get("seed"), old.get("surgkit_version")) == (preset, seed, __version__):
             return old
-        shutil.rmtree(out)
-    elif out.exists() and any(out.iterdir()):
+        for entry in sorted(out.iterdir()):
+            if entry.name != LOCK_NAME:
+                safe_reset(entry, out)
+    elif out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise SurgkitError(f"{out}: exists and is not a synthetic world (no {MANIFEST}); remove it first")
     return None
 

@@ -14,8 +14,11 @@ from typing import Any
 
 from surgkit.errors import SurgkitError
 from surgkit.synth.world import World
+from surgkit.utils.inputs import read_json
 from surgkit.utils.io import to_json, write_json, write_text
+from surgkit.utils.lock import LOCK_NAME, locked
 from surgkit.utils.progress import make_progress
+from surgkit.utils.runinfo import first_difference
 
 MANIFEST = "world.json"
 MANIFEST_FORMAT = "surgkit-synth-world/1"
@@ -75,10 +78,15 @@ def parse_layouts(spec: str | list[str] | None) -> list[str]:
     return [n for n in LAYOUTS if n in names]
 
 
+def _has_content(out: Path, *ignore: str) -> bool:
+    """True when ``out`` holds anything besides the writer lock (and ``ignore``)."""
+    return out.is_dir() and any(p.name not in (LOCK_NAME, *ignore) for p in out.iterdir())
+
+
 def check_out_dir(out: Path, overwrite: bool, resume: bool = False) -> None:
     if out.exists() and not out.is_dir():
         raise SurgkitError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (overwrite or resume):
+    if _has_content(out) and not (overwrite or resume):
         raise SurgkitError(f"{out}: folder is not empty (pass --overwrite to write into it, or --resume)")
 
 
@@ -91,13 +99,15 @@ def _resume_state(out: Path, config: dict[str, Any], overwrite: bool, resume: bo
     old = state / "config.json"
     done: set[str] = set()
     if resume and old.is_file():
-        if json.loads(old.read_text()) != json.loads(to_json(config)):
+        diff = first_difference(read_json(old), json.loads(to_json(config)))
+        if diff is not None:
+            key, was, now = diff
             raise SurgkitError(
-                f"{out}: written with other settings (seed, preset, layouts or version); "
+                f"{out}: written with other settings ({key}={was!r}, this run has {key}={now!r}); "
                 "use --overwrite to start again"
             )
         done = {p.stem for p in (state / "done").glob("*.done")}
-    elif resume and out.is_dir() and any(p.name != STATE_DIR for p in out.iterdir()) and not overwrite:
+    elif resume and _has_content(out, STATE_DIR) and not overwrite:
         raise SurgkitError(f"{out}: nothing to resume (no {STATE_DIR}/config.json); use --overwrite")
     if not done and (state / "done").is_dir():
         for marker in (state / "done").glob("*.done"):
@@ -106,6 +116,7 @@ def _resume_state(out: Path, config: dict[str, Any], overwrite: bool, resume: bo
     return done
 
 
+@locked("surgkit synth", "out")
 def generate_world(
     out: str | Path,
     preset: str = "demo",

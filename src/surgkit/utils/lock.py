@@ -18,12 +18,14 @@ only the main process (``RANK`` 0) takes it; the other ranks are its helpers.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from surgkit.errors import SurgkitError
@@ -137,19 +139,35 @@ def _acquire_exclusive_file(folder: Path, path: Path, command: str) -> None:
 def acquire(folder: str | Path, command: str) -> None:
     """Take the lock of ``folder`` (created if missing); see :func:`output_lock`."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise SurgkitError(f"{folder}: exists and is not a folder")
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SurgkitError(f"{folder}: cannot create the output folder ({e.strerror or e})") from None
     key = os.path.realpath(folder)
     with _HELD_GUARD:
         if key in _HELD:
             _HELD[key][0] += 1
             return
         path = folder / LOCK_NAME
-        fd = (
-            _acquire_flock(folder, path, command)
-            if _HAVE_FLOCK
-            else _acquire_exclusive_file(folder, path, command)
-        )
-        _HELD[key] = [1, fd if _HAVE_FLOCK else None, path]
+        try:
+            if _HAVE_FLOCK:
+                fd: int | None = _acquire_flock(folder, path, command)
+            else:
+                _acquire_exclusive_file(folder, path, command)
+                fd = None
+        except BaseException:
+            if created:
+                _remove_if_empty(folder)
+            raise
+        _HELD[key] = [1, fd, path, folder if created else None]
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only succeeds when empty: a command that failed early leaves no trace
 
 
 def release(folder: str | Path) -> None:
@@ -163,11 +181,13 @@ def release(folder: str | Path) -> None:
         if entry[0] > 0:
             return
         del _HELD[key]
-        _, fd, path = entry
+        _, fd, path, created = entry
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         if fd is not None:
             os.close(fd)
+        if created is not None:
+            _remove_if_empty(created)
 
 
 def holds_lock(folder: str | Path) -> bool:
@@ -193,3 +213,24 @@ def output_lock(folder: str | Path, command: str, *, enabled: bool | None = None
         yield folder
     finally:
         release(folder)
+
+
+def locked(command: str, folder_arg: str = "out_dir") -> Callable:
+    """Decorator: run the function holding :func:`output_lock` on its ``folder_arg`` argument.
+
+    >>> @locked("surgkit prep flow")
+    ... def compute(frames_dir, out_dir, *, overwrite=False): ...
+    """
+
+    def wrap(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            folder = signature.bind(*args, **kwargs).arguments[folder_arg]
+            with output_lock(folder, command):
+                return fn(*args, **kwargs)
+
+        return run
+
+    return wrap
