@@ -49,5 +49,5 @@ def test_unknown_model_type_names_file_and_known_types(tmp_path):
     ):
         load_backbone(tmp_path)
     (tmp_path / "config.json").write_text("[1, 2]")
-    with pytest.raises(SurgkitError, match="not a JSON object"):
+    with pytest.raises(SurgkitError, match="config.json: top level: expected an object, got a list"):
         load_backbone(tmp_path)

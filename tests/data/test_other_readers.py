@@ -22,13 +22,13 @@ Where is monopolar_curved_scissors located?|right-top|700, 60, 1180, 430
 
 def test_surgicalactions160_names_and_lists(tmp_path):
     for name in ("05_07", "01_01", "16_10"):
-        write(tmp_path / f"{name}.mp4", "")
+        write(tmp_path / f"{name}.mp4", "not empty")
     write(tmp_path / "notes.txt", "x")
     write(tmp_path / "train.txt", "05_07\n0-01_01\n")
     ds = surgicalactions160.load(tmp_path)
     assert {k: c.label for k, c in ds.clips.items()} == {"01_01": 0, "05_07": 4, "16_10": 15}
     assert ds.split_files["train"] == ["05_07", "01_01"] and [s.item for s in ds.skipped] == ["notes.txt"]
-    write(tmp_path / "17_01.mp4", "")
+    write(tmp_path / "17_01.mp4", "not empty")
     with pytest.raises(DataFormatError, match="class 17 outside 1..16"):
         surgicalactions160.load(tmp_path)
 

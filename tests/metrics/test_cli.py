@@ -68,7 +68,7 @@ def test_phase_errors_name_file_and_line(run_cli, tmp_path):
     assert code == 2 and "no predictions for video(s) v1" in err
     oob = _phase_csv(tmp_path / "oob.csv", {"v1": [9] * 12})
     code, _, err = run_cli("eval", "phase", labels, oob)
-    assert code == 2 and "video v1, frame 0: prediction 9 outside 0..6" in err
+    assert code == 2 and "oob.csv:2: phase id 9 outside 0..6" in err
     np.savez(tmp_path / "obj.npz", v1=np.array(["a", None], dtype=object))
     code, _, err = run_cli("eval", "phase", labels, tmp_path / "obj.npz")
     assert code == 2 and "obj.npz" in err and "pickle" in err
@@ -142,7 +142,7 @@ def test_skill_and_vqla(run_cli, tmp_path):
     assert res["accuracy"] == 0.5 and "LEGACY" in res["protocol"]["miou_legacy"]
     (tmp_path / "bad.csv").write_text("answer_true,answer_pred\nkidney,kidney\nkidney\n")
     code, _, err = run_cli("eval", "vqla", tmp_path / "bad.csv")
-    assert code == 2 and "bad.csv:3:" in err and "1 fields but the header has 2" in err
+    assert code == 2 and "bad.csv:3:" in err and "expected 2 columns, found 1" in err
     (tmp_path / "bad.json").write_text('[{"answer_true": 0}]')
     code, _, err = run_cli("eval", "vqla", tmp_path / "bad.json")
     assert code == 2 and "bad.json: record 0: missing field answer_pred" in err

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -131,10 +130,9 @@ def load_backbone(
         cfg_path = path / "config.json"
         if not cfg_path.is_file():
             raise SurgkitError(f"{path}: no config.json (expected an HF/surgkit model folder)")
-        try:
-            model_type = json.loads(cfg_path.read_text()).get("model_type", "")
-        except (json.JSONDecodeError, AttributeError) as e:
-            raise SurgkitError(f"{cfg_path}: not a JSON object ({e})") from e
+        from surgkit.utils.modeling import read_model_config
+
+        model_type = read_model_config(cfg_path).get("model_type", "")
         loader = _resolve(model_type)
         if loader is None:
             raise SurgkitError(

@@ -51,7 +51,17 @@ class VideoMAEBackbone:
             return cls(model, name=str(path.resolve()), device=device)
         from transformers import VideoMAEModel
 
-        model = VideoMAEModel.from_pretrained(str(path_or_id))
+        if path.is_dir():
+            from surgkit.utils.modeling import check_hf_folder
+
+            check_hf_folder(path)  # remote code, pickles, broken weights: refused before transformers
+        try:
+            model = VideoMAEModel.from_pretrained(str(path_or_id), use_safetensors=True)
+        except (RuntimeError, ValueError, TypeError, KeyError) as e:
+            from surgkit.errors import SurgkitError
+
+            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise SurgkitError(f"{path_or_id}: cannot load this VideoMAE model ({first})") from None
         name = str(path.resolve()) if path.is_dir() else str(path_or_id)
         return cls(model, name=name, device=device)
 

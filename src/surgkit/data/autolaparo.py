@@ -20,6 +20,7 @@ import numpy as np
 from surgkit.data._parse import check_range, find_media, lookup, natural_key, parse_int, split_rows
 from surgkit.data.model import Dataset, PhaseLabels, Video
 from surgkit.errors import DataFormatError
+from surgkit.utils.inputs import is_int_text
 
 PHASES: tuple[str, ...] = (
     "Preparation",
@@ -51,7 +52,7 @@ def read_label_file(path: Path, vid: str) -> PhaseLabels:
                 line=line,
             )
         p_text = p_text.strip()
-        if p_text.isdigit():
+        if is_int_text(p_text):
             pid = check_range(int(p_text), 1, len(PHASES), path, line, "phase id (1-7)") - 1
         else:
             pid = lookup(p_text, PHASES, path, line, "phase")

@@ -21,6 +21,7 @@ import numpy as np
 from surgkit.data._parse import check_range, find_media, lookup, natural_key, parse_int, split_rows
 from surgkit.data.model import Dataset, PhaseLabels, ToolLabels, Video
 from surgkit.errors import DataFormatError
+from surgkit.utils.inputs import is_int_text
 from surgkit.vocab import CHOLEC80_PHASES, CHOLEC80_TOOLS
 
 NATIVE_FPS = 25.0
@@ -51,7 +52,7 @@ def read_phase_file(
                 f"frame {frame} where {expected} was expected (one row per frame)", path=path, line=line
             )
         expected += 1
-        if p_text.isdigit():
+        if is_int_text(p_text):
             pid = int(p_text)
             check_range(pid, 0, len(names) - 1, path, line, "phase id")
         else:
@@ -75,7 +76,7 @@ def read_tool_file(path: Path, video_id: str, names: tuple[str, ...] = CHOLEC80_
         )
     frames, values = [], []
     for line, fields in rows:
-        frame = parse_int(fields[0], path, line, "Frame")
+        frame = check_range(parse_int(fields[0], path, line, "Frame"), 0, 10**12, path, line, "Frame")
         if frames and frame <= frames[-1]:
             raise DataFormatError(f"frame {frame} not after {frames[-1]}", path=path, line=line)
         row = []

@@ -30,6 +30,7 @@ from pathlib import Path
 from surgkit.data._parse import check_range, lookup, parse_float, parse_int, read_csv_dicts
 from surgkit.data.model import Box, Dataset, Video
 from surgkit.errors import DataFormatError
+from surgkit.utils.ids import safe_id
 from surgkit.vocab import CHOLEC80_TOOLS
 
 COLUMNS = (
@@ -62,6 +63,28 @@ def _delimiter(path: Path) -> str:
     return ";" if ";" in head and "," not in head else ","
 
 
+def _check_inside(image: Path, box: tuple, sizes: dict, path: Path, line: int) -> None:
+    """A box must lie inside its frame when the frame image is there to tell its size."""
+    if image not in sizes:
+        sizes[image] = None
+        if image.is_file():
+            try:
+                from PIL import Image
+
+                with Image.open(image) as im:
+                    sizes[image] = im.size
+            except OSError:
+                sizes[image] = None
+    size = sizes[image]
+    x, y, w, h = box
+    if size is not None and (x + w > size[0] + 1 or y + h > size[1] + 1):
+        raise DataFormatError(
+            f"box {x:g},{y:g},{w:g},{h:g} lies outside the {size[0]}x{size[1]} frame {image.name}",
+            path=path,
+            line=line,
+        )
+
+
 def load(root: str | Path) -> Dataset:
     """Read the Cholec80-Boxes CSV at ``root`` (the file or the folder holding it)."""
     root = Path(root)
@@ -70,8 +93,12 @@ def load(root: str | Path) -> Dataset:
     ds = Dataset(name="cholec80_boxes", root=folder, split_scheme="cholec80-32/8/40")
     ds.classes["tool"] = CHOLEC80_TOOLS
     lower = tuple(t.lower() for t in CHOLEC80_TOOLS)
+    seen: dict[tuple, int] = {}
+    sizes: dict[Path, tuple[int, int] | None] = {}
     for line, row in read_csv_dicts(path, COLUMNS, delimiter=_delimiter(path)):
-        number = parse_int(row["Surgery_num"], path, line, "Surgery_num")
+        number = check_range(
+            parse_int(row["Surgery_num"], path, line, "Surgery_num"), 0, 10**6, path, line, "Surgery_num"
+        )
         m = FRAME_RE.fullmatch(row["FrameName"])
         if not m:
             raise DataFormatError(
@@ -88,10 +115,22 @@ def load(root: str | Path) -> Dataset:
             raise DataFormatError(
                 f"box width/height must be positive, got {w:g} x {h:g}", path=path, line=line
             )
-        index = parse_int(row["NumBBox_inFrame"], path, line, "NumBBox_inFrame")
+        index = check_range(
+            parse_int(row["NumBBox_inFrame"], path, line, "NumBBox_inFrame"),
+            0,
+            10**6,
+            path,
+            line,
+            "NumBBox_inFrame",
+        )
         vid = f"video{number:02d}"
         frame = int(m.group(2))
-        image = folder / row["Dir"] / row["FrameName"]
+        key = (vid, frame, tool, x, y, w, h)
+        if key in seen:
+            raise DataFormatError(f"duplicate of the box on line {seen[key]}", path=path, line=line)
+        seen[key] = line
+        image = folder / safe_id(row["Dir"], path, line=line, what="Dir") / row["FrameName"]
+        _check_inside(image, (x, y, w, h), sizes, path, line)
         if vid not in ds.videos:
             vdir = folder / row["Dir"]
             ds.videos[vid] = Video(

@@ -22,7 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
-from surgkit.data._parse import list_images, natural_key, parse_int, read_json, split_rows
+from surgkit.data._parse import (
+    as_dict,
+    as_float,
+    as_int,
+    is_int_text,
+    list_images,
+    natural_key,
+    parse_int,
+    read_json,
+    split_rows,
+)
 from surgkit.data.model import Box, Dataset, TripletLabels, Video
 from surgkit.errors import DataFormatError
 from surgkit.vocab import CHOLECT50_PHASES, INSTRUMENTS, TARGETS, TRIPLET_COMPONENTS, TRIPLET_NAMES, VERBS
@@ -117,7 +127,7 @@ def _check_categories(cats: object, path: Path) -> None:
         if vocab is None or not isinstance(mapping, dict):
             continue
         for key, value in mapping.items():
-            idx = int(key) if str(key).lstrip("-").isdigit() else -1
+            idx = int(key) if is_int_text(str(key)) else -1
             if not 0 <= idx < len(vocab):
                 raise DataFormatError(f"categories.{comp}: id {key!r} outside 0..{len(vocab) - 1}", path=path)
             if str(value).strip().lower() != vocab[idx].lower():
@@ -136,14 +146,11 @@ def read_label_json(path: Path, vid: str) -> tuple[TripletLabels, list[Box], int
             raise DataFormatError(f"missing key {key!r}", path=path)
     if "categories" in data:
         _check_categories(data["categories"], path)
-    n = data["num_frames"]
-    ann = data["annotations"]
-    if not isinstance(n, int) or n < 0 or not isinstance(ann, dict):
-        raise DataFormatError("'num_frames' must be an int and 'annotations' an object", path=path)
-    try:
-        keys = sorted(ann, key=int)
-    except ValueError:
-        raise DataFormatError("annotation keys must be frame ids as strings of integers", path=path) from None
+    n = as_int(data["num_frames"], path, "num_frames", lo=0)
+    ann = as_dict(data["annotations"], path, "annotations")
+    if "fps" in data:
+        as_float(data["fps"], path, "fps", lo=1e-9)  # a negative or zero rate is a broken file
+    keys = _frame_keys(ann, path)
     if len(keys) != n:
         raise DataFormatError(
             f"frame count mismatch: num_frames = {n} but {len(keys)} annotated frames", path=path
@@ -163,13 +170,29 @@ def read_label_json(path: Path, vid: str) -> tuple[TripletLabels, list[Box], int
     return TripletLabels.from_triplets(vid, frames, trip, phases), boxes, n
 
 
+def _frame_keys(ann: dict, path: Path) -> list[str]:
+    """Annotation keys sorted by frame; each an ASCII integer, no two for the same frame ('0', '00')."""
+    seen: dict[int, str] = {}
+    for key in ann:
+        if not is_int_text(key):
+            raise DataFormatError(f"annotations: key {key!r} is not a frame id (an integer)", path=path)
+        frame = int(key)
+        if frame in seen:
+            raise DataFormatError(
+                f"annotations: keys {seen[frame]!r} and {key!r} are the same frame {frame}", path=path
+            )
+        seen[frame] = key
+    return [seen[f] for f in sorted(seen)]
+
+
 def _instance(vec, key: str, path: Path, trip_row: np.ndarray, phase: int, vid: str, boxes: list[Box]) -> int:
+    where = f"annotations.{key}"
     if not isinstance(vec, list) or len(vec) != 15:
         got = len(vec) if isinstance(vec, list) else type(vec).__name__
         raise DataFormatError(f"frame {key}: instance vector must have 15 values, got {got}", path=path)
-    if not all(isinstance(x, (int, float)) for x in vec):
-        raise DataFormatError(f"frame {key}: non-numeric value in instance vector", path=path)
-    t, inst, verb, target, ph = (int(vec[i]) for i in (0, 1, 7, 8, 14))
+    t, inst, verb, target, ph = (as_int(vec[i], path, f"{where}[{i}]", lo=-1) for i in (0, 1, 7, 8, 14))
+    for i in (2, 3, 4, 5, 6, 9, 10, 11, 12, 13):
+        as_float(vec[i], path, f"{where}[{i}]")
     if t != -1:
         if not 0 <= t < 100:
             raise DataFormatError(f"frame {key}: unknown triplet id {t}", path=path)
@@ -186,6 +209,11 @@ def _instance(vec, key: str, path: Path, trip_row: np.ndarray, phase: int, vid: 
         ):
             x, y, w, h = (float(v) for v in vec[off + 1 : off + 5])
             if min(x, y, w, h) >= 0:
+                if x + w > 1 + 1e-6 or y + h > 1 + 1e-6:
+                    raise DataFormatError(
+                        f"frame {key}: normalised box {x:g},{y:g},{w:g},{h:g} extends outside the image",
+                        path=path,
+                    )
                 boxes.append(
                     Box(vid, int(key), names[comp_id], (x, y, w, h), "normalized", extra={"triplet": t})
                 )

@@ -39,6 +39,7 @@ import numpy as np
 from surgkit.data._parse import check_range, parse_float, read_csv_dicts, read_json
 from surgkit.data.model import Dataset, Rating, ScoredSegment, SkillScore, Video
 from surgkit.errors import DataFormatError
+from surgkit.utils.ids import safe_id, safe_relative
 from surgkit.vocab import MGEARS_ITEMS
 
 FORMAT = "surgkit-clinical-skill/1"
@@ -106,9 +107,14 @@ def _add_video(
     line: int | None,
     require: bool,
 ) -> None:
+    safe_id(vid, where, line=line, what="video id")
     if vid in ds.videos:
         raise DataFormatError(f"video {vid!r} listed twice", path=where, line=line)
-    media = (ds.root / path_text) if path_text else None
+    media = (
+        (ds.root / safe_relative(path_text, where if line is None else f"{where}:{line}", "path"))
+        if path_text
+        else None
+    )
     if media is None or not media.exists():
         if require:
             raise DataFormatError(f"video {vid!r}: missing media {path_text!r}", path=where, line=line)

@@ -19,6 +19,8 @@ from pathlib import Path
 from surgkit.data._parse import read_json
 from surgkit.data.model import Box, Dataset, Video, VQARecord
 from surgkit.errors import DataFormatError
+from surgkit.utils.ids import safe_relative
+from surgkit.utils.inputs import is_int_text
 
 BOX_RE = re.compile(
     r"([A-Za-z][\w\- ]*?)\s*\[\s*([-\d.eE]+)\s*,\s*([-\d.eE]+)\s*,\s*([-\d.eE]+)\s*,\s*([-\d.eE]+)\s*\]"
@@ -66,7 +68,7 @@ def _sample(ds: Dataset, path: Path, k: int, sample: object, require_media: bool
         or not isinstance(sample.get("conversations"), list)
     ):
         raise DataFormatError(f"{where}: needs 'image' and a 'conversations' list", path=path)
-    image = (path.parent / str(sample["image"])).resolve()
+    image = (path.parent / safe_relative(sample["image"], path, f"{where}.image")).resolve()
     vid, frame = Path(str(sample["image"])).parent.name or "-", Path(str(sample["image"])).stem
     if not image.is_file():
         if require_media:
@@ -93,7 +95,7 @@ def _sample(ds: Dataset, path: Path, k: int, sample: object, require_media: bool
             ds.boxes.append(
                 Box(
                     vid,
-                    int(frame) if frame.isdigit() else -1,
+                    int(frame) if is_int_text(frame) else -1,
                     name,
                     (b[0], b[1], b[2] - b[0], b[3] - b[1]),
                     "normalized",

@@ -22,6 +22,8 @@ import re
 from pathlib import Path
 
 from surgkit.data._parse import (
+    as_float,
+    as_int,
     check_range,
     parse_float,
     parse_float_id,
@@ -35,7 +37,7 @@ from surgkit.vocab import CVS_CRITERIA
 
 SPLITS = ("train", "val", "test")
 COCO_FILES = ("annotation_ds_coco.json", "annotation_coco.json", "annotation_coco_vid.json")
-FILE_RE = re.compile(r"(\d+)_(\d+)\.(?:jpg|jpeg|png)", re.IGNORECASE)
+FILE_RE = re.compile(r"([0-9]+)_([0-9]+)\.(?:jpg|jpeg|png)", re.IGNORECASE)
 
 
 def read_vids_file(path: Path) -> list[str]:
@@ -91,7 +93,9 @@ def _video_frame(img: dict, path: Path) -> tuple[str, int]:
     if m:
         return str(int(m.group(1))), int(m.group(2))
     if "video_id" in img and "frame_id" in img:
-        return str(int(img["video_id"])), int(img["frame_id"])
+        where = f"images[id={img.get('id')}]"
+        vid = as_int(img["video_id"], path, f"{where}.video_id", lo=0)
+        return str(vid), as_int(img["frame_id"], path, f"{where}.frame_id", lo=0)
     raise DataFormatError(
         f"image {img.get('id')}: file_name {img.get('file_name')!r} is not <vid>_<frame>.jpg", path=path
     )
@@ -110,11 +114,20 @@ def _read_coco(
         cats[c["id"]] = c["name"]
     ds.classes.setdefault("box", tuple(cats[k] for k in sorted(cats)))
     images = {}
+    sizes: dict = {}
     for img in data["images"]:
         if not isinstance(img, dict) or "id" not in img:
             raise DataFormatError(f"image entry without an id: {img!r}"[:200], path=path)
         vid, frame = _video_frame(img, path)
+        if img["id"] in images:
+            raise DataFormatError(f"images: id {img['id']!r} appears twice", path=path)
         images[img["id"]] = (vid, frame)
+        if "width" in img and "height" in img:
+            where = f"images[id={img['id']}]"
+            sizes[img["id"]] = (
+                as_float(img["width"], path, f"{where}.width", lo=1),
+                as_float(img["height"], path, f"{where}.height", lo=1),
+            )
         video = ds.videos.get(vid)
         if video is None:
             video = ds.videos[vid] = Video(vid, folder, None, 0, extra={"frames": {}, "split_folder": split})
@@ -145,17 +158,33 @@ def _read_coco(
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise DataFormatError(f"annotation {ann.get('id')}: bbox must be [x, y, w, h]", path=path)
         vid, frame = images[ann["image_id"]]
+        box = _pixel_box(bbox, sizes.get(ann["image_id"]), path, f"annotations[id={ann.get('id')}].bbox")
         ds.boxes.append(
             Box(
                 vid,
                 frame,
                 cats[ann["category_id"]],
-                tuple(float(v) for v in bbox),
+                box,
                 "pixel",
                 ann.get("id"),
                 {"split": split},
             )
         )
+
+
+def _pixel_box(bbox: list, size: tuple[float, float] | None, path: Path, key: str) -> tuple:
+    """COCO [x, y, w, h] in pixels: finite numbers, w, h >= 0, inside the image when its size is known."""
+    x, y, w, h = (as_float(v, path, f"{key}[{i}]") for i, v in enumerate(bbox))
+    if w < 0 or h < 0:
+        raise DataFormatError(f"{key}: negative width or height ({w:g}, {h:g})", path=path)
+    if size is not None:
+        width, height = size
+        tol = 1.0  # COCO exporters round to the pixel
+        if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
+            raise DataFormatError(
+                f"{key}: box {x:g},{y:g},{w:g},{h:g} lies outside the {width:g}x{height:g} image", path=path
+            )
+    return (x, y, w, h)
 
 
 def _tags(img: dict) -> dict:
@@ -176,9 +205,15 @@ def _criteria(values, path: Path, image_id) -> tuple[float, float, float]:
 
 def _read_metadata(ds: Dataset, path: Path, add_cvs: bool) -> int:
     n = 0
+    seen: dict[tuple[str, int], int] = {}
     for line, row in read_csv_dicts(path, ("vid", "frame", "C1", "C2", "C3")):
-        vid = str(parse_float_id(row["vid"], path, line, "vid"))
-        frame = parse_float_id(row["frame"], path, line, "frame")
+        vid = str(check_range(parse_float_id(row["vid"], path, line, "vid"), 0, 1e15, path, line, "vid"))
+        frame = check_range(parse_float_id(row["frame"], path, line, "frame"), 0, 1e15, path, line, "frame")
+        if (vid, frame) in seen:
+            raise DataFormatError(
+                f"video {vid} frame {frame} also on line {seen[vid, frame]}", path=path, line=line
+            )
+        seen[vid, frame] = line
         crit = tuple(
             check_range(parse_float(row[c], path, line, c), 0, 1, path, line, c) for c in ("C1", "C2", "C3")
         )
@@ -194,7 +229,7 @@ def _read_masks(ds: Dataset, root: Path) -> None:
         if not (root / folder).is_dir():
             continue
         for p in sorted((root / folder).glob(f"*{ext}")):
-            m = re.fullmatch(r"(\d+)_(\d+)", p.stem)
+            m = re.fullmatch(r"([0-9]+)_([0-9]+)", p.stem)
             if not m:
                 ds.skip(p.name, "mask file name is not <vid>_<frame>", p)
                 continue

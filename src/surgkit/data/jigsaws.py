@@ -87,6 +87,8 @@ def read_meta_file(path: Path, task: str) -> dict[str, SkillScore]:
         if trial in scores:
             raise DataFormatError(f"trial {trial} listed twice", path=path, line=i)
         scores[trial] = SkillScore(trial, "OSATS-GRS", float(grs), items, level=level)
+    if not scores:
+        raise DataFormatError("empty meta file (no trial lines)", path=path)
     return scores
 
 
@@ -108,7 +110,15 @@ def read_transcription(path: Path, trial: str) -> list[Segment]:
             )
         if start < 1 or end < start:
             raise DataFormatError(f"bad frame range {start}..{end}", path=path, line=i)
+        if segs and start - 1 <= segs[-1].start:
+            raise DataFormatError(
+                f"segment {start}..{end} starts at or before the previous one ({segs[-1].start + 1})",
+                path=path,
+                line=i,
+            )
         segs.append(Segment(trial, start - 1, end - 1, fields[2]))
+    if not segs:
+        raise DataFormatError("empty transcription (no 'start end gesture' lines)", path=path)
     return segs
 
 

@@ -41,6 +41,8 @@ def load(root: str | Path, class_names: Sequence[str] | None = None) -> Dataset:
         if not is_clip or not m:
             ds.skip(entry.name, "not a clip named <class>_<clip> (video file or frame folder)", entry)
             continue
+        if entry.is_file() and entry.stat().st_size == 0:
+            raise DataFormatError("empty clip file (0 bytes)", path=entry)
         label = int(m.group(1)) - 1
         if not 0 <= label < (len(class_names) if class_names is not None else NUM_CLASSES):
             raise DataFormatError(

@@ -21,16 +21,16 @@ text formats, the 1-based line. NPZ files are opened with ``allow_pickle=False``
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from surgkit.errors import DataFormatError
+from surgkit.utils.inputs import is_int_text, read_csv_dicts, read_json, read_text_lines
 
 __all__ = [
     "jsonable",
@@ -55,37 +55,19 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
             return {k: z[k] for k in z.files}
     except ValueError as e:  # object arrays need pickle: refused
         raise DataFormatError(f"cannot read NPZ without pickle: {e}", path=path) from None
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
         raise DataFormatError(f"not a valid NPZ file ({e})", path=path) from None
 
 
 def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataFormatError(f"invalid JSON: {e.msg} (column {e.colno})", path=path, line=e.lineno) from None
+    return read_json(path)
 
 
 def read_records(path: str | Path) -> list[tuple[int | None, dict[str, str]]]:
     """CSV rows (with header) or a JSON list of objects, as ``(line, record)`` pairs."""
     path = Path(path)
     if _suffix(path) == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if not header:
-                raise DataFormatError("empty CSV file (a header line is required)", path=path, line=1)
-            header = [h.strip() for h in header]
-            rows = []
-            for row in reader:
-                if not row or all(not c.strip() for c in row):
-                    continue
-                if len(row) != len(header):
-                    raise DataFormatError(
-                        f"{len(row)} fields but the header has {len(header)}", path=path, line=reader.line_num
-                    )
-                rows.append((reader.line_num, {h: c.strip() for h, c in zip(header, row, strict=True)}))
-            return rows
+        return list(read_csv_dicts(path, ()))
     data = _load_json(path)
     if isinstance(data, dict) and "records" in data:
         data = data["records"]
@@ -104,6 +86,8 @@ def _field(rec: dict, names: tuple[str, ...], path: Path, line: int | None, idx:
 
 def _number(value: Any, what: str, path: Path, line: int | None, idx: int, integer: bool = False) -> float:
     where = "" if line is not None else f"record {idx}: "
+    if isinstance(value, bool):
+        raise DataFormatError(f"{where}{what} {value!r} is not a number", path=path, line=line)
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -114,13 +98,32 @@ def _number(value: Any, what: str, path: Path, line: int | None, idx: int, integ
     return x
 
 
-def _class_id(value: Any, names: tuple[str, ...], what: str, path: Path, line: int | None, idx: int) -> int:
+def _class_id(
+    value: Any,
+    names: tuple[str, ...],
+    what: str,
+    path: Path,
+    line: int | None,
+    idx: int,
+    num_classes: int | None = None,
+) -> int:
+    """A class given by name or 0-based id; with ``num_classes`` the id must lie in 0..num_classes-1."""
+    where = "" if line is not None else f"record {idx}: "
     if isinstance(value, str) and value.strip() in names:
         return names.index(value.strip())
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit() or isinstance(value, (int, np.integer)):
-        return int(value)
-    where = "" if line is not None else f"record {idx}: "
-    raise DataFormatError(f"{where}{what} {value!r} is neither an id nor a known name", path=path, line=line)
+    if (
+        isinstance(value, str)
+        and is_int_text(value)
+        or (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)))
+    ):
+        cid = int(value)
+        n = num_classes if num_classes is not None else (len(names) or None)
+        if cid < 0 or (n is not None and cid >= n):
+            top = f"0..{n - 1}" if n is not None else "0 or more"
+            raise DataFormatError(f"{where}{what} id {cid} outside {top}", path=path, line=line)
+        return cid
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise DataFormatError(f"{where}{what} {shown} is neither an id nor a known name", path=path, line=line)
 
 
 # ------------------------------------------------------------------------------------- phase
@@ -132,12 +135,13 @@ def video_key_from_name(path: Path) -> str:
     return str(int(numbers[-1]))
 
 
-def read_phase_txt(path: Path, phase_names: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+def read_phase_txt(
+    path: Path, phase_names: tuple[str, ...] = (), num_classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """One Cholec80/M2CAI-style phase file: a header line (always skipped, as ReadPhaseLabel.m),
     then whitespace-separated ``frame phase`` rows; returns (sorted frame indices, their phases)."""
     frames: dict[int, int] = {}
-    with path.open(encoding="utf-8") as fh:
-        lines = fh.read().splitlines()
+    lines = read_text_lines(path)
     if not lines:
         raise DataFormatError("empty file (a header line is required)", path=path, line=1)
     for number, text in enumerate(lines[1:], start=2):
@@ -146,13 +150,22 @@ def read_phase_txt(path: Path, phase_names: tuple[str, ...] = ()) -> tuple[np.nd
             continue
         if len(fields) != 2:
             raise DataFormatError(f"expected 'frame phase', got {len(fields)} fields", path=path, line=number)
-        frame = int(_number(fields[0], "frame", path, number, 0, integer=True))
+        frame = _frame(fields[0], path, number, 0)
         if frame in frames:
             raise DataFormatError(f"frame {frame} appears twice", path=path, line=number)
-        frames[frame] = _class_id(fields[1], phase_names, "phase", path, number, 0)
+        frames[frame] = _class_id(fields[1], phase_names, "phase", path, number, 0, num_classes)
     if not frames:
         raise DataFormatError("no rows after the header", path=path)
     return _sorted_frames(frames)
+
+
+def _frame(value: Any, path: Path, line: int | None, idx: int) -> int:
+    """A frame index: a whole, non-negative number."""
+    frame = int(_number(value, "frame", path, line, idx, integer=True))
+    if frame < 0:
+        where = "" if line is not None else f"record {idx}: "
+        raise DataFormatError(f"{where}negative frame {frame}", path=path, line=line)
+    return frame
 
 
 def _sorted_frames(frames: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +178,7 @@ def _implicit_frames(phases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_phase_file(
-    path: str | Path, phase_names: tuple[str, ...] = ()
+    path: str | Path, phase_names: tuple[str, ...] = (), num_classes: int | None = None
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{video: (frames,) int array}`` from a phase CSV / JSON / NPZ file (frames sorted for CSV),
     one ``.txt`` file per video (Cholec80 annotation / Matlab-protocol layout) or a folder of them.
@@ -182,7 +195,7 @@ def read_phase_file(
             key = video_key_from_name(f)
             if key in out:
                 raise DataFormatError(f"two files for video {key} in this folder", path=f)
-            out[key] = read_phase_txt(f, phase_names)
+            out[key] = read_phase_txt(f, phase_names, num_classes)
         return out
     kind = _suffix(path)
     if kind == ".npz":
@@ -191,6 +204,12 @@ def read_phase_file(
             if v.ndim != 1 or not np.issubdtype(v.dtype, np.integer):
                 raise DataFormatError(
                     f"array '{k}' must be a 1-D integer array, got {v.dtype} {v.shape}", path=path
+                )
+            bad = np.flatnonzero((v < 0) | (v >= num_classes)) if num_classes is not None else []
+            if len(bad):
+                i = int(bad[0])
+                raise DataFormatError(
+                    f"array '{k}' index {i}: phase id {int(v[i])} outside 0..{num_classes - 1}", path=path
                 )
             out[k] = _implicit_frames(v.astype(np.int64))
         return out
@@ -205,7 +224,9 @@ def read_phase_file(
             out[str(video)] = _implicit_frames(
                 np.array(
                     [
-                        _class_id(x, phase_names, f"video {video} frame {i}: phase", path, None, i)
+                        _class_id(
+                            x, phase_names, f"video {video} frame {i}: phase", path, None, i, num_classes
+                        )
                         for i, x in enumerate(seq)
                     ],
                     dtype=np.int64,
@@ -215,12 +236,12 @@ def read_phase_file(
     frames: dict[str, dict[int, int]] = {}
     for line, rec in read_records(path):
         video = str(_field(rec, ("video",), path, line, 0))
-        frame = int(_number(_field(rec, ("frame",), path, line, 0), "frame", path, line, 0, integer=True))
+        frame = _frame(_field(rec, ("frame",), path, line, 0), path, line, 0)
         value = _field(rec, ("phase", "label", "prediction"), path, line, 0)
         per_video = frames.setdefault(video, {})
         if frame in per_video:
             raise DataFormatError(f"video {video}: frame {frame} appears twice", path=path, line=line)
-        per_video[frame] = _class_id(value, phase_names, "phase", path, line, 0)
+        per_video[frame] = _class_id(value, phase_names, "phase", path, line, 0, num_classes)
     if not frames:
         raise DataFormatError("no rows", path=path)
     return {v: _sorted_frames(f) for v, f in frames.items()}
@@ -258,19 +279,31 @@ def read_triplet_file(path: str | Path, key: str) -> tuple[np.ndarray, np.ndarra
                 f"'{key}' must be (N, 100) and 'video_ids' (N,), got {m.shape}, {vids.shape}", path=path
             )
         frames = z.get("frames", np.arange(m.shape[0]))
-        return vids, frames, m.astype(np.float64)
+        if not np.issubdtype(m.dtype, np.number) or np.issubdtype(m.dtype, np.complexfloating):
+            raise DataFormatError(f"'{key}' must be numeric, got {m.dtype}", path=path)
+        return vids, frames, _check_matrix(m.astype(np.float64), key, path, None)
     vids, frames, rows = [], [], []
     for line, rec in read_records(path):
         vids.append(str(_field(rec, ("video",), path, line, 0)))
-        frames.append(
-            int(_number(_field(rec, ("frame",), path, line, 0), "frame", path, line, 0, integer=True))
-        )
+        frames.append(_frame(_field(rec, ("frame",), path, line, 0), path, line, 0))
         rows.append(
             [_number(_field(rec, (f"c{k}",), path, line, 0), f"c{k}", path, line, 0) for k in range(100)]
         )
     if not rows:
         raise DataFormatError("no rows", path=path)
-    return np.array(vids), np.array(frames), np.array(rows, dtype=np.float64)
+    return np.array(vids), np.array(frames), _check_matrix(np.array(rows, dtype=np.float64), key, path, 2)
+
+
+def _check_matrix(m: np.ndarray, key: str, path: Path, first_line: int | None) -> np.ndarray:
+    """Scores must be finite; targets must be 0 or 1. Names the first offending row."""
+    bad = ~np.isfinite(m) if key == "scores" else ~np.isin(m, (0.0, 1.0))
+    if bad.any():
+        r, c = (int(x) for x in np.argwhere(bad)[0])
+        need = "finite" if key == "scores" else "0 or 1"
+        line = first_line + r if first_line is not None else None
+        where = "" if line is not None else f"row {r}: "
+        raise DataFormatError(f"{where}{key} c{c} = {m[r, c]!r} (must be {need})", path=path, line=line)
+    return m
 
 
 # ------------------------------------------------------------------------------------- skill
@@ -312,18 +345,33 @@ def read_vqla_file(path: str | Path, answers: tuple[str, ...]) -> dict:
             _class_id(_field(rec, ("answer_pred",), path, line, i), answers, "answer_pred", path, line, i)
         )
         if has_boxes:
-            gt.append(
-                [
-                    _number(_field(rec, (c,), path, line, i), c, path, line, i)
-                    for c in ("gt_x1", "gt_y1", "gt_x2", "gt_y2")
-                ]
-            )
-            pred.append([_number(_field(rec, (c,), path, line, i), c, path, line, i) for c in pred_cols])
+            g = [_number(_field(rec, (c,), path, line, i), c, path, line, i) for c in GT_COLS]
+            p = [_number(_field(rec, (c,), path, line, i), c, path, line, i) for c in pred_cols]
+            _check_boxes(g, p, pred_cols, path, line, i)
+            gt.append(g)
+            pred.append(p)
     out = {"y_true": np.array(y_true), "y_pred": np.array(y_pred), "gt_pixel": None, "pred_xyxy": None}
     if has_boxes:
         out["gt_pixel"] = np.array(gt)
         out["pred_xyxy"] = cxcywh_to_xyxy(np.array(pred)) if cxcywh else np.array(pred)
     return out
+
+
+GT_COLS = ("gt_x1", "gt_y1", "gt_x2", "gt_y2")
+
+
+def _check_boxes(g: list, p: list, pred_cols: tuple, path: Path, line: int | None, idx: int) -> None:
+    """GT: pixels, 0 <= x1 <= x2, 0 <= y1 <= y2. Prediction: normalised, every value in [0, 1]."""
+    where = "" if line is not None else f"record {idx}: "
+    if not (0 <= g[0] <= g[2] and 0 <= g[1] <= g[3]):
+        raise DataFormatError(
+            f"{where}gt box {g} needs 0 <= x1 <= x2 and 0 <= y1 <= y2 (pixels)", path=path, line=line
+        )
+    for c, v in zip(pred_cols, p, strict=True):
+        if not 0.0 <= v <= 1.0:
+            raise DataFormatError(
+                f"{where}{c} = {v:g} is not normalised to the image (expected 0..1)", path=path, line=line
+            )
 
 
 # ------------------------------------------------------------------------------------ output

@@ -77,7 +77,7 @@ def evaluate_phase_files(
     from surgkit.metrics.phase import edit_score, evaluate, segmental_f1
 
     names = _phase_names(num_phases)
-    gl, pl = read_phase_file(labels, names), read_phase_file(preds, names)
+    gl, pl = read_phase_file(labels, names, num_phases), read_phase_file(preds, names, num_phases)
     videos, g_seqs, p_seqs = pair_videos(gl, pl, Path(labels), Path(preds))
     for name, (fa, _), (fb, _) in zip(videos, g_seqs, p_seqs, strict=True):
         if fa.size != fb.size:

@@ -123,6 +123,14 @@ class SequenceWriter:
                 )
         return n
 
+    def sweep_temporary(self) -> None:
+        """Remove the temporary files of interrupted atomic writes (never called while writing)."""
+        if not self.folder.is_dir():
+            return
+        for entry in self.folder.iterdir():
+            if entry.name.startswith(".") and ".tmp" in entry.name and entry.is_file():
+                entry.unlink(missing_ok=True)
+
     def check_complete(self, num_items: int, where: Path | None = None) -> None:
         """Refuse unless exactly the item files of ``num_items`` items are present."""
         problem = self._count_problem(int(num_items))
@@ -165,7 +173,12 @@ class SequenceWriter:
         return None
 
     def finalize(self, num_items: int, shape: tuple[int, ...] | None, meta: dict[str, Any]) -> Path:
-        """Count the item files, then write ``sequence.json``: the video is complete."""
+        """Count the item files, then write ``sequence.json``: the video is complete.
+
+        Temporary files left by a writer that was killed mid-file (``.<name>.<random>.tmp<ext>``)
+        are removed first: the folder then holds exactly the items.
+        """
+        self.sweep_temporary()
         self.check_complete(num_items)
         info = {
             "format": SEQ_FORMAT,

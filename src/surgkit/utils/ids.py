@@ -95,6 +95,22 @@ def safe_child(
     return Path(root) / safe_id(name, source, line=line, what=what)
 
 
+def safe_relative(rel: object, source: str | Path, key: str = "path") -> str:
+    """A relative path read from data (``frames/video01/000050.jpg``) that stays below the folder it
+    is relative to: every component is a safe name (no ``..``, no absolute path, no control
+    characters). Symlinks inside the dataset are allowed, since the check is on the text."""
+    if not isinstance(rel, str) or not rel:
+        raise DataFormatError(f"{key}: expected a relative path, got {rel!r}", path=source)
+    parts = [p for p in rel.replace("\\", "/").split("/") if p not in ("", ".")]
+    if rel.startswith(("/", "\\")) or _DRIVE.match(rel) or not parts:
+        raise DataFormatError(f"{key}: {rel!r} is not a relative path", path=source)
+    for part in parts:
+        problem = id_problem(part)
+        if problem is not None and not (part.startswith(".") and part not in (".", "..")):
+            raise DataFormatError(f"{key}: unsafe path {rel!r} ({part!r} {problem})", path=source)
+    return "/".join(parts)
+
+
 def is_strictly_inside(path: str | Path, root: str | Path) -> bool:
     """True when ``path`` (its parent's symlinks resolved, its own name kept) lies strictly inside
     ``root`` (symlinks resolved). A symlink named ``path`` counts as the link, not its target."""

@@ -22,7 +22,6 @@ genuine pretraining folder loads as its encoder).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -243,10 +242,9 @@ def _read_hf_folder(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
             raise SurgkitError(
                 f"{p}: not found (expected an HF VideoMAE folder with config.json + model.safetensors)"
             )
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise SurgkitError(f"{cfg_path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    from surgkit.utils.modeling import check_hf_folder
+
+    cfg = check_hf_folder(folder)
     if cfg.get("model_type") != "videomae":
         raise SurgkitError(f"{cfg_path}: model_type is {cfg.get('model_type')!r}, expected 'videomae'")
     return cfg, load_file(str(w_path))

@@ -232,16 +232,14 @@ MODEL_CLASSES = {
 
 def load_model(folder, map_location: str = "cpu", **overrides):
     """Load any surgkit SurgVISTA folder (pretraining, classifier or encoder) by its ``model_type``."""
-    import json
     from pathlib import Path
 
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise SurgkitError(f"{path}: not found (expected a surgkit model folder)")
-    try:
-        model_type = json.loads(path.read_text()).get("model_type")
-    except json.JSONDecodeError as e:
-        raise SurgkitError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    from surgkit.utils.modeling import read_model_config
+
+    model_type = read_model_config(path).get("model_type")
     if model_type not in MODEL_CLASSES:
         raise SurgkitError(
             f"{path}: model_type {model_type!r} is not a SurgVISTA model ({', '.join(MODEL_CLASSES)})"
