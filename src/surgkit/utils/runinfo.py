@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -117,7 +116,6 @@ def check_resume(
             "format": RUN_INFO_FORMAT,
             "command": command,
             "surgkit_version": __version__,
-            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             "settings": new,
         },
     )
