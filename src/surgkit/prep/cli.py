@@ -118,6 +118,9 @@ def register(app: typer.Typer) -> None:
         frame_offset: int = typer.Option(0, help="Added to the source frame index in file names."),
         synth: Path = typer.Option(None, help="Synthetic world root: use its ground truth (source b)."),
         model: str = typer.Option(None, help="HF segmentation model folder or id (source c)."),
+        sam2: str = typer.Option(None, help="SAM 2 video model folder or HF id (source d; needs --prompts)."),
+        prompts: Path = typer.Option(None, help="SAM 2 prompts JSON: boxes/points per video (docs/prep.md)."),
+        threshold: float = typer.Option(0.0, help="SAM 2 mask-logit threshold."),
         input_size: int = typer.Option(224, help="Model input size."),
         batch_size: int = typer.Option(16, help="Model batch size."),
         device: str = typer.Option("cpu"),
@@ -133,9 +136,11 @@ def register(app: typer.Typer) -> None:
         from surgkit.errors import SurgkitError
         from surgkit.prep import masks
 
-        chosen = [x for x in (annotations, synth, model) if x is not None]
+        chosen = [x for x in (annotations, synth, model, sam2) if x is not None]
         if len(chosen) != 1:
-            raise SurgkitError("give exactly one mask source: --annotations, --synth or --model")
+            raise SurgkitError("give exactly one mask source: --annotations, --synth, --model or --sam2")
+        if (sam2 is None) != (prompts is None):
+            raise SurgkitError("--sam2 and --prompts go together")
         if annotations is not None:
             source = masks.AnnotationMasks(
                 annotations, ann_pattern, values=masks.parse_values(values), missing=missing or "error",
@@ -143,6 +148,10 @@ def register(app: typer.Typer) -> None:
             )  # fmt: skip
         elif synth is not None:
             source = masks.synth_masks(synth, missing=missing or "nearest")
+        elif sam2 is not None:
+            from surgkit.prep.sam2 import Sam2Masks
+
+            source = Sam2Masks(sam2, prompts, device=device, threshold=threshold)
         else:
             source = masks.ModelMasks(model, input_size=input_size, batch_size=batch_size, device=device)
         _finish(
@@ -158,6 +167,32 @@ def register(app: typer.Typer) -> None:
                 shard=shard,
             )  # fmt: skip
         )
+
+    @sub.command("masks-eval")
+    def masks_eval_cmd(
+        pred: Path = typer.Argument(..., help="Masks folder to score (written by `surgkit prep masks`)."),
+        frames: Path = typer.Option(
+            ..., help="The frames folder the masks were made from (source frame numbers)."
+        ),
+        synth: Path = typer.Option(None, help="Synthetic world root: score against its exact masks."),
+        annotations: Path = typer.Option(None, help="Annotation root (with --ann-pattern, --values)."),
+        ann_pattern: str = typer.Option("{video}/{frame:05d}.png", help="Mask file under the root."),
+        values: str = typer.Option(None, help="Pixel value to class map, e.g. '255:1'."),
+        num_classes: int = typer.Option(..., help="Classes including background."),
+    ) -> None:
+        """Dice of predicted masks against exact annotations (annotated frames only), as JSON."""
+        from surgkit.errors import SurgkitError
+        from surgkit.prep import masks
+        from surgkit.utils.io import to_json
+
+        if (synth is None) == (annotations is None):
+            raise SurgkitError("give exactly one truth: --synth or --annotations")
+        truth = (
+            masks.AnnotationMasks(synth, masks.SYNTH_PATTERN)
+            if synth is not None
+            else masks.AnnotationMasks(annotations, ann_pattern, values=masks.parse_values(values))
+        )
+        typer.echo(to_json(masks.evaluate(pred, frames, truth, num_classes=num_classes)))
 
     @sub.command("features")
     def features_cmd(

@@ -17,9 +17,11 @@ For every finished frame sequence (``surgkit prep frames``), one uint8 [H, W] ma
     ``missing="nearest"`` (the default for this source) and read the approximation count.
 (c) ``model`` — a segmentation network mapping RGB frames to class logits, batched: any
     ``torch.nn.Module`` returning [B, K, h, w] (or an object with ``.logits``), or an HF model
-    folder/id loaded with ``AutoModelForSemanticSegmentation``. Frames are resized to
-    ``input_size``, scaled to [0, 1] and ImageNet-normalised; logits are upsampled bilinearly to
-    the frame size and arg-maxed.
+    folder/id loaded with ``AutoModelForSemanticSegmentation`` (SegFormer, UperNet, DPT, ...).
+    Frames are resized to ``input_size``, scaled to [0, 1] and ImageNet-normalised; logits are
+    upsampled bilinearly to the frame size and arg-maxed.
+(d) ``sam2`` — SAM 2 video propagation (transformers ``Sam2VideoModel``) prompted per video by
+    boxes/points from a JSON file, streamed chunk by chunk (:mod:`surgkit.prep.sam2`).
 
 Masks are written chunk by chunk (PNG folders or the array store), resumable like every step.
 """
@@ -204,6 +206,11 @@ class ModelMasks:
         return np.concatenate(out) if out else np.zeros((0, h, w), np.uint8)
 
 
+def _is_tracker_source(source: Any) -> bool:
+    """Video propagation sources (SAM 2) keep state across the chunks of a video."""
+    return hasattr(source, "tracker")
+
+
 def synth_masks(world_root: str | Path, missing: str = "nearest") -> AnnotationMasks:
     """Source (b): the synthetic world's class masks (``masks/<trial>/<frame:06d>_class.png``)."""
     return AnnotationMasks(world_root, SYNTH_PATTERN, missing=missing)
@@ -213,7 +220,7 @@ def synth_masks(world_root: str | Path, missing: str = "nearest") -> AnnotationM
 def compute(
     frames_dir: str | Path,
     out_dir: str | Path,
-    source: AnnotationMasks | ModelMasks,
+    source: Any,
     *,
     videos: list[str] | None = None,
     fmt: str = "png",
@@ -268,6 +275,13 @@ def compute(
 
 def _video_masks(vid, reader, out, source, fmt, chunk_size, num_classes, action, done, manifest, result, bar):
     writer = SequenceWriter(out / vid, "masks", fmt, chunk_size=chunk_size)
+    tracker = None
+    if _is_tracker_source(source):  # SAM 2 memory is not saved: a partial video starts over
+        if done:
+            action, done = "start", set()
+            manifest.videos[vid]["chunks_done"] = []
+        shape = tuple(reader.meta.get("item_shape") or (0, 0))[:2]
+        tracker = source.tracker(vid, int(shape[0]), int(shape[1]), reader.num_items)
     if action == "start":
         writer.reset()
     n = reader.num_items
@@ -282,7 +296,9 @@ def _video_masks(vid, reader, out, source, fmt, chunk_size, num_classes, action,
             continue
         frames = reader.read(c * chunk_size, (c + 1) * chunk_size)
         shape = frames.shape[1:3]
-        if isinstance(source, ModelMasks):
+        if tracker is not None:
+            masks = tracker.predict(frames)
+        elif isinstance(source, ModelMasks):
             masks = source.predict(frames)
         else:
             masks_l = []
@@ -330,4 +346,47 @@ def parse_values(text: str | None) -> dict[int, int]:
         except ValueError:
             raise SurgkitError(f"invalid value map '{item}' (use VALUE:CLASS, e.g. 255:1)") from None
         out[v] = c
+    return out
+
+
+def evaluate(
+    pred_dir: str | Path,
+    frames_dir: str | Path,
+    truth: AnnotationMasks,
+    *,
+    num_classes: int,
+    videos: list[str] | None = None,
+) -> dict[str, Any]:
+    """Dice of predicted masks against annotation masks, on the annotated frames only.
+
+    A predicted frame is compared when its source frame (``source_index`` of the frame sequence)
+    has an annotation file; frames that a ``missing="nearest"`` source would approximate are
+    skipped, so the score is against exact ground truth. Pixels are pooled over all compared
+    frames (:func:`surgkit.metrics.segmentation.dice_scores`); the result also lists per-video Dice.
+    """
+    from surgkit.metrics.segmentation import dice_scores
+
+    pred_root, frames_root = Path(pred_dir), Path(frames_dir)
+    ids = videos if videos is not None else list_sequences(pred_root)
+    pairs_all: list[tuple[np.ndarray, np.ndarray]] = []
+    per_video: dict[str, float] = {}
+    for vid in ids:
+        pred = SequenceReader(pred_root / vid, kind="masks")
+        src_index = SequenceReader(frames_root / vid, kind="frames").meta.get("source_index") or list(
+            range(pred.num_items)
+        )
+        annotated = truth.available(vid)
+        pairs = []
+        for k, s in enumerate(src_index[: pred.num_items]):
+            if int(s) in annotated:
+                p = pred.read(k, k + 1)[0]
+                t, _ = truth.load(vid, int(s), p.shape)
+                pairs.append((p, t))
+        if pairs:
+            per_video[vid] = dice_scores(pairs, num_classes)["mean_dice"]
+            pairs_all += pairs
+    if not pairs_all:
+        raise SurgkitError(f"{pred_root}: no predicted frame has an annotation to compare with")
+    out = dice_scores(pairs_all, num_classes)
+    out.update(frames=len(pairs_all), videos=len(per_video), per_video=per_video)
     return out
