@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -47,6 +48,9 @@ def test_resume_drops_the_log_after_the_resume_step_and_tensorboard_purges_it(tm
     for step in range(1, 5):
         log.log({"loss": float(step)}, step)
     log.finish()
+    # a resumed run is a later process: its event file gets a later timestamp in its name (TensorBoard reads
+    # files in name order; within one second the name order of writers of one process is not their age)
+    time.sleep(1.1)
     log = start_run(tmp_path, "unit", {}, report_to="tensorboard", resume_step=2, quiet=True)
     for step in range(3, 5):
         log.log({"loss": 10.0 * step}, step)

@@ -63,7 +63,9 @@ def bench(
         if not frames:
             raise SurgkitError(f"none of the videos {', '.join(videos)} is in {root}")
     check_leakage(model, frames, allow_leakage)
-    adapter = load_adapter(model, device=device, **(model_options or {}))
+    from surgkit.utils.launch import process_device
+
+    adapter = load_adapter(model, device=process_device(device), **(model_options or {}))
     if name:
         adapter.name = name
     out = Path(out) if out is not None else Path("ground-runs") / f"{adapter.name}-{task}"

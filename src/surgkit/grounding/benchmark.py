@@ -255,9 +255,14 @@ def run_benchmark(
 
 
 def _run(adapter, frames, vocabulary, settings, out, dataset, extra_protocol, progress) -> dict[str, Any]:
+    """The benchmark proper. Under ``accelerate launch``/``torchrun`` every process takes a contiguous run
+    of the batch shards (``shards/NNNNN.json``, the same batches as one process) and the main process
+    merges them: the outputs are identical to a one-process run."""
+    from surgkit.utils.launch import process_state
     from surgkit.utils.progress import console, make_progress
     from surgkit.utils.runinfo import check_resume
 
+    state = process_state()
     prompts = build_prompt_sets(settings, [normalise_label(v) for v in vocabulary])
     usable, skipped = check_frames(frames, settings, prompts)
     if not usable:
@@ -273,17 +278,24 @@ def _run(adapter, frames, vocabulary, settings, out, dataset, extra_protocol, pr
         "frames": sha256_json([f.key for f in usable]),
         "dataset": dataset,
     }
-    check_resume(out, run_cfg, command="surgkit ground bench")
-    write_json(out / "run_config.json", {**run_cfg, "frames": len(usable), "protocol": protocol})
-    write_json(out / "prompts.json", {name: p.to_dict() for name, p in prompts.items()})
-    banks = {name: class_embeddings(adapter, p, cache_dir=out / "cache") for name, p in prompts.items()}
-    _report_skipped(console, skipped)
+    with state.main_process_first():  # the main process records the run and fills the text cache first
+        check_resume(out, run_cfg, command="surgkit ground bench")
+        if state.is_main_process:
+            write_json(out / "run_config.json", {**run_cfg, "frames": len(usable), "protocol": protocol})
+            write_json(out / "prompts.json", {name: p.to_dict() for name, p in prompts.items()})
+        banks = {name: class_embeddings(adapter, p, cache_dir=out / "cache") for name, p in prompts.items()}
+    if state.is_main_process:
+        _report_skipped(console, skipped)
 
     bs = settings.batch_size
     n_shards = (len(usable) + bs - 1) // bs
-    with make_progress(disable=not progress) as bar:
-        task = bar.add_task(f"{adapter.name} {settings.task}", total=len(usable), unit="frames")
-        for s in range(n_shards):
+    mine = np.array_split(np.arange(n_shards), state.num_processes)[state.process_index].tolist()
+    if state.num_processes > 1 and state.is_main_process:
+        console.print(f"{n_shards} batches over {state.num_processes} processes", highlight=False)
+    with make_progress(disable=not (progress and state.is_main_process)) as bar:
+        total = sum(len(usable[s * bs : (s + 1) * bs]) for s in mine)
+        task = bar.add_task(f"{adapter.name} {settings.task}", total=total, unit="frames")
+        for s in mine:
             shard = out / "shards" / f"{s:05d}.json"
             chunk = usable[s * bs : (s + 1) * bs]
             if not shard.is_file():
@@ -292,7 +304,20 @@ def _run(adapter, frames, vocabulary, settings, out, dataset, extra_protocol, pr
                     _save_npz(out / "heatmaps" / f"{s:05d}.npz", arrays)
                 write_json(shard, records)
             bar.advance(task, len(chunk))
+    state.wait_for_everyone()
+    if not state.is_main_process:  # the main process merges; the others return its summary
+        state.wait_for_everyone()
+        return json.loads((out / "summary.json").read_text())
+    try:
+        return _merge(adapter, usable, skipped, prompts, settings, out, dataset, protocol, n_shards, console)
+    finally:
+        state.wait_for_everyone()
 
+
+def _merge(
+    adapter, usable, skipped, prompts, settings, out, dataset, protocol, n_shards, console
+) -> dict[str, Any]:
+    """predictions.jsonl, summary.json and table.md from the batch shards (main process)."""
     records, errors = [], []
     for s in range(n_shards):
         for rec in json.loads((out / "shards" / f"{s:05d}.json").read_text()):

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from surgkit.utils.cli_options import launch_options
+from surgkit.utils.launch import LaunchOptions
+
 sub = typer.Typer(
     help="Zero-shot VLM benchmark with heatmaps and grounding metrics (τ-AC, τ-AA, ARS).",
     no_args_is_help=True,
@@ -156,6 +159,7 @@ def convert_cmd(
 
 
 @sub.command("train-clip")
+@launch_options
 def train_clip_cmd(
     world: Path = typer.Option(..., "--world", "-w", help="Synthetic world root (surgkit synth)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output HF CLIP folder."),
@@ -166,12 +170,16 @@ def train_clip_cmd(
     holdout: float = typer.Option(0.34, help="Share of videos held out of training (benchmark them)."),
     seed: int = typer.Option(0, help="Seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    launch: LaunchOptions = None,
 ) -> None:
-    """Train the small CLIP-style dual encoder on the world's image-caption pairs (resumable)."""
+    """Train the small CLIP-style dual encoder on the world's image-caption pairs (resumable).
+
+    Multi-process: accelerate launch ... -m surgkit ground train-clip (--batch-size is the global batch).
+    """
     from surgkit.grounding.train_clip import TrainSettings, train_clip
 
     result = train_clip(world, out, TrainSettings(size=size, steps=steps, batch_size=batch_size, lr=lr,
-                                                  holdout=holdout, seed=seed, device=device))  # fmt: skip
+                                                  holdout=holdout, seed=seed, device=device), launch=launch)  # fmt: skip
     typer.echo(f"{result['out']}  (held-out videos: {', '.join(result['heldout_videos'])})")
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ import torch.nn.functional as F
 from surgkit.errors import SurgkitError
 from surgkit.grounding.captions import load_pairs, positives, tokenizer_corpus
 from surgkit.grounding.frames import video_number
+
+if TYPE_CHECKING:
+    from surgkit.utils.launch import LaunchOptions
 
 
 @dataclasses.dataclass
@@ -116,12 +119,28 @@ def _batch(
     return idx, [texts[c.text] for c in chosen], pos, flips
 
 
-def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | None = None, progress: bool = True
-               ) -> dict[str, Any]:  # fmt: skip
-    """Train the small CLIP on the world's training videos and save it as an HF CLIP folder in ``out``."""
+def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | None = None, progress: bool = True,
+               launch: LaunchOptions | None = None) -> dict[str, Any]:  # fmt: skip
+    """Train the small CLIP on the world's training videos and save it as an HF CLIP folder in ``out``.
+
+    Runs unchanged under ``accelerate launch`` / ``torchrun``: every process draws the same global
+    batch of ``batch_size`` pairs and encodes its contiguous part; the embeddings of the whole batch
+    are gathered (:func:`surgkit.utils.distributed.gather_global_batch`) so the contrastive loss keeps
+    all ``batch_size`` negatives, and the update equals the one-process update. Per-step loss, lr,
+    grad norm and throughput go to ``<out>.train/train_log.jsonl`` and the ``launch.report_to`` trackers.
+    """
     from surgkit.grounding.clip import official_preprocess
     from surgkit.grounding.tiny_clip import SIZES, build_clip, build_tokenizer, save_clip_folder
+    from surgkit.utils.distributed import (
+        batch_counts,
+        counted_once,
+        gather_global_batch,
+        grad_norm,
+        split_global_batch,
+    )
+    from surgkit.utils.launch import LaunchOptions
     from surgkit.utils.progress import make_progress
+    from surgkit.utils.tracking import start_run
     from surgkit.utils.training import (
         latest_checkpoint,
         load_checkpoint,
@@ -131,6 +150,7 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
     )
 
     s = settings or TrainSettings()
+    launch = launch or LaunchOptions()
     if s.size not in SIZES:
         raise SurgkitError(f"unknown CLIP size '{s.size}' (choose from {', '.join(SIZES)})")
     if not 0.0 <= s.flip <= 1.0:
@@ -153,7 +173,13 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
     texts = {c: j for j, c in enumerate(texts_list)}
     enc = tokenizer(texts_list, padding=True, truncation=True, max_length=77, return_tensors="pt")
 
-    acc = make_accelerator(s.device)
+    acc = make_accelerator(s.device, launch=launch)
+    if acc.gradient_accumulation_steps > 1:
+        raise SurgkitError(
+            "train-clip: --grad-accum > 1 would change the contrastive loss (its negatives are the whole "
+            "batch); lower --batch-size or add processes instead"
+        )
+    world, rank = acc.num_processes, acc.process_index
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
@@ -173,30 +199,40 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
             )
         start, losses = int(meta["step"]), list(meta.get("losses", []))
     dev = acc.device
-    with make_progress(disable=not progress) as bar:
+    config = {"settings": dataclasses.asdict(s), "launch": dataclasses.asdict(launch), "processes": world,
+              "train_videos": train_v, "pairs": len(keep)}  # fmt: skip
+    log = start_run(run_dir, "ground-train-clip", config, report_to=launch.report_to, accelerator=acc,
+                    resume_step=start)  # fmt: skip
+    with make_progress(disable=not (progress and acc.is_main_process)) as bar:
         task = bar.add_task("train tiny CLIP", total=s.steps, completed=start, unit="steps")
         for step in range(start, s.steps):
             idx, cap_ids, pos, flips = _batch(pairs, keep, texts, s, step)
-            x = pixels[idx]
-            if flips.any():
-                x = torch.where(torch.as_tensor(flips)[:, None, None, None], x.flip(-1), x)
-            unwrapped = acc.unwrap_model(model)
-            img = unwrapped.visual_projection(unwrapped.vision_model(pixel_values=x.to(dev)).pooler_output)
-            ids = torch.as_tensor(cap_ids)
-            t_out = unwrapped.text_model(input_ids=enc["input_ids"][ids].to(dev),
-                                         attention_mask=enc["attention_mask"][ids].to(dev))  # fmt: skip
-            txt = unwrapped.text_projection(t_out.pooler_output)
-            scale = unwrapped.logit_scale.exp().clamp(max=100.0)
-            loss = contrastive_loss(img, txt, scale, torch.as_tensor(pos).to(dev))
+            counts = batch_counts(len(idx), world)
+            mine = split_global_batch(np.arange(len(idx)), world, rank, 1)[0].indices  # this process's part
+            x = pixels[idx[mine]]
+            if flips[mine].any():
+                x = torch.where(torch.as_tensor(flips[mine])[:, None, None, None], x.flip(-1), x)
+            ids = torch.as_tensor(cap_ids)[mine]
+            with acc.autocast():
+                enc_out = model(input_ids=enc["input_ids"][ids].to(dev), attention_mask=enc["attention_mask"][ids].to(dev),
+                                pixel_values=x.to(dev))  # through the DDP wrapper: gradients are synchronised  # fmt: skip
+                img = gather_global_batch(acc, enc_out.image_embeds, counts)
+                txt = gather_global_batch(acc, enc_out.text_embeds, counts)
+                scale = counted_once(acc, acc.unwrap_model(model).logit_scale.exp().clamp(max=100.0))
+                loss = contrastive_loss(img.float(), txt.float(), scale, torch.as_tensor(pos).to(dev))
             opt.zero_grad()
-            acc.backward(loss)
+            acc.backward(loss * world)  # DDP averages: the update is d(loss)/d(weights) of the whole batch
+            norm = grad_norm(acc, model.parameters())
             opt.step()
             sched.step()
             losses.append(round(float(loss.detach()), 5))
+            log.log({"loss": float(loss.detach()), "lr": sched.get_last_lr()[0], "grad_norm": norm}, step + 1,
+                    samples=len(idx))  # fmt: skip
             bar.advance(task)
             if (step + 1) % s.save_every == 0 and step + 1 < s.steps:
                 save_checkpoint(run_dir, step + 1, model, opt, sched, accelerator=acc,
                                 meta={"settings": dataclasses.asdict(s), "train_videos": train_v, "losses": losses})  # fmt: skip
+    log.finish()
     final = acc.unwrap_model(model).eval().cpu()
     record = {
         "train_videos": train_v,
@@ -209,6 +245,12 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
         "loss_first": losses[0] if losses else None,
         "loss_last_mean": float(np.mean(losses[-20:])) if losses else None,
         "losses": losses,
+        "processes": world,
+        "launch": dataclasses.asdict(launch),
+        "train_log": str(run_dir / "train_log.jsonl"),
     }
-    save_clip_folder(final, tokenizer, out, extra=record)
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        save_clip_folder(final, tokenizer, out, extra=record)
+    acc.wait_for_everyone()
     return {"out": str(out), **record}

@@ -123,6 +123,46 @@ def micro_batches(
             yield mb
 
 
+def batch_counts(total: int, world: int) -> list[int]:
+    """Samples of each rank in a global batch of ``total`` (the split of :func:`split_global_batch`)."""
+    return [len(p) for p in np.array_split(np.arange(total), world)]
+
+
+def gather_global_batch(accelerator: Any, local: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
+    """The whole global batch of a per-sample tensor (e.g. embeddings), for losses that couple samples.
+
+    Rank ``r`` holds rows ``counts[r]`` (in rank order, as :func:`split_global_batch` deals them). The
+    result has every rank's rows in global order; this rank's rows keep their gradient, the others
+    are constants. Every rank then computes the same global loss ``L``; backpropagate
+    ``L * accelerator.num_processes``: each rank gets ``∂L/∂θ`` through its own samples, DDP averages,
+    and the update is exactly ``∂L/∂θ`` of the one-process run (contrastive losses need their
+    negatives from the whole batch, which splitting the batch alone would lose).
+    """
+    world = accelerator.num_processes
+    if world == 1:
+        return local
+    if len(counts) != world or local.shape[0] != counts[accelerator.process_index]:
+        raise SurgkitError(
+            f"rank {accelerator.process_index} holds {local.shape[0]} rows, counts say {list(counts)}"
+        )
+    width = max(counts)
+    padded = torch.cat([local.detach(), local.new_zeros((width - local.shape[0], *local.shape[1:]))])
+    parts = accelerator.gather(padded[None]).reshape(world, width, *local.shape[1:])
+    rows = [local if r == accelerator.process_index else parts[r, : counts[r]] for r in range(world)]
+    return torch.cat(rows)
+
+
+def counted_once(accelerator: Any, value: torch.Tensor) -> torch.Tensor:
+    """``value`` with its gradient divided by the number of processes, same value.
+
+    For a quantity every process computes identically and uses in a loss built from
+    :func:`gather_global_batch` and backpropagated as ``loss * num_processes`` (e.g. CLIP's learned
+    temperature): without this its gradient would be counted once per process.
+    """
+    world = accelerator.num_processes
+    return value if world == 1 else value.detach() + (value - value.detach()) / world
+
+
 def grad_norm(accelerator: Any, parameters: Any, max_norm: float | None = None) -> float:
     """The global L2 norm of the gradients (after unscaling), clipping to ``max_norm`` when given."""
     params = [p for p in parameters if p.grad is not None]

@@ -25,8 +25,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from surgkit.errors import SurgkitError
 
 MIXED_PRECISION = ("no", "fp16", "bf16", "auto")
@@ -123,6 +121,8 @@ def resolve_mixed_precision(value: str | None, cpu: bool) -> str:
     if value not in MIXED_PRECISION:
         raise SurgkitError(f"mixed precision '{value}' is not one of {', '.join(MIXED_PRECISION)}")
     if value == "auto":
+        import torch
+
         return "bf16" if (not cpu and torch.cuda.is_bf16_supported()) else "no"
     if value == "fp16" and cpu:
         raise SurgkitError("--mixed-precision fp16 needs a GPU; on CPU use bf16 or no")
@@ -179,6 +179,31 @@ def check_launch_environment(environ: dict[str, str] | None = None, parent: list
         )
 
 
+def process_state():
+    """Accelerate's ``PartialState`` (rank, world size, barriers) for inference without an Accelerator.
+
+    On a machine without GPUs it must be told ``cpu=True``, or a ``torchrun`` launch is not seen as
+    distributed (Accelerate looks for a GPU backend first).
+    """
+    import torch
+    from accelerate import PartialState
+
+    check_launch_environment()
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def process_device(device: str) -> str:
+    """This process's torch device for inference: ``cpu`` stays; ``auto``/``cuda`` give this process's
+    own GPU under ``accelerate launch``/``torchrun`` (``cuda:<local rank>``), ``cpu`` without GPUs."""
+    import torch
+
+    if device == "auto" and not torch.cuda.is_available():
+        return "cpu"
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return str(process_state().device)
+    return device
+
+
 def make_accelerator(
     device: str = "auto",
     mixed_precision: str | None = None,
@@ -197,6 +222,7 @@ def make_accelerator(
     scheduler step once per optimizer step. Under ``accelerate launch``/``torchrun`` the process group
     comes from the launcher; :func:`check_launch_environment` refuses the ``--cpu`` single-process trap.
     """
+    import torch
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin
 
