@@ -53,3 +53,31 @@ def test_decorator_refuses_commands_it_cannot_wire():
         launch_options(lambda epochs=1: None)
     with pytest.raises(TypeError, match="already defines"):
         launch_options(lambda grad_accum=1, launch=None: None)
+
+
+def test_trainer_specific_grad_accum_help():
+    app = typer.Typer()
+
+    @app.command("a")
+    @launch_options(grad_accum_help="per-process batch: global = batch x processes x this")
+    def a(launch: LaunchOptions = None) -> None:
+        pass
+
+    @app.command("b")
+    def b() -> None:
+        pass
+
+    text = CliRunner().invoke(app, ["a", "--help"], env={"COLUMNS": "200"}).output
+    assert "global = batch x processes x this" in text and "--report-to" in text
+
+
+TRAINERS = [("video", "pretrain"), ("video", "finetune"), ("ground", "train-clip")]
+
+
+@pytest.mark.parametrize("command", TRAINERS, ids=" ".join)
+def test_every_trainer_has_the_shared_flags(command):
+    from surgkit.cli import app
+
+    text = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
+    for flag in ("--mixed-precision", "--grad-accum", "--report-to"):
+        assert flag in text, f"{' '.join(command)}: {flag}"

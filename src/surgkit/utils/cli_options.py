@@ -41,8 +41,19 @@ _PARAMS = {
 }
 
 
-def launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the shared launch flags to a typer command; the command receives ``launch=LaunchOptions``."""
+def launch_options(
+    fn: Callable[..., Any] | None = None, *, grad_accum_help: str | None = None
+) -> Callable[..., Any]:
+    """Add the shared launch flags to a typer command; the command receives ``launch=LaunchOptions``.
+
+    Use bare (``@launch_options``) or with a trainer-specific ``--grad-accum`` help text
+    (``@launch_options(grad_accum_help="...")``) where the trainer's batch is per process.
+    """
+    if fn is None:
+        return functools.partial(launch_options, grad_accum_help=grad_accum_help)
+    specs = dict(_PARAMS)
+    if grad_accum_help is not None:
+        specs["grad_accum"] = (int | None, typer.Option(None, "--grad-accum", min=1, help=grad_accum_help))
     sig = inspect.signature(fn)
     if "launch" not in sig.parameters:
         raise TypeError(f"{fn.__name__} must take a 'launch' parameter to use @launch_options")
@@ -59,9 +70,9 @@ def launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     params = [p for p in sig.parameters.values() if p.name != "launch"]
     params += [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-        for name, (annotation, default) in _PARAMS.items()
+        for name, (annotation, default) in specs.items()
     ]
     wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     hints = {k: v for k, v in inspect.get_annotations(fn, eval_str=True).items() if k != "launch"}
-    wrapper.__annotations__ = {**hints, **{name: ann for name, (ann, _) in _PARAMS.items()}}
+    wrapper.__annotations__ = {**hints, **{name: ann for name, (ann, _) in specs.items()}}
     return wrapper

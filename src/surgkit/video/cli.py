@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from surgkit.utils.cli_options import launch_options
+from surgkit.utils.launch import LaunchOptions
+
 video_app = typer.Typer(
     help="SurgVISTA video foundation model: pretrain, finetune, convert.", no_args_is_help=True
 )
@@ -103,7 +106,14 @@ def from_hf_cmd(
     typer.echo(str(out))
 
 
+SURGVISTA_ACCUM_HELP = (
+    "Gradient accumulation steps (official recipe: global batch = --batch-size × processes × this; the lr "
+    "is scaled with it). Default: the accelerate launch config's, else 1."
+)
+
+
 @video_app.command("pretrain")
+@launch_options(grad_accum_help=SURGVISTA_ACCUM_HELP)
 def pretrain_cmd(
     data: list[str] = typer.Option(
         None, "--data", help="Data folder (videos / frame folders); DIR or DIR:WEIGHT. Repeatable."
@@ -126,7 +136,6 @@ def pretrain_cmd(
     ),
     steps: int = typer.Option(None, help="Optimizer steps."),
     batch_size: int = typer.Option(None, help="Clips per device and micro-step."),
-    grad_accum: int = typer.Option(None, help="Gradient accumulation steps."),
     test_data: list[str] = typer.Option(
         None, "--test-data", help="Downstream test set(s) for the leakage guard."
     ),
@@ -136,8 +145,12 @@ def pretrain_cmd(
     allow_leakage: bool = typer.Option(False, help="Train even if a test video is in the data."),
     device: str = typer.Option(None, help="auto | cpu | cuda."),
     seed: int = typer.Option(None, help="Seed of the sample plan, masks and init."),
+    launch: LaunchOptions = None,
 ) -> None:
-    """Pretrain SurgVISTA (masked video reconstruction + image distillation); resumable."""
+    """Pretrain SurgVISTA (masked video reconstruction + image distillation); resumable.
+
+    Multi-process: accelerate launch --config_file $(surgkit recipes path multi-gpu) -m surgkit video pretrain ...
+    """
     from surgkit.video.pretrain import PretrainSettings, pretrain
 
     fields = {} if config is None else _read_json(config)
@@ -150,19 +163,20 @@ def pretrain_cmd(
             if isinstance(spec, dict):
                 spec["exclude"] = sorted(set(spec.get("exclude", [])) | set(exclude))
     cli = dict(run_dir=run_dir and str(run_dir), model=model, teacher=teacher, steps=steps, batch_size=batch_size,
-               grad_accum=grad_accum, test_data=test_data or None, device=device, seed=seed,
+               test_data=test_data or None, device=device, seed=seed,
                teacher_precision=teacher_precision, sampling=sampling)  # fmt: skip
     fields.update({k: v for k, v in cli.items() if v is not None})
     if trust_pickle:
         fields["trust_pickle"] = True
     if allow_leakage:
         fields["allow_leakage"] = True
-    summary = pretrain(PretrainSettings.from_dict(fields))
+    summary = pretrain(PretrainSettings.from_dict(fields), launch=launch)
     typer.echo(f"{summary['steps_done']} steps, final loss {summary['history'][-1]['loss']:.4f}" if summary["history"]
                else "nothing to do (run already complete)")  # fmt: skip
 
 
 @video_app.command("finetune")
+@launch_options(grad_accum_help=SURGVISTA_ACCUM_HELP)
 def finetune_cmd(
     task: str = typer.Option(..., "--task", help="phase | triplet | cvs | action."),
     dataset: str = typer.Option(
@@ -196,6 +210,7 @@ def finetune_cmd(
     fold: int = typer.Option(None, help="Fold index for cross-validation splits."),
     allow_leakage: bool = typer.Option(False, help="Train even if train and test videos overlap."),
     device: str = typer.Option(None, help="auto | cpu | cuda."),
+    launch: LaunchOptions = None,
 ) -> None:
     """Fine-tune SurgVISTA under the official downstream protocol; selection on validation, metrics on test."""
     from surgkit.video.finetune import FinetuneSettings, finetune
@@ -210,7 +225,7 @@ def finetune_cmd(
     settings = FinetuneSettings.from_preset(
         preset or fields.pop("preset", None), dataset, str(root), task, **fields
     )
-    summary = finetune(settings)
+    summary = finetune(settings, launch=launch)
     test = summary.get("test", {})
     typer.echo(f"test {test.get('primary', '-')}: {test.get(test.get('primary', ''), float('nan')):.4f}")
 

@@ -340,17 +340,25 @@ def _evaluate(model, data, settings: FinetuneSettings, acc, num_classes: int) ->
 
 
 def finetune(
-    settings: FinetuneSettings, progress: bool = True, stop_after: int | None = None
+    settings: FinetuneSettings, progress: bool = True, stop_after: int | None = None, launch: Any = None
 ) -> dict[str, Any]:
     """Train, select on validation, evaluate on test; resumable per epoch. Returns the summary.
 
     ``stop_after`` ends the run after that many epochs (keeping the schedule of ``settings.epochs``),
-    as a kill would; calling again resumes from the last checkpoint.
+    as a kill would; calling again resumes from the last checkpoint. ``launch``
+    (:class:`surgkit.utils.launch.LaunchOptions`): mixed precision, gradient accumulation (global batch
+    = batch_size × processes × grad_accum, as the official ``update_freq``) and the trackers that get
+    every step's loss, lr, grad norm and throughput and every epoch's validation metrics
+    (also ``run_dir/train_log.jsonl``).
     """
+    from surgkit.utils.launch import LaunchOptions
     from surgkit.video.pretrain import torch_threads
 
+    launch = launch or LaunchOptions()
+    if launch.mixed_precision is not None:
+        settings = dataclasses.replace(settings, mixed_precision=launch.mixed_precision)
     with torch_threads(settings.torch_threads):
-        return _finetune(settings, progress, stop_after)
+        return _finetune(settings, progress, stop_after, launch)
 
 
 def _datasets(ds, split, settings: FinetuneSettings, img: int):
@@ -376,11 +384,14 @@ def _check(settings: FinetuneSettings) -> None:
         raise SurgkitError(f"mixup/cutmix needs an even batch size per process, got {settings.batch_size}")
 
 
-def _finetune(settings: FinetuneSettings, progress: bool, stop_after: int | None) -> dict[str, Any]:
+def _finetune(
+    settings: FinetuneSettings, progress: bool, stop_after: int | None, launch: Any
+) -> dict[str, Any]:
     from surgkit.data.leakage import guard_split
-    from surgkit.utils.distributed import prepared_updates_per_epoch
+    from surgkit.utils.distributed import grad_norm, prepared_updates_per_epoch
     from surgkit.utils.io import write_json
     from surgkit.utils.progress import console, make_progress
+    from surgkit.utils.tracking import start_run
     from surgkit.utils.training import latest_checkpoint, load_checkpoint, make_accelerator, save_checkpoint
     from surgkit.video.augment import Mixup
     from surgkit.video.finetune_data import collate
@@ -392,7 +403,8 @@ def _finetune(settings: FinetuneSettings, progress: bool, stop_after: int | None
     run_dir = Path(settings.run_dir)
     ds, split, names = load_split(settings)
     leaks = guard_split(ds, split, allow=settings.allow_leakage, progress=False)
-    acc = make_accelerator(settings.device, settings.mixed_precision)
+    acc = make_accelerator(settings.device, settings.mixed_precision, launch=launch)
+    accum = acc.gradient_accumulation_steps
     model, init_note = build_classifier(settings, len(names), names)
     img = model.config.img_size
     cache_video_frames(ds, settings, img, acc)  # main process extracts, the others wait
@@ -409,16 +421,16 @@ def _finetune(settings: FinetuneSettings, progress: bool, stop_after: int | None
     g = torch.Generator().manual_seed(settings.seed)
     n_epoch = min(len(train), settings.train_samples_per_epoch or len(train))
     sampler = torch.utils.data.RandomSampler(train, num_samples=n_epoch, generator=g)
-    drop_last = mixup_active(settings) or n_epoch > settings.batch_size * acc.num_processes
+    drop_last = mixup_active(settings) or n_epoch > settings.batch_size * acc.num_processes * accum
     loader = torch.utils.data.DataLoader(train, settings.batch_size, sampler=sampler, drop_last=drop_last,
                                          num_workers=settings.num_workers, collate_fn=collate)  # fmt: skip
-    global_batch = settings.batch_size * acc.num_processes
+    global_batch = settings.batch_size * acc.num_processes * accum
     lr, min_lr = scale_lr(settings.base_lr, global_batch, 64), scale_lr(settings.min_lr, global_batch, 64)
     groups = llrd_param_groups(model, settings.weight_decay, settings.layer_decay)
     optimizer = torch.optim.AdamW(groups, lr=1.0, betas=(0.9, 0.999))
     model, optimizer, loader = acc.prepare(model, optimizer, loader)
     steps_per_epoch = prepared_updates_per_epoch(
-        loader
+        loader, accum
     )  # after prepare: each process sees 1/N of the batches
     total, warm = settings.epochs * steps_per_epoch, int(settings.warmup_epochs * steps_per_epoch)
     lrs = cosine_schedule(lr, min_lr, total, warm)
@@ -437,8 +449,12 @@ def _finetune(settings: FinetuneSettings, progress: bool, stop_after: int | None
     if acc.is_main_process:
         write_json(run_dir / "settings.json", {**dataclasses.asdict(settings), "notes": notes,
                                                "leakage": [str(p) for p in leaks]})  # fmt: skip
+    log = start_run(run_dir, "video-finetune", {**dataclasses.asdict(settings), "launch": dataclasses.asdict(launch),
+                    "processes": acc.num_processes, "global_batch": global_batch, "steps_per_epoch": steps_per_epoch},
+                    report_to=launch.report_to, accelerator=acc, resume_step=start * steps_per_epoch)  # fmt: skip
     t0 = time.perf_counter()
     stop = min(settings.epochs, stop_after or settings.epochs)
+    step = start * steps_per_epoch
     with make_progress(disable=not (progress and acc.is_main_process)) as bar:
         task = bar.add_task("fine-tuning", total=settings.epochs * steps_per_epoch,
                             completed=start * steps_per_epoch, unit="steps")  # fmt: skip
@@ -446,7 +462,7 @@ def _finetune(settings: FinetuneSettings, progress: bool, stop_after: int | None
             g.manual_seed(settings.seed + epoch)  # the epoch's sample order does not depend on resumption
             train.set_epoch(epoch)
             model.train()
-            losses, epoch_lrs = [], []
+            losses, epoch_lrs, micro = [], [], []
             for k, batch in enumerate(loader):
                 x, y = batch["video"], batch["label"]
                 if mix is not None:
@@ -456,17 +472,31 @@ def _finetune(settings: FinetuneSettings, progress: bool, stop_after: int | None
                 epoch_lrs.append(
                     optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_scale", 1.0)
                 )
-                with acc.autocast():
-                    logits = model(x)
-                    loss = _loss(logits.float(), y, settings)
-                if not torch.isfinite(loss):
-                    raise SurgkitError(f"non-finite loss at epoch {epoch + 1} (lower the lr?)")
-                acc.backward(loss)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
+                with acc.accumulate(model):  # grad_accum micro-batches per update (no-op for 1)
+                    with acc.autocast():
+                        logits = model(x)
+                        loss = _loss(logits.float(), y, settings)
+                    if not torch.isfinite(loss):
+                        raise SurgkitError(f"non-finite loss at epoch {epoch + 1} (lower the lr?)")
+                    acc.backward(loss)
+                    norm = grad_norm(acc, model.parameters()) if acc.sync_gradients else None
+                    optimizer.step()  # skipped by Accelerate between accumulation boundaries
+                    optimizer.zero_grad(set_to_none=True)
                 losses.append(loss.detach())
-                bar.update(task, advance=1, description=f"fine-tuning {settings.task} loss {loss.item():.3f}")
+                micro.append(loss.detach())
+                if acc.sync_gradients:
+                    scheduler.step()
+                    step += 1
+                    step_loss = acc.reduce(torch.stack(micro).mean(), reduction="mean").item()
+                    micro = []
+                    log.log(
+                        {"loss": step_loss, "lr": epoch_lrs[-1], "grad_norm": norm},
+                        step,
+                        samples=global_batch,
+                    )
+                bar.update(
+                    task, advance=1 / accum, description=f"fine-tuning {settings.task} loss {loss.item():.3f}"
+                )
             mean_loss = (
                 acc.reduce(torch.stack(losses).mean(), reduction="mean").item() if losses else float("nan")
             )
@@ -474,6 +504,11 @@ def _finetune(settings: FinetuneSettings, progress: bool, stop_after: int | None
             if val is not None:
                 _, vm = _evaluate(model, val, settings, acc, len(names))
                 record["val"] = {k: v for k, v in vm.items() if k != "protocol" and np.isscalar(v)}
+                log.log(
+                    {k: v for k, v in record["val"].items() if isinstance(v, int | float)},
+                    step,
+                    prefix="eval/",
+                )
                 if vm[vm["primary"]] > best["value"]:
                     best = {"epoch": epoch + 1, "value": float(vm[vm["primary"]]), "metric": vm["primary"]}
                     if acc.is_main_process:
@@ -481,6 +516,7 @@ def _finetune(settings: FinetuneSettings, progress: bool, stop_after: int | None
             history.append(record)
             save_checkpoint(run_dir, epoch + 1, model, optimizer, scheduler,
                             {"epoch": epoch + 1, "history": history, "best": best}, accelerator=acc)  # fmt: skip
+    log.finish()
     if acc.is_main_process:
         acc.unwrap_model(model).save_pretrained(run_dir / "last")
     acc.wait_for_everyone()

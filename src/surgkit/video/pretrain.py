@@ -265,20 +265,31 @@ def torch_threads(n: int | None):
 
 
 def pretrain(
-    settings: PretrainSettings, max_steps: int | None = None, progress: bool = True
+    settings: PretrainSettings, max_steps: int | None = None, progress: bool = True, launch: Any = None
 ) -> dict[str, Any]:
     """Run (or resume) pretraining into ``settings.run_dir``; returns the run summary.
 
     ``max_steps`` stops early after that optimizer step (for tests of resumption) while keeping the
     schedule of ``settings.steps``. The final model is saved as ``run_dir/model`` (a surgkit folder).
+    ``launch`` (:class:`surgkit.utils.launch.LaunchOptions`) overrides ``mixed_precision`` and
+    ``grad_accum`` when it sets them and chooses the trackers; every step's loss, lr, grad norm and
+    throughput go to ``run_dir/train_log.jsonl`` and those trackers.
     """
+    from surgkit.utils.launch import LaunchOptions
+
+    launch = launch or LaunchOptions()
+    over = {"mixed_precision": launch.mixed_precision, "grad_accum": launch.grad_accum}
+    settings = dataclasses.replace(settings, **{k: v for k, v in over.items() if v is not None})
     with torch_threads(settings.torch_threads):
-        return _pretrain(settings, max_steps, progress)
+        return _pretrain(settings, max_steps, progress, launch.report_to)
 
 
-def _pretrain(settings: PretrainSettings, max_steps: int | None, progress: bool) -> dict[str, Any]:
+def _pretrain(settings: PretrainSettings, max_steps: int | None, progress: bool, report_to: str | None = None
+              ) -> dict[str, Any]:  # fmt: skip
+    from surgkit.utils.distributed import grad_norm
     from surgkit.utils.io import write_json
     from surgkit.utils.progress import console, make_progress
+    from surgkit.utils.tracking import start_run
     from surgkit.utils.training import latest_checkpoint, load_checkpoint, make_accelerator, save_checkpoint
     from surgkit.video.teacher import load_teacher, teacher_tokens
 
@@ -345,6 +356,8 @@ def _pretrain(settings: PretrainSettings, max_steps: int | None, progress: bool)
             console.print(f"resuming from {ckpt} (step {start})")
     if acc.is_main_process:
         write_json(run_dir / "settings.json", {**dataclasses.asdict(settings), "leakage": leakage})
+    log = start_run(run_dir, "video-pretrain", {**dataclasses.asdict(settings), "processes": acc.num_processes,
+                    "global_batch": global_batch}, report_to=report_to, accelerator=acc, resume_step=start)  # fmt: skip
 
     stop = min(settings.steps, max_steps if max_steps is not None else settings.steps)
     plan = DrawPlan(sources, groups, [d.weight for d in settings.data], settings, start, stop,
@@ -386,12 +399,15 @@ def _pretrain(settings: PretrainSettings, max_steps: int | None, progress: bool)
                 losses.append(torch.stack([out.loss.detach(), out.loss_rec.detach(),
                                            zero if out.loss_distill is None else out.loss_distill.detach()]))  # fmt: skip
             step_lr = optimizer.param_groups[0]["lr"]  # the lr this update used (schedule value at `step`)
+            norm = grad_norm(acc, model.parameters())
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             vals = acc.reduce(torch.stack(losses).mean(0).float(), reduction="mean").tolist()
             history.append({"step": step + 1, "loss": vals[0], "loss_rec": vals[1], "loss_distill": vals[2],
                             "lr": step_lr})  # fmt: skip
+            log.log({"loss": vals[0], "loss_rec": vals[1], "loss_distill": vals[2], "lr": step_lr, "grad_norm": norm},
+                    step + 1, samples=global_batch)  # fmt: skip
             bar.update(task, advance=1, description=f"pretraining loss {vals[0]:.4f}")
             if (step + 1) % settings.save_every == 0 or step + 1 == stop:
                 meta = {"history": history, "global_batch": global_batch}
@@ -405,6 +421,7 @@ def _pretrain(settings: PretrainSettings, max_steps: int | None, progress: bool)
                     f"{settings.num_frames}x{settings.interval} at {settings.step_fps} fps, "
                     f"L = {cfg.recon_loss_weight} L_rec + {cfg.distill_loss_weight} L_distill, teacher {settings.teacher}",
     }  # fmt: skip
+    log.finish()
     acc.wait_for_everyone()
     if acc.is_main_process:
         acc.unwrap_model(model).save_pretrained(run_dir / "model")
