@@ -81,3 +81,11 @@ def test_accelerate_launch_cpu_two_processes_is_refused_and_multi_gpu_flag_start
     )
     ranks = sorted(re.findall(r"rank (\d+) of (\d+) (MULTI_CPU|NO)", res.stdout))  # lines may interleave
     assert ranks == [("0", "2", "MULTI_CPU"), ("1", "2", "MULTI_CPU")]
+
+
+def test_sharded_launch_is_refused_for_ddp_only_trainers():
+    L.check_sharding("MULTI_GPU", sharded_ok=False)
+    L.check_sharding("FSDP", sharded_ok=True)
+    for kind in ("FSDP", "DEEPSPEED"):
+        with pytest.raises(SurgkitError, match=f"data-parallel \\(DDP\\) only, not {kind}.*multi-gpu recipe"):
+            L.check_sharding(kind, sharded_ok=False)

@@ -204,6 +204,16 @@ def process_device(device: str) -> str:
     return device
 
 
+def check_sharding(distributed_type: str, sharded_ok: bool) -> None:
+    """Refuse FSDP / DeepSpeed for a trainer whose checkpoints are written from unsharded weights."""
+    if distributed_type in ("FSDP", "DEEPSPEED") and not sharded_ok:
+        raise SurgkitError(
+            f"this trainer runs data-parallel (DDP) only, not {distributed_type}: its model fits one GPU and "
+            "its checkpoints are written from whole weights; launch it with the multi-gpu recipe "
+            "(accelerate launch --config_file $(surgkit recipes path multi-gpu) ...)"
+        )
+
+
 def make_accelerator(
     device: str = "auto",
     mixed_precision: str | None = None,
@@ -211,6 +221,7 @@ def make_accelerator(
     *,
     launch: LaunchOptions | None = None,
     split_batches: bool = False,
+    sharded_ok: bool = False,
     **kwargs: Any,
 ):
     """An ``accelerate.Accelerator`` for ``device`` ("auto", "cpu", "cuda") and the launch options.
@@ -221,6 +232,8 @@ def make_accelerator(
     *prepared* DataLoader's batch size the global batch (split over the processes) and a prepared
     scheduler step once per optimizer step. Under ``accelerate launch``/``torchrun`` the process group
     comes from the launcher; :func:`check_launch_environment` refuses the ``--cpu`` single-process trap.
+    FSDP / DeepSpeed launches are refused unless ``sharded_ok`` (surgkit's own trainers checkpoint whole
+    weights from the main process; the TRL-based reasoning trainers shard through transformers).
     """
     import torch
     from accelerate import Accelerator
@@ -234,7 +247,7 @@ def make_accelerator(
         if launch.mixed_precision is not None:
             mixed_precision = launch.mixed_precision
         gradient_accumulation_steps = launch.resolved_grad_accum()
-    return Accelerator(
+    acc = Accelerator(
         cpu=cpu,
         mixed_precision=resolve_mixed_precision(mixed_precision, cpu),
         # a plugin, not gradient_accumulation_steps=: Accelerate lets its environment variable override the latter
@@ -242,3 +255,5 @@ def make_accelerator(
         dataloader_config=DataLoaderConfiguration(split_batches=split_batches),
         **kwargs,
     )
+    check_sharding(acc.distributed_type.value, sharded_ok)
+    return acc
