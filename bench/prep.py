@@ -8,7 +8,11 @@
 * memory: peak RSS (main process and workers) of frames + flow on synthetic 10-fps videos of two
   lengths (default 3 and 30 minutes, 112x112). Target: flat, < 1 GiB.
 
-Usage: ``python bench/prep.py [--quick] [--workers 2] [--minutes 3 30]``.
+* segments: segments/s (32 frames, 224²) of surgkit's Video Swin-T and I3D RGB/flow vs the reference
+  implementations on the same input and weights (``bench/prep_segments.py``). Target ratio >= 1.0.
+  Needs the reference files: ``--videoswin-ref swin_transformer.py --i3d-ref pytorch_i3d.py``.
+
+Usage: ``python bench/prep.py [--quick] [--workers 2] [--minutes 3 30] [--only segments ...]``.
 """
 
 from __future__ import annotations
@@ -285,7 +289,11 @@ def main() -> None:
     )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--minutes", type=float, nargs="+", default=None)
-    ap.add_argument("--only", choices=["flow", "frames", "memory"], nargs="+", default=None)
+    ap.add_argument("--only", choices=["flow", "frames", "memory", "segments"], nargs="+", default=None)
+    ap.add_argument("--videoswin-ref", default=None, help="reference swin_transformer.py (segments)")
+    ap.add_argument("--i3d-ref", default=None, help="reference pytorch_i3d.py (segments)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per model (segments)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (segments)")
     args = ap.parse_args()
     minutes = args.minutes or ([0.5, 3] if args.quick else [3, 30])
     only = set(args.only or ["flow", "frames", "memory"])
@@ -300,6 +308,12 @@ def main() -> None:
             out["flow"] = bench_flow(tmp, 61 if args.quick else 1201, args.workers)
         if "memory" in only:
             out["memory"] = bench_memory(tmp, minutes, args.workers)
+    if "segments" in only:
+        from prep_segments import bench_segments
+
+        out["segments"] = bench_segments(
+            args.videoswin_ref, args.i3d_ref, args.repeats, args.threads, args.quick
+        )
     out["load_avg_at_end"] = os.getloadavg()
     out["bench_process_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(out, indent=2))

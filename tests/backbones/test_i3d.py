@@ -108,3 +108,24 @@ def test_features_average_the_pooled_map_over_time(models):
     assert pooled.shape == (1, 1024, 3, 1, 1)
     torch.testing.assert_close(feats, pooled.mean(dim=(2, 3, 4)))
     model.unfuse()
+
+
+def test_narrow_width_keeps_the_key_layout():
+    """width < 1 (demos) scales every channel count; keys stay those of the published layout and the
+    width is read back from the stem when such a state dict is loaded."""
+    full = InceptionI3d(I3DConfig(in_channels=2, num_classes=0)).state_dict()
+    narrow = InceptionI3d(I3DConfig(in_channels=2, num_classes=0, width=0.125)).eval()
+    assert set(narrow.state_dict()) == set(full)
+    assert (
+        narrow.config.feature_dim
+        == 48 + 48 + 16 + 16
+        == sum(  # Mixed_5c branches 384, 384, 128, 128 / 8
+            narrow.state_dict()[f"Mixed_5c.{b}.conv3d.weight"].shape[0] for b in ("b0", "b1b", "b2b", "b3b")
+        )
+    )
+    again = model_from_state(narrow.state_dict(), "narrow")
+    assert again.config.width == 0.125
+    x = torch.randn(1, 2, 16, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(again.features(x), narrow.features(x))
+        assert narrow.features(x).shape == (1, 48 + 48 + 16 + 16)

@@ -31,3 +31,4 @@ def test_demo_step_tiny(tmp_path):
     assert store.info("Suturing_B001_capture1")["num_frames"] == 13  # 75 frames at 30 fps -> 5 fps
     assert section.metrics["segments"] == 2 + 2 and section.figures[0][0].is_file()
     assert any("randomly initialised SurgVISTA-architecture encoder" in n for n in section.notes)
+    assert store.backbone_of("flow")["in_channels"] == 2 and "Video Swin" in " ".join(section.notes)

@@ -48,16 +48,20 @@ ENDPOINTS = (
 )  # fmt: skip
 POOLS = {"MaxPool3d_2a_3x3": ((1, 3, 3), (1, 2, 2)), "MaxPool3d_3a_3x3": ((1, 3, 3), (1, 2, 2)),
          "MaxPool3d_4a_3x3": ((3, 3, 3), (2, 2, 2)), "MaxPool3d_5a_2x2": ((2, 2, 2), (2, 2, 2))}  # fmt: skip
-FEATURE_DIM = 1024
 
 
 @dataclasses.dataclass
 class I3DConfig(ModelConfig):
-    """``in_channels`` 3 (RGB) or 2 (flow x/y); ``num_classes`` 400 (Kinetics) or 0 (no logits)."""
+    """``in_channels`` 3 (RGB) or 2 (flow x/y); ``num_classes`` 400 (Kinetics) or 0 (no logits).
+
+    ``width`` scales every channel count (``max(1, round(c · width))``; 1.0 = the published network,
+    the only width of the public checkpoints); smaller widths keep the key layout, for tiny demos.
+    """
 
     model_type: ClassVar[str] = "i3d"
     in_channels: int = 3
     num_classes: int = 400
+    width: float = 1.0
     num_frames: int = 32
     image_size: int = 224
     checkpoint: str = ""
@@ -65,6 +69,15 @@ class I3DConfig(ModelConfig):
     def __post_init__(self) -> None:
         if self.in_channels not in (2, 3):
             raise SurgkitError(f"I3D in_channels must be 3 (RGB) or 2 (flow), got {self.in_channels}")
+        if not 0 < self.width <= 4:
+            raise SurgkitError(f"I3D width must be in (0, 4], got {self.width}")
+
+    def channels(self, c: int) -> int:
+        return max(1, round(c * self.width))
+
+    @property
+    def feature_dim(self) -> int:
+        return sum(self.channels(c) for i, c in enumerate(MIXED["Mixed_5c"][1]) if i in (0, 2, 4, 5))
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -157,21 +170,28 @@ class InceptionModule(nn.Module):
 
 
 class InceptionI3d(PretrainedModel):
-    """The full network; ``features`` is the pooled 1024-d feature, ``forward`` the logits [B, K, T']."""
+    """The full network; ``features`` is the pooled 1024-d feature (``config.feature_dim``), ``forward``
+    the logits [B, K, T']."""
 
     config_class = I3DConfig
 
     def __init__(self, config: I3DConfig):
         super().__init__(config)
-        self.add_module("Conv3d_1a_7x7", Unit3D(config.in_channels, 64, (7, 7, 7), (2, 2, 2)))
-        self.add_module("Conv3d_2b_1x1", Unit3D(64, 64))
-        self.add_module("Conv3d_2c_3x3", Unit3D(64, 192, (3, 3, 3)))
+        ch = config.channels
+        self.add_module("Conv3d_1a_7x7", Unit3D(config.in_channels, ch(64), (7, 7, 7), (2, 2, 2)))
+        self.add_module("Conv3d_2b_1x1", Unit3D(ch(64), ch(64)))
+        self.add_module("Conv3d_2c_3x3", Unit3D(ch(64), ch(192), (3, 3, 3)))
         for name, (kernel, stride) in POOLS.items():
             self.add_module(name, MaxPool3dSame(kernel, stride))
-        for name, (cin, out) in MIXED.items():
+        cin = ch(192)
+        for name, (_, out) in MIXED.items():
+            out = tuple(ch(c) for c in out)
             self.add_module(name, InceptionModule(cin, out))
+            cin = out[0] + out[2] + out[4] + out[5]
         self.logits = (
-            Unit3D(FEATURE_DIM, config.num_classes, bn=False, relu=False) if config.num_classes > 0 else None
+            Unit3D(config.feature_dim, config.num_classes, bn=False, relu=False)
+            if config.num_classes > 0
+            else None
         )
 
     def mixed_5c(self, x: torch.Tensor) -> torch.Tensor:

@@ -63,7 +63,7 @@ class I3DBackbone(_KineticsBackbone):
         super().__init__(model, name, device)
         self.model.fuse()
         self.in_channels = int(model.config.in_channels)
-        self.feature_dim = 1024
+        self.feature_dim = int(model.config.feature_dim)
 
 
 def load_videoswin_folder(path: Path, device: str = "cpu") -> VideoSwinBackbone:

@@ -107,9 +107,11 @@ def i3d_config(state: Mapping[str, Any], source: str = "checkpoint", **overrides
     from surgkit.backbones.i3d import I3DConfig
 
     logits = state.get("logits.conv3d.weight")
+    stem = state[I3D_STEM]
     cfg = {
-        "in_channels": int(state[I3D_STEM].shape[1]),
+        "in_channels": int(stem.shape[1]),
         "num_classes": 0 if logits is None else int(logits.shape[0]),
+        "width": int(stem.shape[0]) / 64,  # 1.0 for the public checkpoints
     }
     return I3DConfig(**{**cfg, **overrides})
 

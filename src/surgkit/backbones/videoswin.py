@@ -163,17 +163,18 @@ class WindowAttention3D(nn.Module):
         self.register_buffer("relative_position_index", relative_position_index(window))
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
-        self._bias_cache: tuple[tuple[int, int, int], torch.Tensor] | None = None
+        self._bias_cache: tuple[tuple, torch.Tensor] | None = None
 
     def position_bias(self, n: int) -> torch.Tensor:
         """[heads, N, N] = table[index[:N, :N]] (cached while the weights are unchanged and no grad)."""
         table = self.relative_position_bias_table
-        key = (n, table._version, table.data_ptr())
-        if self._bias_cache is not None and self._bias_cache[0] == key:
+        cacheable = not (torch.is_grad_enabled() and table.requires_grad)
+        key = (n, table._version, table.data_ptr(), table.device, torch.is_inference_mode_enabled())
+        if cacheable and self._bias_cache is not None and self._bias_cache[0] == key:
             return self._bias_cache[1]
         idx = self.relative_position_index[:n, :n].reshape(-1)
         bias = table[idx].view(n, n, -1).permute(2, 0, 1).contiguous()
-        if not torch.is_grad_enabled() or not table.requires_grad:
+        if cacheable:
             self._bias_cache = (key, bias)
         return bias
 

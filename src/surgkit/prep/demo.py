@@ -21,18 +21,62 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 
 
-def _random_backbone(folder: Path, image: int, frames: int, seed: int) -> tuple[Path, str]:
-    """A small randomly initialised SurgVISTA-architecture encoder saved as a model folder (stand-in
-    for a pretrained one; no transformers import, so the tiny demo stays fast)."""
-    from surgkit.backbones.surgvista import save_random_encoder
+# Backbone of each modality in the demo (the skill engineer may change these):
+#   "surgvista": the video step's pretrained SurgVISTA encoder when there is one (demo size), else a
+#                random SurgVISTA-architecture encoder (8-frame clips, a segment's clips averaged);
+#   "videoswin": a random tiny Video Swin (the paper's RGB/mask backbone scaled down), whole segment;
+#   "i3d":       a random tiny I3D (width 1/8) on 2-channel flow x/y in [-1, 1] (the paper's flow input).
+# The paper-faithful defaults (Video Swin-B, I3D at full width, 224², from the Kinetics checkpoints)
+# are the CLI defaults, documented in docs/prep.md; on 2 CPU cores they do not fit the demo budget.
+DEMO_BACKBONES = {"rgb": "surgvista", "flow": "i3d", "mask": "videoswin"}
 
-    save_random_encoder(folder, seed, img_size=image, patch_size=16, num_frames=frames, tubelet_size=2,
-                        embed_dim=64, depth=2, num_heads=4, drop_path_rate=0.0)  # fmt: skip
-    note = (
-        f"a randomly initialised SurgVISTA-architecture encoder (2 layers, width 64, {image}² input, "
-        f"{frames} frames), NOT a pretrained encoder: the features only exercise the pipeline"
-    )
-    return folder, note
+
+def _random_backbone(kind: str, folder: Path, p: dict[str, Any], seed: int) -> tuple[Path, str]:
+    """A small randomly initialised backbone saved as a model folder (stand-in for a pretrained one)."""
+    import torch
+
+    image, segment = p["image"], p["segment"]
+    if (folder / "config.json").is_file():
+        pass
+    elif kind == "surgvista":
+        from surgkit.backbones.surgvista import save_random_encoder
+
+        save_random_encoder(folder, seed, img_size=image, patch_size=16, num_frames=p["frames"], tubelet_size=2,
+                            embed_dim=64, depth=2, num_heads=4, drop_path_rate=0.0)  # fmt: skip
+    elif kind == "videoswin":
+        from surgkit.backbones.videoswin import VideoSwinConfig, VideoSwinModel
+
+        torch.manual_seed(seed)
+        cfg = VideoSwinConfig(embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=(4, 4, 4), num_classes=0,
+                              num_frames=segment, image_size=image)  # fmt: skip
+        VideoSwinModel(cfg).eval().save_pretrained(folder)
+    elif kind == "i3d":
+        from surgkit.backbones.i3d import I3DConfig, InceptionI3d
+
+        torch.manual_seed(seed)
+        cfg = I3DConfig(in_channels=2, num_classes=0, width=0.125, num_frames=segment, image_size=image)
+        InceptionI3d(cfg).eval().save_pretrained(folder)
+    else:
+        raise SurgkitError(f"unknown demo backbone '{kind}' (choose surgvista, videoswin, i3d)")
+    what = {
+        "surgvista": f"SurgVISTA-architecture encoder (2 layers, width 64, {p['frames']}-frame clips)",
+        "videoswin": f"Video Swin (embed 16, depths 2-2, window 4x4x4, {segment}-frame segment)",
+        "i3d": f"I3D at width 1/8 on 2-channel flow ({segment}-frame segment)",
+    }[kind]
+    return folder, f"a randomly initialised {what} at {image}², NOT pretrained"
+
+
+def _demo_backbones(ctx: DemoContext, out: Path, p: dict[str, Any]) -> tuple[dict[str, Path], dict[str, str]]:
+    """{modality: backbone folder} and a note per modality, following :data:`DEMO_BACKBONES`."""
+    surgvista = ctx.artifacts.get("surgvista_model")
+    paths, notes = {}, {}
+    for modality, kind in DEMO_BACKBONES.items():
+        if kind == "surgvista" and surgvista and not ctx.tiny and (Path(surgvista) / "config.json").is_file():
+            paths[modality] = Path(surgvista)
+            notes[modality] = f"the SurgVISTA encoder pretrained by the video step ({surgvista})"
+        else:
+            paths[modality], notes[modality] = _random_backbone(kind, out / f"backbone-{kind}", p, ctx.seed)
+    return paths, notes
 
 
 def _figure(frames_dir: Path, flow_dir: Path, masks_dir: Path, vid: str, path: Path) -> Path:
@@ -101,21 +145,13 @@ def demo_step(ctx: DemoContext) -> DemoSection:
     timed("flow", flow.compute, dirs["frames"], dirs["flow"], progress=show)
     timed("masks", masks.compute, dirs["frames"], dirs["masks"], masks.synth_masks(world), fmt="array",
           progress=show)  # fmt: skip
-    surgvista = ctx.artifacts.get("surgvista_model")
-    if surgvista and not ctx.tiny and (Path(surgvista) / "config.json").is_file():
-        backbone, backbone_note = (
-            Path(surgvista),
-            f"the SurgVISTA encoder pretrained by the video step ({surgvista})",
-        )
-    else:
-        backbone, backbone_note = _random_backbone(out / "backbone-random", p["image"], p["frames"], ctx.seed)
+    backbones, backbone_notes = _demo_backbones(ctx, out, p)
     import torch
 
     threads = torch.get_num_threads()
-    if ctx.tiny:  # tiny models are overhead-bound: one thread avoids contention on small machines
-        torch.set_num_threads(1)
+    torch.set_num_threads(1)  # small models are overhead-bound: a second thread only spins (10x CPU measured)
     try:
-        timed("features", features.extract, dirs["features"], backbone, frames_dir=dirs["frames"],
+        timed("features", features.extract, dirs["features"], backbones=backbones, frames_dir=dirs["frames"],
               flow_dir=dirs["flow"], masks_dir=dirs["masks"], segment_frames=p["segment"], device=ctx.device,
               batch_size=16, progress=show)  # fmt: skip
     finally:
@@ -150,7 +186,8 @@ def demo_step(ctx: DemoContext) -> DemoSection:
         summary=(
             f"{len(store.video_ids)} JIGSAWS-format videos of the synthetic world resampled to {p['fps']} fps "
             f"({p['transform']}), Farnebäck flow with the seed settings (±20 px -> 8 bit), tool masks from the "
-            f"world's ground truth, and {p['segment']}-frame segment features for rgb/flow/mask from {backbone_note}."
+            f"world's ground truth, and {p['segment']}-frame segment features, one backbone per modality "
+            f"(rgb: {DEMO_BACKBONES['rgb']}, flow: {DEMO_BACKBONES['flow']}, mask: {DEMO_BACKBONES['mask']})."
         ),
         metrics=metrics,
         tables=[("Feature store", ["video", "frames", "segments", "source"], rows)],
@@ -158,7 +195,8 @@ def demo_step(ctx: DemoContext) -> DemoSection:
             (fig, "Sampled frames, their flow rendered as (x map, y map, magnitude) and the tool masks.")
         ],
         notes=[
-            f"Backbone: {backbone_note}.",
+            *[f"Backbone of {m}: {note}." for m, note in backbone_notes.items()],
+            f"Backbone inputs: {'; '.join(f'{m}: {t}' for m, t in store.index['extra']['inputs'].items())}.",
             "Resampling: output frame k at k/fps takes the last source frame with pts <= k/fps (sample and hold).",
             "Flow: cv2.calcOpticalFlowFarneback(0.5, 3, 15, 3, 5, 1.2, 0); u8 = round((clip(f,±20)+20)*255/40); "
             "the last field is repeated so flow has one map per frame (MAQA).",
