@@ -254,9 +254,7 @@ def pair_videos(labels: dict, preds: dict, label_path: Path, pred_path: Path) ->
         raise DataFormatError(f"no predictions for video(s) {', '.join(missing[:5])}", path=pred_path)
     extra = sorted(set(preds) - set(labels))
     if extra:
-        raise DataFormatError(
-            f"prediction(s) for unlabelled video(s) {', '.join(extra[:5])}", path=label_path
-        )
+        raise DataFormatError(f"prediction(s) for unlabelled video(s) {', '.join(extra[:5])}", path=pred_path)
     names = sorted(labels)
     return names, [labels[n] for n in names], [preds[n] for n in names]
 
