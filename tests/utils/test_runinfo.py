@@ -43,3 +43,40 @@ def test_damaged_record_is_one_line(tmp_path, text):
     with pytest.raises(DataFormatError) as e:
         check_resume(tmp_path, {"seed": 0})
     assert str(e.value).startswith(str(tmp_path / RUN_INFO_NAME))
+
+
+def test_run_folder_locks_records_and_clears_only_on_overwrite(tmp_path):
+    from surgkit.utils.lock import LOCK_NAME
+    from surgkit.utils.runinfo import guarded_run, run_folder
+
+    run = tmp_path / "run"
+    with run_folder(run, {"lr": 0.1}, False, "surgkit train") as status:
+        assert status == "new" and (run / LOCK_NAME).exists()
+        (run / "checkpoints").mkdir()
+        (run / "checkpoints" / "step-1").write_text("w")
+        (run / "notes.txt").write_text("mine")
+        assert json.loads((run / LOCK_NAME).read_text())["command"] == "surgkit train"
+    with run_folder(run, {"lr": 0.1}, False, "surgkit train") as status:
+        assert status == "same" and (run / "checkpoints" / "step-1").exists()
+    with (
+        pytest.raises(SurgkitError, match=r"lr=0.1, this run has lr=0.2"),
+        run_folder(run, {"lr": 0.2}, False, "t"),
+    ):
+        pass
+    assert (run / "checkpoints" / "step-1").exists()  # refused: nothing touched
+    with run_folder(run, {"lr": 0.2}, True, "surgkit train", clear=("checkpoints",)) as status:
+        assert status == "overwrite"
+    assert not (run / "checkpoints").exists() and (run / "notes.txt").read_text() == "mine"
+
+    calls = []
+
+    @guarded_run("surgkit demo-train", lambda a: {"seed": a["seed"]}, overwrite=lambda a: not a["resume"])
+    def train(out_dir, seed=0, resume=False):
+        calls.append((seed, resume))
+        return out_dir
+
+    assert train(tmp_path / "g", seed=1) == tmp_path / "g"
+    with pytest.raises(SurgkitError, match="seed=1, this run has seed=2"):
+        train(tmp_path / "g", seed=2, resume=True)
+    train(tmp_path / "g", seed=2)  # a fresh start (no resume) may change settings
+    assert calls == [(1, False), (2, False)]

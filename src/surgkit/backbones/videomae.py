@@ -55,13 +55,19 @@ class VideoMAEBackbone:
             from surgkit.utils.modeling import check_hf_folder
 
             check_hf_folder(path)  # remote code, pickles, broken weights: refused before transformers
+        from transformers.utils import logging as hf_logging
+
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # a mismatch is reported once, by surgkit, in one line
         try:
             model = VideoMAEModel.from_pretrained(str(path_or_id), use_safetensors=True)
-        except (RuntimeError, ValueError, TypeError, KeyError) as e:
+        except Exception as e:  # noqa: BLE001 - untrusted folder: any failure is the folder's
             from surgkit.errors import SurgkitError
 
             first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
             raise SurgkitError(f"{path_or_id}: cannot load this VideoMAE model ({first})") from None
+        finally:
+            hf_logging.set_verbosity(level)
         name = str(path.resolve()) if path.is_dir() else str(path_or_id)
         return cls(model, name=name, device=device)
 

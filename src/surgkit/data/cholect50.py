@@ -147,6 +147,8 @@ def read_label_json(path: Path, vid: str) -> tuple[TripletLabels, list[Box], int
     if "categories" in data:
         _check_categories(data["categories"], path)
     n = as_int(data["num_frames"], path, "num_frames", lo=0)
+    if "video" in data and as_int(data["video"], path, "video", lo=0) != _number_or_none(vid):
+        raise DataFormatError(f"video: {data['video']} but the file is {vid}", path=path)
     ann = as_dict(data["annotations"], path, "annotations")
     if "fps" in data:
         as_float(data["fps"], path, "fps", lo=1e-9)  # a negative or zero rate is a broken file
@@ -168,6 +170,13 @@ def read_label_json(path: Path, vid: str) -> tuple[TripletLabels, list[Box], int
         for vec in instances:
             phases[row] = _instance(vec, key, path, trip[row], phases[row], vid, boxes)
     return TripletLabels.from_triplets(vid, frames, trip, phases), boxes, n
+
+
+def _number_or_none(vid: str) -> int | None:
+    try:
+        return video_number(vid)
+    except ValueError:
+        return None
 
 
 def _frame_keys(ann: dict, path: Path) -> list[str]:

@@ -204,6 +204,7 @@ def _load_csv(root: Path, require: bool, scale: Scale) -> Dataset:
     rpath = root / "ratings.csv"
     segments: dict[str, dict[str, ScoredSegment]] = {}
     known = set(RATING_COLUMNS) | set(scale.items) | {"score"}
+    rated: dict[tuple[str, str, str], int] = {}
     for line, row in read_csv_dicts(rpath, RATING_COLUMNS + scale.items):
         extra = [c for c in row if c not in known]
         if extra:
@@ -216,6 +217,14 @@ def _load_csv(root: Path, require: bool, scale: Scale) -> Dataset:
         if vid not in ds.videos:
             raise DataFormatError(f"rating for video {vid!r} not listed in videos.csv", path=rpath, line=line)
         where = f"{vid}/{row['segment']}"
+        key = (vid, row["segment"], row["rater"])
+        if row["rater"] and key in rated:
+            raise DataFormatError(
+                f"{where}: rater {row['rater']!r} already rated this segment on line {rated[key]}",
+                path=rpath,
+                line=line,
+            )
+        rated[key] = line
         rating = _rating(
             {k: row[k] for k in scale.items}, row.get("score"), scale, rpath, line, where, row["rater"]
         )

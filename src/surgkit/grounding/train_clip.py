@@ -20,6 +20,7 @@ as a normal HF CLIP folder so it is loaded exactly like a real checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,9 @@ import torch.nn.functional as F
 from surgkit.errors import SurgkitError
 from surgkit.grounding.captions import load_pairs, positives, tokenizer_corpus
 from surgkit.grounding.frames import video_number
+from surgkit.utils.io import to_json
+from surgkit.utils.lock import locked
+from surgkit.utils.runinfo import first_difference
 
 if TYPE_CHECKING:
     from surgkit.utils.launch import LaunchOptions
@@ -119,6 +123,12 @@ def _batch(
     return idx, [texts[c.text] for c in chosen], pos, flips
 
 
+def _run_dir(out: str | Path) -> Path:
+    """``<out>.train``: checkpoints and logs of the run that writes the model folder ``out``."""
+    return Path(out).with_name(Path(out).name + ".train")
+
+
+@locked("surgkit ground train-clip", folder_of=lambda a: _run_dir(a["out"]))  # one writer per run
 def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | None = None, progress: bool = True,
                launch: LaunchOptions | None = None) -> dict[str, Any]:  # fmt: skip
     """Train the small CLIP on the world's training videos and save it as an HF CLIP folder in ``out``.
@@ -188,14 +198,19 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
         ),
     )
     model, opt = acc.prepare(model, opt)
-    run_dir = out.with_name(out.name + ".train")
+    run_dir = _run_dir(out)
     start, losses = 0, []
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None:
         meta = load_checkpoint(ckpt, model, opt, sched, accelerator=acc)
-        if meta.get("settings") != dataclasses.asdict(s) or meta.get("train_videos") != train_v:
+        diff = first_difference(
+            {"settings": meta.get("settings"), "train_videos": meta.get("train_videos")},
+            json.loads(to_json({"settings": dataclasses.asdict(s), "train_videos": train_v})),
+        )
+        if diff is not None:
             raise SurgkitError(
-                f"{run_dir}: holds a training run with other settings; remove it or use another --out"
+                f"{run_dir}: holds a training run with other settings ({diff[0]}={diff[1]!r}, this run has "
+                f"{diff[2]!r}); remove it or use another --out"
             )
         start, losses = int(meta["step"]), list(meta.get("losses", []))
     dev = acc.device

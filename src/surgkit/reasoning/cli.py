@@ -263,6 +263,9 @@ def eval_cmd(
     max_new_tokens: int = typer.Option(512),
     timeout: float = typer.Option(60.0, help="Endpoint timeout per request (s)."),
     box_frame: str = typer.Option("norm1000"),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Start over when OUT holds predictions of another model or protocol."
+    ),
 ) -> None:
     """Strict evaluation of a model, a predictions file or an endpoint; prints metrics and the Arena score."""
     from surgkit.reasoning.evaluate import SURG_R1_HEADLINE, SURGVLM_HEADLINE
@@ -296,6 +299,7 @@ def eval_cmd(
         max_new_tokens,
         timeout=timeout,
         headline=hmap,
+        overwrite=overwrite,
     )
     _echo_json({"groups": m["groups"], "arena": m["arena"], "source": m["source"]})
 

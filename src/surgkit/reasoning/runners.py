@@ -10,6 +10,7 @@ obtained so far are saved first, so the next run resumes after them.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import urllib.error
@@ -22,6 +23,7 @@ from surgkit.errors import SurgkitError
 from surgkit.reasoning.records import Record
 from surgkit.reasoning.render import image_paths, question_text, system_prompt
 from surgkit.reasoning.rewards import BoxSettings
+from surgkit.utils.runinfo import guarded_run
 
 Generator = Callable[[list[Record]], list[str]]
 
@@ -111,6 +113,20 @@ def endpoint_generator(
     return gen
 
 
+def _eval_settings(a: dict[str, Any]) -> dict[str, Any]:
+    """What predictions.jsonl depends on: the source, the records and the answer/box protocol."""
+    from surgkit.utils.io import sha256_json
+
+    keep = ("model", "predictions", "endpoint", "endpoint_model", "box", "answer_mode", "lenient",
+            "max_new_tokens", "headline", "reduce", "reasoning")  # fmt: skip
+    out = {k: str(a[k]) if isinstance(a[k], Path) else a[k] for k in keep}
+    out["box"] = dataclasses.asdict(a["box"]) if dataclasses.is_dataclass(a["box"]) else a["box"]
+    out["records_sha256"] = sha256_json([dataclasses.asdict(r) for r in a["records"]])
+    return out
+
+
+# one writer per folder; predictions.jsonl of another model or protocol is never resumed into
+@guarded_run("surgkit reason eval", _eval_settings)
 def run_eval(
     records: list[Record],
     out_dir: str | Path,
@@ -129,8 +145,12 @@ def run_eval(
     headline: dict[str, str] | None = None,
     reduce: str = "mean",
     reasoning: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate one model on ``records``: writes ``predictions.jsonl`` (resumable) and ``metrics.json``."""
+    """Evaluate one model on ``records``: writes ``predictions.jsonl`` (resumable) and ``metrics.json``.
+
+    Resuming a folder written with another model, records or protocol is refused unless ``overwrite``
+    (which starts the folder over)."""
     from surgkit.reasoning.evaluate import arena_score, compute_metrics, load_predictions, predict
     from surgkit.utils.io import write_json
 

@@ -20,6 +20,7 @@ from surgkit.reasoning.parsing import extract_think
 from surgkit.reasoning.records import Record
 from surgkit.reasoning.rewards import BoxSettings
 from surgkit.reasoning.train import GRPOSettings, SFTSettings, grpo, sft
+from surgkit.utils.lock import locked
 
 
 @dataclasses.dataclass
@@ -95,6 +96,7 @@ def sample_chains(
     return accepted, fallback, stats
 
 
+@locked("surgkit reason self-improve")  # one writer; each round's sft/grpo folder is guarded itself
 def self_improve(
     model_path: str | Path,
     records: list[Record],

@@ -29,6 +29,7 @@ from typing import Any
 from surgkit.errors import LeakageError, SurgkitError
 from surgkit.reasoning.records import Record
 from surgkit.reasoning.rewards import DEFAULT_WEIGHTS, BoxSettings, CoherenceConfig
+from surgkit.utils.runinfo import guarded_run, run_settings
 
 
 @dataclasses.dataclass
@@ -187,6 +188,12 @@ def _trainer_args(settings: Any, out: Path, done: int, device: str) -> dict[str,
     )
 
 
+FRESH_START = "run without --resume to start over, or use another output folder"
+
+
+# one writer per run folder; --resume with other settings refused; a fresh start drops stale checkpoints
+@guarded_run("surgkit reason sft", run_settings, overwrite=lambda a: not a["resume"], clear=("checkpoints",),
+             hint=FRESH_START)  # fmt: skip
 def sft(
     model_path: str | Path,
     records: list[Record],
@@ -242,6 +249,8 @@ def sft(
     return _finish(trainer, processor, out, meta)
 
 
+@guarded_run("surgkit reason grpo", run_settings, overwrite=lambda a: not a["resume"], clear=("checkpoints",),
+             hint=FRESH_START)  # fmt: skip
 def grpo(
     model_path: str | Path,
     records: list[Record],

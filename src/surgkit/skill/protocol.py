@@ -148,10 +148,19 @@ class CrossValidationRun:
         key = sha256_json({k: header[k] for k in ("experiment", "scheme", "dataset", "target")})
         path = self.out / "experiment.json"
         if path.is_file():
-            old = json.loads(path.read_text())
+            from surgkit.utils.inputs import as_dict, read_json
+            from surgkit.utils.io import to_json
+            from surgkit.utils.runinfo import first_difference
+
+            old = as_dict(read_json(path), path, "top level")
             if old.get("config_sha256") != key:
+                fields = ("experiment", "scheme", "dataset", "target")
+                diff = first_difference(
+                    {k: old.get(k) for k in fields}, json.loads(to_json({k: header[k] for k in fields}))
+                )
+                what = f" ({diff[0]}={diff[1]!r}, this run has {diff[2]!r})" if diff else ""
                 raise SurgkitError(
-                    f"{path}: this run folder was made with another config or scheme; use a new --out"
+                    f"{path}: this run folder was made with another config or scheme{what}; use a new --out"
                 )
         write_json(path, {**header, "config_sha256": key})
 
@@ -404,4 +413,7 @@ def write_predictions_csv(path: Path, per_task: dict[str, Any]) -> None:
 
 def run_cross_validation(exp: ExperimentConfig, opts: RunOptions) -> dict[str, Any]:
     """Train and evaluate ``exp`` under ``opts.scheme``; returns (and writes) results.json."""
-    return CrossValidationRun(exp, opts).run()
+    from surgkit.utils.lock import output_lock
+
+    with output_lock(opts.out_dir, "surgkit skill train"):  # one writer per run folder
+        return CrossValidationRun(exp, opts).run()

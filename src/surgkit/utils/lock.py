@@ -215,8 +215,9 @@ def output_lock(folder: str | Path, command: str, *, enabled: bool | None = None
         release(folder)
 
 
-def locked(command: str, folder_arg: str = "out_dir") -> Callable:
-    """Decorator: run the function holding :func:`output_lock` on its ``folder_arg`` argument.
+def locked(command: str, folder_arg: str = "out_dir", folder_of: Callable | None = None) -> Callable:
+    """Decorator: run the function holding :func:`output_lock` on its ``folder_arg`` argument
+    (or on ``folder_of(arguments)``, given the bound arguments as a dict).
 
     >>> @locked("surgkit prep flow")
     ... def compute(frames_dir, out_dir, *, overwrite=False): ...
@@ -227,7 +228,9 @@ def locked(command: str, folder_arg: str = "out_dir") -> Callable:
 
         @functools.wraps(fn)
         def run(*args, **kwargs):
-            folder = signature.bind(*args, **kwargs).arguments[folder_arg]
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            folder = folder_of(bound.arguments) if folder_of else bound.arguments[folder_arg]
             with output_lock(folder, command):
                 return fn(*args, **kwargs)
 

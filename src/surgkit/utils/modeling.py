@@ -335,11 +335,11 @@ def check_hf_folder(folder: str | Path) -> dict[str, Any]:
     cfg_path = folder / CONFIG_NAME
     cfg = read_model_config(cfg_path)
     for key, value in cfg.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
         for pat, lo, hi in _HF_LIMITS:
             if pat.search(key):
-                if not (isinstance(value, int) and lo <= value <= hi):
+                if isinstance(value, (list, dict)) or value is None:
+                    break  # per-stage lists and optional sizes: left to the model's own config class
+                if isinstance(value, bool) or not (isinstance(value, int) and lo <= value <= hi):
                     raise DataFormatError(
                         f"{key}: {value!r} is not an integer in [{lo}, {hi}]", path=cfg_path
                     )

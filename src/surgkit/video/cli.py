@@ -145,6 +145,9 @@ def pretrain_cmd(
     allow_leakage: bool = typer.Option(False, help="Train even if a test video is in the data."),
     device: str = typer.Option(None, help="auto | cpu | cuda."),
     seed: int = typer.Option(None, help="Seed of the sample plan, masks and init."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Start over when --run-dir holds a run with other settings."
+    ),
     launch: LaunchOptions = None,
 ) -> None:
     """Pretrain SurgVISTA (masked video reconstruction + image distillation); resumable.
@@ -170,7 +173,7 @@ def pretrain_cmd(
         fields["trust_pickle"] = True
     if allow_leakage:
         fields["allow_leakage"] = True
-    summary = pretrain(PretrainSettings.from_dict(fields), launch=launch)
+    summary = pretrain(PretrainSettings.from_dict(fields), launch=launch, overwrite=overwrite)
     typer.echo(f"{summary['steps_done']} steps, final loss {summary['history'][-1]['loss']:.4f}" if summary["history"]
                else "nothing to do (run already complete)")  # fmt: skip
 
@@ -210,6 +213,9 @@ def finetune_cmd(
     fold: int = typer.Option(None, help="Fold index for cross-validation splits."),
     allow_leakage: bool = typer.Option(False, help="Train even if train and test videos overlap."),
     device: str = typer.Option(None, help="auto | cpu | cuda."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Start over when --run-dir holds a run with other settings."
+    ),
     launch: LaunchOptions = None,
 ) -> None:
     """Fine-tune SurgVISTA under the official downstream protocol; selection on validation, metrics on test."""
@@ -225,22 +231,15 @@ def finetune_cmd(
     settings = FinetuneSettings.from_preset(
         preset or fields.pop("preset", None), dataset, str(root), task, **fields
     )
-    summary = finetune(settings, launch=launch)
+    summary = finetune(settings, launch=launch, overwrite=overwrite)
     test = summary.get("test", {})
     typer.echo(f"test {test.get('primary', '-')}: {test.get(test.get('primary', ''), float('nan')):.4f}")
 
 
 def _read_json(path: Path) -> dict:
-    import json
+    from surgkit.utils.inputs import as_dict, read_json
 
-    from surgkit.errors import SurgkitError
-
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise SurgkitError(f"{path}: settings file not found") from None
-    except json.JSONDecodeError as e:
-        raise SurgkitError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    return as_dict(read_json(path, "settings file"), path, "top level")
 
 
 def _data_spec(text: str) -> dict:

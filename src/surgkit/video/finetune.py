@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from surgkit.errors import SurgkitError
+from surgkit.utils.runinfo import guarded_run, settings_run_dir, trainer_settings
 from surgkit.video.protocols import (
     PRESETS,
     default_preset,
@@ -339,8 +340,14 @@ def _evaluate(model, data, settings: FinetuneSettings, acc, num_classes: int) ->
 # ------------------------------------------------------------------------------------------ the run
 
 
+# one writer per run folder; resuming it with other settings is refused unless ``overwrite``
+@guarded_run("surgkit video finetune", trainer_settings, folder_of=settings_run_dir)
 def finetune(
-    settings: FinetuneSettings, progress: bool = True, stop_after: int | None = None, launch: Any = None
+    settings: FinetuneSettings,
+    progress: bool = True,
+    stop_after: int | None = None,
+    launch: Any = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train, select on validation, evaluate on test; resumable per epoch. Returns the summary.
 

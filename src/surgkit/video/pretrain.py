@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from surgkit.errors import SurgkitError
+from surgkit.utils.runinfo import guarded_run, settings_run_dir, trainer_settings
 from surgkit.video.clips import ClipReader, ClipSource, discover_sources, online_clip_steps
 from surgkit.video.config import PRESETS, SurgVistaConfig, check_fields, preset
 from surgkit.video.masking import sample_generator, sample_seed, tube_mask
@@ -264,8 +265,14 @@ def torch_threads(n: int | None):
         torch.set_num_threads(before)
 
 
+# one writer per run folder; resuming it with other settings is refused unless ``overwrite``
+@guarded_run("surgkit video pretrain", trainer_settings, folder_of=settings_run_dir)
 def pretrain(
-    settings: PretrainSettings, max_steps: int | None = None, progress: bool = True, launch: Any = None
+    settings: PretrainSettings,
+    max_steps: int | None = None,
+    progress: bool = True,
+    launch: Any = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) pretraining into ``settings.run_dir``; returns the run summary.
 
