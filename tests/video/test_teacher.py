@@ -8,6 +8,9 @@ published key layout; the teacher loaded from that file must give HF's last-laye
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
@@ -160,3 +163,25 @@ def test_precision_modes():
     half = teacher_tokens(teacher, video, 2, (4, 4), "bf16")
     assert half.dtype == torch.float32 and not torch.equal(full, half)
     torch.testing.assert_close(full, half, atol=0.1, rtol=0.1)
+
+
+def test_mae_teacher_training_learns_and_feeds_pretraining(tmp_path, run_cli):
+    """The MAE teacher's loss falls, its folder loads as a teacher, and pretraining distils it."""
+    from .test_pretrain import _settings, make_frame_folders
+
+    data = make_frame_folders(tmp_path / "frames", videos=2, frames=12)
+    code, out, err = run_cli("video", "teacher", "train", "--data", data, "--run-dir", tmp_path / "t", "--img-size", "32",
+                             "--steps", "30", "--batch-size", "8", "--base-lr", "0.05", "--device", "cpu")  # fmt: skip
+    assert code == 0, err
+    summary = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert np.mean(summary["history"][-5:]) < 0.8 * np.mean(
+        summary["history"][:5]
+    )  # it learns to reconstruct
+    teacher = load_teacher(str(tmp_path / "t" / "teacher"))
+    assert isinstance(teacher, ImageViT) and "MAE" in teacher.config.source
+    from surgkit.video.pretrain import pretrain
+
+    run = pretrain(
+        _settings(data, tmp_path / "pre", teacher=str(tmp_path / "t" / "teacher"), steps=2), progress=False
+    )
+    assert run["teacher"] == str(tmp_path / "t" / "teacher") and run["history"][0]["loss_distill"] > 0

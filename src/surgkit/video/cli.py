@@ -15,6 +15,36 @@ video_app = typer.Typer(
 convert_app = typer.Typer(help="Convert checkpoints: official SurgVISTA ↔ surgkit ↔ HF VideoMAE, image teachers.",
                           no_args_is_help=True)  # fmt: skip
 video_app.add_typer(convert_app, name="convert")
+teacher_app = typer.Typer(help="Image teachers for the distillation target.", no_args_is_help=True)
+video_app.add_typer(teacher_app, name="teacher")
+
+
+@teacher_app.command("train")
+def teacher_train_cmd(
+    data: list[str] = typer.Option(..., "--data", help="Folder of videos / frame folders. Repeatable."),
+    run_dir: Path = typer.Option(
+        Path("surgvista-teacher"), "--run-dir", help="Output folder (teacher/ inside)."
+    ),
+    size: str = typer.Option("tiny", help="ImageViT size: tiny | small | base | large."),
+    img_size: int = typer.Option(64, help="Frame size (= the student's grid × patch size)."),
+    patch_size: int = typer.Option(8, help="Patch size (= the student's)."),
+    steps: int = typer.Option(200, help="Optimizer steps."),
+    batch_size: int = typer.Option(32, help="Frames per step."),
+    base_lr: float = typer.Option(1.5e-4, help="Base learning rate (× batch / 256, as MAE)."),
+    exclude: list[str] = typer.Option(
+        None, "--exclude", help="Video id to leave out (test videos). Repeatable."
+    ),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    seed: int = typer.Option(0, help="Seed."),
+) -> None:
+    """Train an image teacher self-supervised (MAE) on surgical frames → a surgkit teacher folder."""
+    from surgkit.video.teacher_train import TeacherTrainSettings, train_teacher
+
+    summary = train_teacher(TeacherTrainSettings(
+        data=data, run_dir=str(run_dir), size=size, img_size=img_size, patch_size=patch_size, steps=steps,
+        batch_size=batch_size, base_lr=base_lr, exclude=list(exclude or []), device=device, seed=seed,
+    ))  # fmt: skip
+    typer.echo(f"{summary['teacher']} (MAE loss {summary['loss_first']:.4f} → {summary['loss_last']:.4f})")
 
 
 @convert_app.command("official")
