@@ -38,7 +38,10 @@ def run(tmp: Path) -> list[dict]:
     from surgkit.video.convert import load_official, save_official, to_official_state
     from surgkit.video.hf import load_hf_folder, load_hf_videomae, save_hf_folder
 
-    inp, out = load_file(str(FIXTURES / "inputs.safetensors")), load_file(str(FIXTURES / "outputs.safetensors"))
+    inp, out = (
+        load_file(str(FIXTURES / "inputs.safetensors")),
+        load_file(str(FIXTURES / "outputs.safetensors")),
+    )
     official = load_file(str(FIXTURES / "encoder_official.safetensors"))
     ns = ap_.Namespace(model="pretrain_masked_video_student_base_patch16_224", input_size=32, num_frames=4)
     torch.save({"model": official, "epoch": 200, "args": ns}, tmp / "checkpoint-200.pth")
@@ -63,7 +66,12 @@ def run(tmp: Path) -> list[dict]:
     from surgkit.video.model import load_model
 
     folder = load_model(tmp / "sk")
-    rows.append({"pair": "surgkit → surgkit folder → surgkit", "weights": _max_diff(folder.state_dict(), sk.state_dict())})
+    rows.append(
+        {
+            "pair": "surgkit → surgkit folder → surgkit",
+            "weights": _max_diff(folder.state_dict(), sk.state_dict()),
+        }
+    )
     # surgkit → HF VideoMAEForPreTraining (+ both decoders) → surgkit
     save_hf_folder(sk, tmp / "hf")
     back = load_hf_folder(tmp / "hf")

@@ -90,3 +90,25 @@ def test_inconsistent_completion_record_is_refused(tmp_path, broken):
     seq.write_text(json.dumps(meta))
     with pytest.raises(SurgkitError, match="sequence.json|array layout"):
         cached_frames(tmp_path / "cache" / "v")
+
+
+def test_finished_cache_is_read_without_taking_the_writer_lock(tmp_path):
+    """Runs sharing a finished cache (the demo's parallel folds) must not collide on prep's folder lock."""
+    from surgkit.utils.lock import output_lock
+
+    make_video(tmp_path / "v.mp4", 50, 25)
+    cache = tmp_path / "cache"
+    assert build_frame_cache([tmp_path / "v.mp4"], cache, fps=1, img_size=32) == {}
+    with output_lock(cache, "another writer"):  # someone holds the folder: a finished cache is still served
+        assert build_frame_cache([tmp_path / "v.mp4"], cache, fps=1, img_size=32) == {}
+    assert len(cached_frames(cache / "v")[1]) == 2
+
+
+def test_demo_folds_test_every_video_once():
+    from surgkit.video.demo import fold_splits
+
+    videos = [f"video{i:02d}" for i in range(1, 7)]
+    folds = fold_splits(videos, 2)
+    assert sorted(v for f in folds for v in f["test"]) == videos  # each video a test video exactly once
+    for f in folds:
+        assert not set(f["test"]) & set(f["train"] + f["val"]) and len(f["val"]) == 1 and len(f["train"]) == 2

@@ -241,13 +241,17 @@ def build_frame_cache(
     ``cut_black`` first cuts the black margin as the Cholec80 ``frames_cutmargin`` preprocessing
     (height 300, then prep's ``black_crop``; spec §9).
 
-    Resumable through prep's manifest: finished videos are skipped, a video whose extraction
+    When every folder is already finished nothing is written (no lock taken): runs sharing a cache
+    read it concurrently. Otherwise one writer extracts (prep's folder lock), resumably through
+    prep's manifest: finished videos are skipped, a video whose extraction
     stopped part-way is resumed. A folder the manifest calls done but whose ``sequence.json`` is
     gone is extracted again. Returns ``{video_id: reason}`` for the videos that failed.
     """
     from surgkit.prep.frames import extract
     from surgkit.prep.video import video_id_of
 
+    if all(cached_frames(cache / video_id_of(v)) is not None for v in videos):
+        return {}  # every folder finished: read-only, so concurrent runs sharing the cache need no lock
     transform = f"resize_short={cache_short_side(img_size)}"
     if cut_black:
         transform = "resize_height=300,black_crop," + transform

@@ -104,6 +104,8 @@ class FinetuneSettings:
     frame_cache_format: str = "png"
     torch_threads: int | None = None  # intra-op CPU threads for this run (None = torch's default)
     allow_leakage: bool = False
+    # fingerprints of the leakage guard, computed once per video file: "auto" = beside the frame cache
+    leakage_cache: str | None = "auto"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FinetuneSettings:
@@ -127,6 +129,16 @@ class FinetuneSettings:
         if task is not None and task != base["task"]:
             raise SurgkitError(f"preset '{name}' is for task '{base['task']}', not '{task}'")
         return cls.from_dict({**base, "preset": name, "dataset": dataset, "root": root, **fields})
+
+
+def leakage_cache_dir(leakage_cache: str | None, frame_cache: str | None, run_dir: str) -> Path | None:
+    """Where the leakage guard keeps its per-video fingerprints: "auto" = ``<frame cache root>/leakage``."""
+    if leakage_cache is None or leakage_cache == "none":
+        return None
+    if leakage_cache != "auto":
+        return Path(leakage_cache)
+    root = Path(run_dir) / "frames_1fps" if frame_cache in (None, "auto", "none") else Path(frame_cache)
+    return root / "leakage"
 
 
 def multi_label(settings: FinetuneSettings) -> bool:
@@ -409,7 +421,8 @@ def _finetune(
     _check(settings)
     run_dir = Path(settings.run_dir)
     ds, split, names = load_split(settings)
-    leaks = guard_split(ds, split, allow=settings.allow_leakage, progress=False)
+    leaks = guard_split(ds, split, allow=settings.allow_leakage, progress=False,
+                        cache_dir=leakage_cache_dir(settings.leakage_cache, settings.frame_cache, settings.run_dir))  # fmt: skip
     acc = make_accelerator(settings.device, settings.mixed_precision, launch=launch)
     accum = acc.gradient_accumulation_steps
     model, init_note = build_classifier(settings, len(names), names)

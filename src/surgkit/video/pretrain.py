@@ -93,6 +93,7 @@ class PretrainSettings:
         default_factory=list
     )  # downstream test sets for the leakage guard
     allow_leakage: bool = False
+    leakage_cache: str | None = "auto"  # guard fingerprints once per video: "auto" = beside the frame cache
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PretrainSettings:
@@ -243,9 +244,13 @@ def build_student(settings: PretrainSettings, distill_dim: int | None) -> Any:
 
 def _leakage_guard(settings: PretrainSettings, sources: list[ClipSource]) -> dict[str, Any]:
     """Refuse to pretrain on any downstream test video (by id and, when available, by content)."""
+    from surgkit.video.finetune import leakage_cache_dir
     from surgkit.video.leakage import check_pretraining_leakage
 
-    return check_pretraining_leakage(sources, settings.test_data, allow=settings.allow_leakage)
+    cache = leakage_cache_dir(settings.leakage_cache, settings.frame_cache, settings.run_dir)
+    return check_pretraining_leakage(
+        sources, settings.test_data, allow=settings.allow_leakage, cache_dir=cache
+    )
 
 
 @contextlib.contextmanager
