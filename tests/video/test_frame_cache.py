@@ -94,13 +94,27 @@ def test_inconsistent_completion_record_is_refused(tmp_path, broken):
 
 def test_finished_cache_is_read_without_taking_the_writer_lock(tmp_path):
     """Runs sharing a finished cache (the demo's parallel folds) must not collide on prep's folder lock."""
-    from surgkit.utils.lock import output_lock
+    import os
+    import subprocess
+    import sys
 
     make_video(tmp_path / "v.mp4", 50, 25)
     cache = tmp_path / "cache"
     assert build_frame_cache([tmp_path / "v.mp4"], cache, fps=1, img_size=32) == {}
-    with output_lock(cache, "another writer"):  # someone holds the folder: a finished cache is still served
-        assert build_frame_cache([tmp_path / "v.mp4"], cache, fps=1, img_size=32) == {}
+    holder = ("import sys, time\nfrom surgkit.utils.lock import output_lock\n"
+              "with output_lock(sys.argv[1], 'another writer'):\n    print('locked', flush=True)\n    time.sleep(60)\n")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder, str(cache)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout.readline().strip() == "locked"  # another process writes to the cache folder ...
+        assert (
+            build_frame_cache([tmp_path / "v.mp4"], cache, fps=1, img_size=32) == {}
+        )  # ... a finished cache is read
+    finally:
+        proc.kill()
+        proc.wait()
     assert len(cached_frames(cache / "v")[1]) == 2
 
 
