@@ -149,3 +149,16 @@ def test_a_reader_refuses_a_sequence_with_missing_frames(run_cli, clips, tmp_pat
     code, stdout, err = run_cli("prep", "flow", out, "--out", tmp_path / "flow", "-q", "--workers", "1")
     assert code == 1 and "incomplete sequence" in err and victim.name in err
     assert not (tmp_path / "flow" / "clip0" / "sequence.json").exists()
+
+
+def test_a_killed_manifest_save_leaves_no_litter(tmp_path):
+    """The main process killed mid-save leaves `.manifest.json.<random>.tmp`; the next writer of that
+    manifest removes it, and never another shard's temporary file."""
+    from surgkit.prep.manifest import Manifest
+
+    mine = tmp_path / ".manifest.json.k3j2h1g0.tmp"
+    other = tmp_path / ".manifest.shard-1-of-2.json.a1b2c3d4.tmp"
+    for p in (mine, other):
+        p.write_text("{half")
+    Manifest(tmp_path, "frames", {"fps": "1"})
+    assert not mine.exists() and other.exists()

@@ -57,8 +57,9 @@ class VideoMAEBackbone:
             check_hf_folder(path)  # remote code, pickles, broken weights: refused before transformers
         from transformers.utils import logging as hf_logging
 
-        level = hf_logging.get_verbosity()
+        level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()  # a mismatch is reported once, by surgkit, in one line
+        hf_logging.disable_progress_bar()
         try:
             model = VideoMAEModel.from_pretrained(str(path_or_id), use_safetensors=True)
         except Exception as e:  # noqa: BLE001 - untrusted folder: any failure is the folder's
@@ -68,6 +69,8 @@ class VideoMAEBackbone:
             raise SurgkitError(f"{path_or_id}: cannot load this VideoMAE model ({first})") from None
         finally:
             hf_logging.set_verbosity(level)
+            if bars:
+                hf_logging.enable_progress_bar()
         name = str(path.resolve()) if path.is_dir() else str(path_or_id)
         return cls(model, name=name, device=device)
 

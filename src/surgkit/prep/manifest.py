@@ -51,6 +51,15 @@ def read_manifest(path: str | Path, step: str | None = None) -> dict[str, Any]:
     return data
 
 
+def _sweep_own_temporaries(path: Path) -> None:
+    """Remove temporary copies of this manifest left by a writer killed mid-save (``.<name>.*.tmp``).
+
+    Only this manifest's own name: a shard never touches another shard's files.
+    """
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 class Manifest:
     """The manifest of one output folder and step (frames, flow, masks or features)."""
 
@@ -73,6 +82,7 @@ class Manifest:
         self.expected = sorted(expected) if expected is not None else None
         self.videos: dict[str, dict[str, Any]] = {}
         self._last_save = 0.0
+        _sweep_own_temporaries(self.path)
         if self.path.is_file():
             self.videos = dict(read_manifest(self.path, step).get("videos", {}))
         self._siblings: list[dict[str, dict[str, Any]]] = [
