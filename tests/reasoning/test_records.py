@@ -78,7 +78,7 @@ def test_malformed_lines_name_file_and_line(tmp_path):
     path.write_text(
         "\n".join([good, "{not json", json.dumps(bad_box), json.dumps(unknown_task), good]) + "\n"
     )
-    with pytest.raises(DataFormatError, match=r"r\.jsonl:2: invalid JSON"):
+    with pytest.raises(DataFormatError, match=r"r\.jsonl:2: malformed or truncated JSON"):
         read_records(path)
     errors = []
     recs = read_records(path, errors=errors)

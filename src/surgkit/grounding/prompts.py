@@ -21,7 +21,6 @@ results.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from surgkit.errors import SurgkitError
+from surgkit.utils.inputs import as_dict, read_json
 from surgkit.vocab import INSTRUMENTS, TARGETS, TRIPLET_COMPONENTS, VERBS
 
 TASKS = ("instrument", "triplet", "verb")
@@ -63,12 +63,7 @@ class Template:
 def load_templates(path: str | Path | None = None) -> dict[str, list[Template]]:
     """Read a templates JSON file: ``{task: [{"id": ..., "text": ...}, ...]}``."""
     path = Path(path) if path is not None else DEFAULT_TEMPLATES
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SurgkitError(f"{path}: templates file not found") from None
-    except json.JSONDecodeError as e:
-        raise SurgkitError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    raw = as_dict(read_json(path, "templates file"), path, "top level")
     out: dict[str, list[Template]] = {}
     for task in TASKS:
         items = raw.get(task, [])

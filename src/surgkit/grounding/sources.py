@@ -45,6 +45,7 @@ from surgkit.grounding.frames import (
     join_frames,
     video_number,
 )
+from surgkit.utils.inputs import as_dict, read_json
 from surgkit.vocab import CHOLEC80_TOOLS, INSTRUMENTS
 
 BOX_DATASETS = ("cholec80_boxes", "copesd", "cholect50")
@@ -162,15 +163,11 @@ def _mask_loader(path: Path, value: int) -> Callable[[], Any]:
 
 def world_splits(root: str | Path) -> dict[str, list[str]]:
     """The laparoscopic video splits of a synthetic world (``world.json``), e.g. {"train": [...], "test": [...]}."""
-    import json
 
     path = Path(root) / "world.json"
     if not path.is_file():
         raise SurgkitError(f"{path}: not found (is {root} a world written by `surgkit synth`?)")
-    try:
-        splits = json.loads(path.read_text()).get("splits", {})
-    except json.JSONDecodeError as e:
-        raise SurgkitError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    splits = as_dict(read_json(path), path, "top level").get("splits", {})
     return {k: [str(v) for v in vids] for k, vids in splits.get("lap", splits).items()}
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from surgkit.errors import DataFormatError, SurgkitError
 from surgkit.reasoning.boxes import as_box, inside_image
+from surgkit.utils.inputs import loads_json
 from surgkit.utils.io import atomic_write
 
 SCHEMA = "surgkit-reasoning/1"
@@ -203,14 +204,16 @@ def iter_jsonl(
     path = Path(path)
     if not path.is_file():
         raise SurgkitError(f"{path}: no such file")
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
             try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as e:
-                err = DataFormatError(f"invalid JSON ({e.msg} at column {e.colno})", path=path, line=lineno)
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                if not line.strip():
+                    continue
+                yield lineno, loads_json(line, path)
+            except (UnicodeDecodeError, DataFormatError) as e:
+                reason = e.reason if isinstance(e, DataFormatError) else f"not UTF-8 text ({e.reason})"
+                err = DataFormatError(reason, path=path, line=lineno)
                 if strict:
                     raise err from None
                 yield lineno, err

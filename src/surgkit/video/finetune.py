@@ -29,7 +29,6 @@ sample (``predictions_test.csv`` + ``scores_test.safetensors``); metrics follow 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from surgkit.errors import SurgkitError
+from surgkit.utils.inputs import read_json
 from surgkit.utils.runinfo import guarded_run, settings_run_dir, trainer_settings
 from surgkit.video.protocols import (
     PRESETS,
@@ -280,12 +280,7 @@ def split_from_file(path: str | Path, known: list[str]):
     from surgkit.data.splits import Split
 
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SurgkitError(f"{path}: split file not found") from None
-    except json.JSONDecodeError as e:
-        raise SurgkitError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    data = read_json(path, "split file")
     if "splits" in data:  # synth world.json
         data = data["splits"].get("lap", data["splits"])
     parts = {k: [_match_id(str(v), known) for v in data.get(k, [])] for k in ("train", "val", "test")}

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from surgkit.errors import SurgkitError
+from surgkit.utils.inputs import read_json
 from surgkit.utils.runinfo import guarded_run, settings_run_dir, trainer_settings
 from surgkit.video.clips import ClipReader, ClipSource, discover_sources, online_clip_steps
 from surgkit.video.config import PRESETS, SurgVistaConfig, check_fields, preset
@@ -111,11 +111,7 @@ class PretrainSettings:
     def from_file(cls, path: str | Path) -> PretrainSettings:
         path = Path(path)
         try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except FileNotFoundError:
-            raise SurgkitError(f"{path}: settings file not found") from None
-        except json.JSONDecodeError as e:
-            raise SurgkitError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+            return cls.from_dict(read_json(path, "settings file"))
         except TypeError as e:
             raise SurgkitError(f"{path}: {e}") from None
 
