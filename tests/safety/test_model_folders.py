@@ -196,3 +196,11 @@ def test_hf_folders_remote_code_pickles_and_sizes(hf_folder, tmp_path, run_cli):
     (m / "model.safetensors").unlink()
     code, _, err = run_cli("backbones", "info", m)
     assert code == 2 and "only pickled weights (pytorch_model.bin)" in one_error_line(err)
+
+
+def test_hf_folder_with_wrong_tensor_shape_names_the_tensor(hf_folder, tmp_path, run_cli):
+    m = _copy(hf_folder, tmp_path)
+    _wrong_shape(m / "model.safetensors")
+    code, _, err = run_cli("backbones", "info", m)
+    line = one_error_line(err)
+    assert code == 2 and str(m / "model.safetensors") in line and "config.json makes it" in line

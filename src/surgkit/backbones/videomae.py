@@ -52,9 +52,10 @@ class VideoMAEBackbone:
         from transformers import VideoMAEModel
 
         if path.is_dir():
-            from surgkit.utils.modeling import check_hf_folder
+            from surgkit.utils.modeling import check_hf_folder, check_hf_shapes
 
             check_hf_folder(path)  # remote code, pickles, broken weights: refused before transformers
+            check_hf_shapes(path, VideoMAEModel)  # every tensor's shape, on the meta device
         from transformers.utils import logging as hf_logging
 
         level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()

@@ -357,3 +357,28 @@ def check_hf_folder(folder: str | Path) -> dict[str, Any]:
     for f in files:
         read_safetensors_header(f)
     return cfg
+
+
+def check_hf_shapes(folder: str | Path, model_cls: Any) -> None:
+    """Build ``model_cls`` (a transformers class) from the folder's config on the meta device and
+    compare every tensor of ``model.safetensors`` present in both: a mismatch names the tensor."""
+    folder = Path(folder)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        return  # sharded or other layouts: left to transformers (headers were checked)
+    try:
+        config = model_cls.config_class.from_pretrained(str(folder))
+        with torch.device("meta"):
+            meta = model_cls(config)
+    except Exception as e:  # noqa: BLE001 - the folder's config cannot build the model
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise DataFormatError(
+            f"cannot build {model_cls.__name__} from this config ({first})", path=folder / CONFIG_NAME
+        ) from None
+    expected = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+    for name, (_, shape) in read_safetensors_header(weights).items():
+        if name in expected and expected[name] != shape:
+            raise DataFormatError(
+                f"tensor {name!r} has shape {list(shape)}, config.json makes it {list(expected[name])}",
+                path=weights,
+            )
