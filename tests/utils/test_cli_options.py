@@ -71,7 +71,7 @@ def test_trainer_specific_grad_accum_help():
     assert "global = batch x processes x this" in text and "--report-to" in text
 
 
-TRAINERS = [("video", "pretrain"), ("video", "finetune"), ("ground", "train-clip")]
+TRAINERS = [("skill", "train"), ("video", "pretrain"), ("video", "finetune"), ("ground", "train-clip")]
 
 
 @pytest.mark.parametrize("command", TRAINERS, ids=" ".join)

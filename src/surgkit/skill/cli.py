@@ -11,6 +11,9 @@ from pathlib import Path
 
 import typer
 
+from surgkit.utils.cli_options import launch_options
+from surgkit.utils.launch import LaunchOptions
+
 sub = typer.Typer(help="Multimodal surgical skill assessment (SurgFusion-Net with Divergence Regulated Attention).",
                   no_args_is_help=True)  # fmt: skip
 
@@ -29,6 +32,7 @@ def _echo_json(obj) -> None:
 
 
 @sub.command("train")
+@launch_options
 def train(
     data: Path = typer.Option(
         ..., "--data", help="JIGSAWS root (task folders with meta files) or clinical skill folder."
@@ -62,8 +66,12 @@ def train(
         False, "--allow-leakage", help="Run even if a test video/surgeon is in training."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print results.json instead of the table."),
+    launch: LaunchOptions = None,
 ) -> None:
-    """Cross-validated two-phase training (unimodal branches, then fusion) and per-fold SCC/MAE."""
+    """Cross-validated two-phase training (unimodal branches, then fusion) and per-fold SCC/MAE.
+
+    Multi-process: accelerate launch ... -m surgkit skill train (the phases' batch size is the global batch).
+    """
     from surgkit.skill.config import load_experiment
     from surgkit.skill.protocol import RunOptions, run_cross_validation
 
@@ -71,7 +79,7 @@ def train(
     exp = load_experiment(config, overrides)
     opts = RunOptions(data_dir=data, features_dir=features, out_dir=out, scheme=scheme, tasks=tuple(task) if task else None,
                       dataset=dataset, k=k, split_seed=split_seed, device=device, unimodal_from=unimodal_from,
-                      allow_leakage=allow_leakage, only_folds=tuple(fold) if fold else None)  # fmt: skip
+                      allow_leakage=allow_leakage, only_folds=tuple(fold) if fold else None, launch=launch)  # fmt: skip
     results = run_cross_validation(exp, opts)
     if as_json:
         _echo_json(results)

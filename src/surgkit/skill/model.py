@@ -24,25 +24,75 @@ def _act(name: str) -> nn.Module:
     return nn.GELU() if name == "gelu" else nn.ReLU()
 
 
+def _first_valid(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """x[b, :, t] at the first valid position (row-major over (b, t)), detached: the shift of the sums."""
+    flat = m[:, 0, :].reshape(-1)
+    first = int(torch.argmax((flat > 0).to(torch.uint8))) if bool((flat > 0).any()) else 0
+    return x.detach().permute(0, 2, 1).reshape(-1, x.shape[1])[first].clone()
+
+
+def _all_reduce(t: torch.Tensor) -> torch.Tensor:
+    """Autograd-aware sum over processes (its backward sums the gradients), as nn.SyncBatchNorm does."""
+    import warnings
+
+    from torch.distributed.nn.functional import all_reduce
+
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", FutureWarning
+        )  # deprecated in favour of a functional API without autograd
+        return all_reduce(t)
+
+
+def _world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 class MaskedBatchNorm1d(nn.BatchNorm1d):
     """BatchNorm1d over [B, C, L] whose training statistics use only the valid (unpadded) positions.
 
     With ``mask`` [B, 1, L] (1 = valid) in training mode: μ = Σ m·x / Σ m, σ² = Σ m·(x − μ)² / Σ m
     (biased, used to normalise) and the running averages r ← (1 − momentum)·r + momentum·(μ, σ²·n/(n − 1)),
-    exactly what ``nn.BatchNorm1d`` computes on the concatenation of the valid positions. Without a mask,
+    exactly what ``nn.BatchNorm1d`` computes on the concatenation of the valid positions (the sums are
+    taken relative to the first valid value, so a constant input centres to exactly zero, as in
+    ``nn.BatchNorm1d``'s kernel; otherwise the sign of rounding noise decides what a following ReLU
+    passes). Without a mask,
     with an all-valid mask, or in eval mode it is ``nn.BatchNorm1d`` (same parameters and state-dict keys).
+
+    Under ``accelerate launch``/``torchrun`` (world > 1, training) the sums Σ m·x, Σ m and Σ m·(x − μ)² are
+    all-reduced over the processes (autograd-aware, like ``nn.SyncBatchNorm``, which has no CPU kernel),
+    so N processes normalise with the statistics of the whole global batch, as one process does.
+    ``sync_processes = False`` (set by precise-BN recalibration, where every process sees the same data)
+    keeps them local.
     """
 
+    sync_processes = True
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if mask is None or not self.training or bool(mask.all()):
+        synced = self.training and self.sync_processes and _world_size() > 1
+        if not synced and (mask is None or not self.training or bool(mask.all())):
             return super().forward(x)
-        m = mask.to(x.dtype)
-        n = m.sum() * 1.0
-        if float(n) < 2:
+        m = mask.to(x.dtype) if mask is not None else x.new_ones((x.shape[0], 1, x.shape[2]))
+        # shifted sums: a constant input (the stage-1 block on Z⁰ = 0) centres to exactly zero
+        ref = _first_valid(x, m)
+        if synced:
+            import torch.distributed as dist
+
+            dist.broadcast(ref, src=0)  # one shift for all processes: rank 0 holds the batch's first video
+        sums = torch.cat([(m * (x - ref[None, :, None])).sum((0, 2)), m.sum().reshape(1)])
+        if synced:
+            sums = _all_reduce(sums)
+        n = sums[-1]
+        if float(n.detach()) < 2:
             raise ValueError("MaskedBatchNorm1d: fewer than 2 valid positions in a training batch")
-        mean = (x * m).sum((0, 2)) / n
+        mean = ref + sums[:-1] / n
         centred = x - mean[None, :, None]
-        var = (centred.square() * m).sum((0, 2)) / n
+        sq = (centred.square() * m).sum((0, 2))
+        if synced:
+            sq = _all_reduce(sq)
+        var = sq / n
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -364,7 +414,7 @@ def regression_head(cin: int, d: int, reduction: int, dropout: float, outputs: i
     hidden = max(1, d // reduction)
     return nn.Sequential(
         nn.Conv1d(cin, hidden, 1),
-        nn.BatchNorm1d(hidden),
+        MaskedBatchNorm1d(hidden),  # nn.BatchNorm1d without a mask; synchronised over processes
         nn.ReLU(),
         nn.Dropout(dropout),
         nn.Conv1d(hidden, outputs, 1),

@@ -51,6 +51,7 @@ class RunOptions:
     allow_leakage: bool = False
     progress: bool = True
     only_folds: tuple[str, ...] | None = None  # run a subset of the folds (quick checks; stated in results)
+    launch: Any = None  # surgkit.utils.launch.LaunchOptions: precision, accumulation, trackers
 
 
 def protocol_notes(exp: ExperimentConfig, scheme: str) -> list[str]:
@@ -167,10 +168,15 @@ class CrossValidationRun:
     # -- main loop ------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         from surgkit.utils.progress import make_progress
+        from surgkit.utils.tracking import start_run
         from surgkit.utils.training import make_accelerator
 
         self._claim_run_dir()
-        accelerator = make_accelerator(self.opts.device)
+        accelerator = make_accelerator(self.opts.device, launch=self.opts.launch)
+        launch = self.opts.launch
+        self.log = start_run(self.out, "skill-train", {**self._header(), "processes": accelerator.num_processes},
+                             report_to=launch.report_to if launch else None, accelerator=accelerator,
+                             resume_step=None)  # fmt: skip
         tasks = list(self.opts.tasks or self.labels.tasks)
         unknown = [t for t in tasks if t not in self.labels.tasks]
         if unknown:
@@ -214,6 +220,7 @@ class CrossValidationRun:
         }
         write_json(self.out / "results.json", results)
         write_predictions_csv(self.out / "predictions.csv", per_task)
+        self.log.finish()
         return results
 
     def _run_fold(
@@ -280,6 +287,7 @@ class CrossValidationRun:
             test_videos=sub_test,
             progress=progress,
             description=f"{task} {fold.name} {modality}",
+            log=self.log,
         )
         finish_phase(
             work,
@@ -314,6 +322,7 @@ class CrossValidationRun:
             test_videos=test,
             progress=progress,
             description=desc,
+            log=self.log,
         )
         finish_phase(work, out_dir, model, res, {"label_scale": self.scale.to_dict()})
         return model, res.selected_epoch

@@ -106,6 +106,7 @@ def recalibrate_batchnorm(
         saved.append(bn.momentum)
         bn.reset_running_stats()
         bn.momentum = None
+        bn.sync_processes = False  # every process recalibrates on all the videos: local statistics
         bn.train()
     order = np.arange(len(videos))
     for batch in balanced_batches(len(videos), batch_size, np.random.default_rng(tcfg.seed)):
@@ -116,6 +117,7 @@ def recalibrate_batchnorm(
         model(x, valid)
     for bn, momentum in zip(layers, saved, strict=True):
         bn.momentum = momentum
+        bn.sync_processes = True
     model.train(was_training)
     return len(layers)
 
@@ -142,12 +144,21 @@ def train_phase(
     test_videos: Sequence[ScoredVideo] = (),
     progress: Any = None,
     description: str = "train",
+    log: Any = None,
 ) -> PhaseResult:
     """Train ``model`` on ``train_videos`` for ``phase.epochs``; resumes from ``work_dir`` checkpoints.
 
     With ``tcfg.select == "best_test"`` the weights of the epoch with the best test-fold SCC are
     restored at the end (the literature's test-set selection; flagged by the callers).
+
+    ``phase.batch_size`` is the global batch: every process collates the whole batch (the same crops
+    as one process) and trains on its part of it (:func:`surgkit.utils.distributed.micro_batches`, also
+    the ``--grad-accum`` split); BatchNorm statistics are synchronised over processes, so N processes
+    compute the one-process update. ``log`` (a :class:`surgkit.utils.tracking.RunLogger`) gets every
+    step's loss, lr and grad norm and every epoch's test-fold SCC under ``<description>/``.
     """
+    from surgkit.utils.distributed import grad_norm, mean_over_processes, micro_batches
+
     if not train_videos:
         raise SurgkitError(f"{description}: no training videos")
     device = accelerator.device
@@ -172,23 +183,33 @@ def train_phase(
         if progress
         else None
     )
-    world, rank = accelerator.num_processes, accelerator.process_index
+    world = accelerator.num_processes
+    steps = start * len(balanced_batches(len(train_videos), phase.batch_size, np.random.default_rng(0)))
     for epoch in range(start, phase.epochs):
         pmodel.train()
         rng = np.random.default_rng([tcfg.seed, epoch])
         losses = []
         for batch in balanced_batches(len(train_videos), phase.batch_size, rng):
-            part = batch[rank::world] if world > 1 else batch
-            x, y, valid = collate(
-                [train_videos[i] for i in part], tcfg.length_policy, length, rng, device, min_length
+            x, y, valid = collate(  # the whole global batch on every process: the same crop draws
+                [train_videos[i] for i in batch], tcfg.length_policy, length, rng, device, min_length
             )
-            loss = hybrid_loss(pmodel(x, valid).score, y, tcfg.loss_alpha)
             popt.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            if phase.grad_clip > 0:
-                accelerator.clip_grad_norm_(params, phase.grad_clip)
+            total, count = 0.0, 0
+            for mb in micro_batches(accelerator, pmodel, np.arange(len(batch))):
+                rows = torch.as_tensor(mb.indices, device=device)
+                part = {k: v[rows] for k, v in x.items()}
+                loss = hybrid_loss(pmodel(part, valid[rows]).score, y[rows], tcfg.loss_alpha)
+                accelerator.backward(loss * mb.weight)  # the gradient of the global-batch mean loss
+                total, count = total + float(loss.detach()) * len(rows), count + len(rows)
+            norm = grad_norm(accelerator, params, phase.grad_clip)
             popt.step()
-            losses.append(float(loss.detach()))
+            losses.append(
+                mean_over_processes(accelerator, total / count, count) if world > 1 else total / count
+            )
+            steps += 1
+            if log is not None:
+                log.log({"loss": losses[-1], "lr": float(optimizer.param_groups[0]["lr"]), "grad_norm": norm},
+                        steps, samples=len(batch), prefix=f"{description}/")  # fmt: skip
         scheduler.step()
         record = {
             "epoch": epoch + 1,
@@ -203,6 +224,8 @@ def train_phase(
             pred = scale.to_score(predict(model, test_videos, tcfg, device))
             scc = spearman(pred, np.array([v.score for v in test_videos]))
             record["test_scc"] = scc
+            if log is not None:
+                log.log({"test_scc": scc}, steps, prefix=f"{description}/eval/")
             if np.isfinite(scc) and scc > best["scc"]:
                 best = {"scc": float(scc), "epoch": epoch + 1}
                 if accelerator.is_main_process:
@@ -233,10 +256,16 @@ def train_phase(
 def finish_phase(
     work_dir: Path, out_dir: Path, model: Any, result: PhaseResult, extra: dict[str, Any]
 ) -> None:
-    """Save the trained model (save_pretrained), its training record, and drop the resume checkpoints."""
-    model.save_pretrained(out_dir)
-    write_json(out_dir / STATE_NAME, {**dataclasses.asdict(result), **extra})
-    shutil.rmtree(work_dir, ignore_errors=True)
+    """Save the trained model (save_pretrained), its training record, and drop the resume checkpoints
+    (the main process writes; the others wait for it)."""
+    from surgkit.utils.distributed import barrier
+    from surgkit.utils.lock import is_main_process
+
+    if is_main_process():
+        model.save_pretrained(out_dir)
+        write_json(out_dir / STATE_NAME, {**dataclasses.asdict(result), **extra})
+        shutil.rmtree(work_dir, ignore_errors=True)
+    barrier()
 
 
 def is_finished(out_dir: Path) -> bool:

@@ -179,6 +179,14 @@ def mean_over_processes(accelerator: Any, value: float, weight: float = 1.0) -> 
     return float(t[0] / t[1]) if float(t[1]) else float("nan")
 
 
+def barrier() -> None:
+    """Wait for every process of a distributed launch (no-op in a single process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
 def sharded_map(
     accelerator: Any, items: Sequence[T], fn: Callable[[list[T]], list[R]], chunk_size: int | None = None
 ) -> list[R]:

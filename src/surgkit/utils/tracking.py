@@ -121,10 +121,10 @@ def read_train_log(run_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _trim_log(run_dir: Path, resume_step: int) -> None:
-    """Keep the lines with ``step <= resume_step`` (all of them for a fresh run: none)."""
+def _trim_log(run_dir: Path, resume_step: int | None) -> None:
+    """Keep the lines with ``step <= resume_step`` (a fresh run: none; ``None``: all of them)."""
     path = run_dir / TRAIN_LOG
-    if not path.is_file():
+    if not path.is_file() or resume_step is None:
         return
     keep = [r for r in read_train_log(run_dir) if int(r.get("step", 0)) <= resume_step] if resume_step else []
     write_text(path, "".join(to_json(r, indent=None) + "\n" for r in keep))
@@ -146,13 +146,14 @@ def _tracker_info(tracker: Any) -> dict[str, Any]:
     return {}  # pragma: no cover - only the trackers of REPORT_TO are created
 
 
-def _resume_kwargs(name: str, previous: dict[str, Any], resume_step: int) -> dict[str, Any]:
+def _resume_kwargs(name: str, previous: dict[str, Any], resume_step: int | None) -> dict[str, Any]:
     old = previous.get("trackers", {}).get(name, {})
+    resuming = resume_step is None or resume_step > 0
     if name == "tensorboard" and resume_step:
         return {"purge_step": resume_step + 1}
-    if name == "wandb" and resume_step and old.get("run_id"):
+    if name == "wandb" and resuming and old.get("run_id"):
         return {"id": old["run_id"], "resume": "allow"}
-    if name == "mlflow" and resume_step and old.get("run_id"):
+    if name == "mlflow" and resuming and old.get("run_id"):
         return {"run_id": old["run_id"]}
     return {}
 
@@ -164,14 +165,15 @@ def start_run(
     *,
     report_to: str | None = None,
     accelerator: Any | None = None,
-    resume_step: int = 0,
+    resume_step: int | None = 0,
     init_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
     quiet: bool = False,
 ) -> RunLogger:
     """Open the trackers of ``report_to`` (None = the default) for the run in ``run_dir``.
 
     ``name`` is the tracker project / TensorBoard sub-folder (e.g. ``"skill-train"``); ``config``
-    (nested settings) is stored with the run. ``resume_step`` continues a resumed run (see module doc).
+    (nested settings) is stored with the run. ``resume_step`` continues a resumed run (see module doc);
+    ``None`` appends to what is there (runs whose steps restart per part, e.g. per fold and phase).
     """
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS
 
@@ -209,7 +211,7 @@ def start_run(
             "why": note,
             "train_log": TRAIN_LOG,
             "trackers": {t.name: _tracker_info(t) for t in trackers},
-            "resumed_at_step": int(resume_step) or None,
+            "resumed_at_step": int(resume_step) if resume_step else None,
         },
     )
     if not quiet:
