@@ -26,6 +26,7 @@ finetune(FinetuneSettings.from_dict(json.load(open(sys.argv[1]))), progress=Fals
 """
 
 
+@pytest.mark.parity
 def test_two_processes_equal_one_process(tmp_path):
     root = make_cholec80(tmp_path / "c80", numbers=(1, 2, 33, 41), seconds=16)
 
@@ -51,6 +52,24 @@ def test_two_processes_equal_one_process(tmp_path):
     # 8 updates, 2 of warm-up (linspace from 0), then the cosine down towards min_lr: the whole trajectory
     expected = [0.0, lr] + [low + 0.5 * (lr - low) * (1 + math.cos(math.pi * i / 6)) for i in range(6)]
     assert lr_one == pytest.approx(expected, rel=1e-12) and lr_two == pytest.approx(expected, rel=1e-12)
+    from surgkit.utils.tracking import read_train_log
+
+    from ..multiproc import assert_parity
+
+    def steps(run):
+        return [r["loss"] for r in read_train_log(tmp_path / run) if "loss" in r]
+
+    def weights(run):
+        from safetensors.torch import load_file
+
+        return {
+            k: v.numpy() for k, v in load_file(str(tmp_path / run / "last" / "model.safetensors")).items()
+        }
+
+    assert len(steps("one")) == 8
+    assert_parity("video finetune (official phase preset, augmentation on, 1x4 vs 2x2; sharded eval)", steps("one"),
+                  steps("two"), weights("one"), weights("two"), rtol=1e-4, atol=1e-5,
+                  test_rows=len((tmp_path / "one" / "predictions_test.csv").read_text().splitlines()) - 1)  # fmt: skip
     for a, b in zip(one["history"], two["history"], strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
         assert b["val"]["video_accuracy"] == pytest.approx(a["val"]["video_accuracy"])

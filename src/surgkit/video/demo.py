@@ -93,8 +93,11 @@ def _run_finetune(fields: dict[str, Any]) -> dict[str, Any]:
 
     try:  # no trackers for the demo's many small runs (train_log.jsonl still written)
         summary = finetune(
-            FinetuneSettings.from_dict(fields), progress=False, launch=LaunchOptions(report_to="none")
-        )
+            FinetuneSettings.from_dict(fields),
+            progress=False,
+            launch=LaunchOptions(report_to="none"),
+            overwrite=True,
+        )  # the demo owns its folders: a rerun with other settings starts over
     except SurgkitError as e:
         if fields.get("task") == "phase":
             raise
@@ -172,7 +175,7 @@ def _run_pretrain_fold(job: dict[str, Any]) -> dict[str, Any]:
         steps=p["teacher_steps"], warmup_steps=max(1, p["teacher_steps"] // 10), batch_size=p["teacher_batch"],
         base_lr=1.5e-3, seed=job["seed"], device=job["device"], frame_cache=job["frames"], frame_cache_format="jpg",
         torch_threads=1,
-    ), progress=False)  # fmt: skip
+    ), progress=False, overwrite=True)  # fmt: skip
     pre = pretrain(PretrainSettings(
         data=[DataSpec(d, exclude=job["exclude"]) for d in job["data"]], run_dir=str(out / "pretrain"), model="tiny",
         model_overrides={"img_size": p["img"], "depth": p["depth"]}, teacher=teacher["teacher"],
@@ -180,7 +183,7 @@ def _run_pretrain_fold(job: dict[str, Any]) -> dict[str, Any]:
         warmup_steps=max(1, p["pre_steps"] // 10), base_lr=p["pre_lr"], base_min_lr=p["pre_lr"] / 15,
         save_every=max(10, p["pre_steps"]), seed=job["seed"], device=job["device"], frame_cache=job["frames"],
         frame_cache_format="jpg", torch_threads=1, test_data=job["test_data"],
-    ), progress=False, launch=LaunchOptions(report_to="none"))  # fmt: skip
+    ), progress=False, launch=LaunchOptions(report_to="none"), overwrite=True)  # fmt: skip
     return {"teacher": {k: teacher[k] for k in ("loss_first", "loss_last", "steps", "frames", "teacher")},
             "pretrain": {k: pre[k] for k in ("steps_done", "leakage", "videos")},
             "loss_first": pre["history"][0]["loss"], "loss_last": pre["history"][-1]["loss"],

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from surgkit.errors import SurgkitError
+from surgkit.utils.runinfo import guarded_run
 from surgkit.video.teacher import ImageViT, teacher_config
 
 
@@ -140,8 +141,24 @@ class _Frames(torch.utils.data.Dataset):
         return self.reader.clip(self.sources[src], [step], rng)[:, 0]
 
 
-def train_teacher(settings: TeacherTrainSettings, progress: bool = True) -> dict[str, Any]:
-    """Train the MAE teacher; returns a summary (loss history, folder). See the module docstring."""
+def _teacher_settings(args: dict[str, Any]) -> dict[str, Any]:
+    from surgkit.utils.runinfo import settings_of
+
+    return dict(settings_of(args["settings"]))
+
+
+def _run_dir(args: dict[str, Any]) -> str:
+    return str(args["settings"].run_dir)
+
+
+@guarded_run("surgkit video teacher train", _teacher_settings, folder_of=_run_dir)
+def train_teacher(
+    settings: TeacherTrainSettings, progress: bool = True, overwrite: bool = False
+) -> dict[str, Any]:
+    """Train the MAE teacher; returns a summary (loss history, folder). See the module docstring.
+
+    One writer per run folder; a folder holding a run with other settings is refused unless ``overwrite``.
+    """
     from surgkit.video.pretrain import torch_threads
 
     with torch_threads(settings.torch_threads):
