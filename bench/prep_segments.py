@@ -14,7 +14,8 @@ Both models get the same random weights (the state dicts have the same keys) and
 one 32-frame segment at 224² (Video Swin-T: 3 channels, ImageNet-normalised scale; I3D: 3 or 2
 channels in [-1, 1]), CPU, float32, eval, ``torch.inference_mode``. Each is timed ``repeats``
 times interleaved with the other (the machine may be shared); the report gives the best time,
-segments/s = 1 / best, the ratio surgkit/reference and the max |Δ| of the two outputs (the
+segments/s = 1 / best, the ratio surgkit/reference (wall, and process CPU time over all threads,
+which other jobs disturb less) and the max |Δ| of the two outputs (the
 reference's feature: Video Swin map averaged over T', H', W'; I3D ``extract_features`` averaged
 over time).
 """
@@ -73,16 +74,14 @@ def load_reference(path: str | Path, name: str) -> types.ModuleType:
     return mod
 
 
-def _time(fn, x, repeats: int) -> list[float]:
+def _time(fn, x) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds over all threads) of one call."""
     import torch
 
-    out = []
     with torch.inference_mode():
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn(x)
-            out.append(time.perf_counter() - t0)
-    return out
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn(x)
+        return time.perf_counter() - t0, time.process_time() - c0
 
 
 def _compare(ours, ref, x, repeats: int) -> dict:
@@ -91,18 +90,22 @@ def _compare(ours, ref, x, repeats: int) -> dict:
     with torch.inference_mode():
         a, b = ours(x), ref(x)  # also the warm-up (allocator, oneDNN primitives)
     diff = float((a - b).abs().max())
-    t_ours: list[float] = []
-    t_ref: list[float] = []
+    t_ours: list[tuple[float, float]] = []
+    t_ref: list[tuple[float, float]] = []
     for _ in range(repeats):  # interleaved: both see the same machine load
-        t_ref += _time(ref, x, 1)
-        t_ours += _time(ours, x, 1)
-    best_o, best_r = min(t_ours), min(t_ref)
+        t_ref.append(_time(ref, x))
+        t_ours.append(_time(ours, x))
+    best_o, best_r = min(t for t, _ in t_ours), min(t for t, _ in t_ref)
+    cpu_o, cpu_r = min(c for _, c in t_ours), min(c for _, c in t_ref)
     return {
         "surgkit_segments_per_s": round(1 / best_o, 3),
         "reference_segments_per_s": round(1 / best_r, 3),
         "ratio": round(best_r / best_o, 3),
-        "surgkit_seconds": [round(t, 3) for t in t_ours],
-        "reference_seconds": [round(t, 3) for t in t_ref],
+        "cpu_seconds_ratio": round(cpu_r / cpu_o, 3),  # less sensitive to other jobs on the machine
+        "surgkit_seconds": [round(t, 3) for t, _ in t_ours],
+        "reference_seconds": [round(t, 3) for t, _ in t_ref],
+        "surgkit_cpu_seconds": [round(c, 3) for _, c in t_ours],
+        "reference_cpu_seconds": [round(c, 3) for _, c in t_ref],
         "max_abs_diff": diff,
     }
 

@@ -32,3 +32,8 @@ def test_demo_step_tiny(tmp_path):
     assert section.metrics["segments"] == 2 + 2 and section.figures[0][0].is_file()
     assert any("randomly initialised SurgVISTA-architecture encoder" in n for n in section.notes)
     assert store.backbone_of("flow")["in_channels"] == 2 and "Video Swin" in " ".join(section.notes)
+    entry = section.metrics["learning"]["mask_dice"]  # held-out user C, exact masks, vs a colour threshold
+    assert (
+        entry["n"] == section.metrics["mask_dice_frames"] > 0 and "colour threshold" in entry["baseline_kind"]
+    )
+    assert 0.0 <= section.metrics["mask_dice_tool"] <= 1.0

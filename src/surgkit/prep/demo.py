@@ -14,10 +14,17 @@ from typing import Any
 from surgkit.demo import DemoContext, DemoSection
 from surgkit.errors import SurgkitError
 
-# fps, frame transform, segment length, backbone input size per demo size
+# fps, frame transform, segment length, backbone input size, segmenter training steps per demo size
 SIZES: dict[str, dict[str, Any]] = {
-    "tiny": {"fps": 5, "transform": "resize=64x64", "segment": 8, "image": 32, "frames": 4},
-    "demo": {"fps": 10, "transform": "resize=112x112", "segment": 32, "image": 64, "frames": 8},
+    "tiny": {"fps": 5, "transform": "resize=64x64", "segment": 8, "image": 32, "frames": 4, "seg_steps": 10},
+    "demo": {
+        "fps": 10,
+        "transform": "resize=112x112",
+        "segment": 32,
+        "image": 64,
+        "frames": 8,
+        "seg_steps": 150,
+    },
 }
 
 
@@ -148,9 +155,17 @@ def demo_step(ctx: DemoContext) -> DemoSection:
     backbones, backbone_notes = _demo_backbones(ctx, out, p)
     import torch
 
+    from surgkit.prep.demo_dice import mask_dice
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small models are overhead-bound: a second thread only spins (10x CPU measured)
     try:
+        t0 = time.perf_counter()
+        from surgkit.prep.seqstore import list_sequences
+
+        ids = list_sequences(dirs["frames"])
+        dice = mask_dice(dirs["frames"], world, ids, out / "segmenter", p["seg_steps"], ctx.seed)
+        seconds["mask_dice"] = time.perf_counter() - t0
         timed("features", features.extract, dirs["features"], backbones=backbones, frames_dir=dirs["frames"],
               flow_dir=dirs["flow"], masks_dir=dirs["masks"], segment_frames=p["segment"], device=ctx.device,
               batch_size=16, progress=show)  # fmt: skip
@@ -176,7 +191,9 @@ def demo_step(ctx: DemoContext) -> DemoSection:
         "segments_per_video_min_max": f"{min(segs)}-{max(segs)}",
         "feature_dim": {m: store.feature_dim(m) for m in store.modalities},
         "masks_from_nearest_annotated_frame": f"{approx}/{n_frames}",
+        **dice["metrics"],
         **{f"{k}_seconds": round(v, 2) for k, v in seconds.items()},
+        "learning": dice["learning"],
     }
     rows = [[v, store.info(v)["num_frames"], store.info(v)["num_segments"], store.info(v)["source"]]
             for v in store.video_ids]  # fmt: skip
@@ -203,5 +220,6 @@ def demo_step(ctx: DemoContext) -> DemoSection:
             f"Masks: the world writes ground truth at 1 fps; {approx} of {n_frames} frames use the nearest "
             "annotated frame (policy 'nearest').",
             f"Segments: {p['segment']} frames, non-overlapping, zero-padded tail marked invalid (T = ceil(N/S)).",
+            *dice["notes"],
         ],
     )
