@@ -137,18 +137,26 @@ def _colour(images: np.ndarray, name: str) -> np.ndarray:
 
 def fit_colour_threshold(images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """The image-processing baseline a skeptic names first: tool = one colour feature above (or
-    below) a threshold, the feature, threshold (step 4) and direction chosen for the best tool-vs-
-    background Dice on the given (training) frames."""
-    truth = labels > 0
+    below) a threshold, the feature, threshold (0..255) and direction chosen for the best
+    tool-vs-background Dice on the given (training) frames (exact, from per-value histograms)."""
+    truth = (labels > 0).ravel()
     best: dict[str, Any] = {"dice": -1.0}
+    n_tool = float(truth.sum())
     for name in COLOUR_FEATURES:
-        v = _colour(images, name)
-        for th in range(0, 256, 4):
-            for sign in (1, -1):
-                pred = sign * v > sign * th
-                d = 2 * float((pred & truth).sum()) / max(float(pred.sum() + truth.sum()), 1.0)
+        v = _colour(images, name).ravel()
+        tool = np.bincount(v[truth], minlength=256)[:256].astype(np.float64)
+        every = np.bincount(v, minlength=256)[:256].astype(np.float64)
+        above_tool = tool[::-1].cumsum()[::-1]  # value >= t
+        above_all = every[::-1].cumsum()[::-1]
+        for sign in (1, -1):
+            for th in range(256):
+                if sign > 0:  # v > th
+                    tp, pos = (above_tool[th + 1], above_all[th + 1]) if th < 255 else (0.0, 0.0)
+                else:  # v < th
+                    tp, pos = n_tool - above_tool[th], every.sum() - above_all[th]
+                d = 2 * tp / max(pos + n_tool, 1.0)
                 if d > best["dice"]:
-                    best = {"dice": d, "feature": name, "threshold": th, "sign": sign}
+                    best = {"dice": float(d), "feature": name, "threshold": th, "sign": sign}
     return best
 
 
