@@ -1,6 +1,6 @@
 """Round-trip table of SurgVISTA checkpoint conversions: max |Δ| per pair (weights and outputs), as JSON.
 
-Uses the official golden fixtures (tests/video/data/surgvista): the official tiny model's state dict
+Uses the official golden fixtures (../shared/fixtures/surgvista): the official tiny model's state dict
 and the official outputs. Each pair is converted with the surgkit CLI-level functions; weights are
 compared tensor by tensor, outputs against the official code's numbers.
 
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
-FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "video" / "data" / "surgvista"
+FIXTURES = Path(os.environ.get("SURGKIT_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "fixtures" / "surgvista"
 HEADS = dict(num_heads=4, decoder_num_heads=2, distill_num_heads=2)
 
 

@@ -14,7 +14,18 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# ../shared beside the repository (specs, golden fixtures); SURGKIT_SHARED overrides (e.g. a git worktree).
+SHARED = Path(os.environ.get("SURGKIT_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
+
+
+def shared_fixtures(name: str) -> Path:
+    """``../shared/fixtures/<name>``: golden outputs of reference code, read in place (never copied)."""
+    folder = SHARED / "fixtures" / name
+    if not folder.is_dir():
+        raise RuntimeError(
+            f"expected the golden fixtures at {folder} (set SURGKIT_SHARED to the shared folder)"
+        )
+    return folder
 
 
 @pytest.fixture

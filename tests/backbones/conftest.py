@@ -1,22 +1,25 @@
-"""Golden fixtures of the reference Video Swin / I3D code (copied from ../shared/fixtures, README inside)
+"""Golden fixtures of the reference Video Swin / I3D code (read from ../shared/fixtures, README inside)
 and an independent description of the published checkpoint layouts."""
 
 from __future__ import annotations
 
 import functools
 import itertools
-from pathlib import Path
 
 import pytest
 import torch
 
-DATA = Path(__file__).parent / "data"
+from tests.conftest import SHARED
+
+DATA = SHARED / "fixtures"
 
 
 def load_fixture(name: str, file: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    return load_file(str(DATA / name / file))
+    from tests.conftest import shared_fixtures
+
+    return load_file(str(shared_fixtures(name) / file))
 
 
 @functools.lru_cache

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-FIXTURES = Path(__file__).parent / "data" / "surgvista"
+from tests.conftest import SHARED
+
+FIXTURES = SHARED / "fixtures" / "surgvista"  # golden outputs of the official code, read in place
 
 
 def fixture_configs():

@@ -1,4 +1,4 @@
-"""surgkit's SurgVISTA vs the official implementation's golden outputs (tests/video/data/surgvista)."""
+"""surgkit's SurgVISTA vs the official implementation's golden outputs (../shared/fixtures/surgvista)."""
 
 from __future__ import annotations
 

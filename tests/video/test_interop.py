@@ -1,6 +1,6 @@
 """Checkpoint interop both ways: official checkpoint-*.pth (argparse.Namespace), DeepSpeed, surgkit, HF.
 
-Each pair is round-tripped on the official golden weights (tests/video/data/surgvista) and compared
+Each pair is round-tripped on the official golden weights (../shared/fixtures/surgvista) and compared
 bit-exactly (weights) and against the official outputs; the full-size layout is checked on the
 key/shape table of spec §7 (strict load, no memory for the weights).
 """
