@@ -18,7 +18,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-FIXTURES = Path(os.environ.get("SURGKIT_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "fixtures" / "surgvista"
+FIXTURES = (
+    Path(os.environ.get("SURGKIT_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+    / "fixtures"
+    / "surgvista"
+)
 HEADS = dict(num_heads=4, decoder_num_heads=2, distill_num_heads=2)
 
 
