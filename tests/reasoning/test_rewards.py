@@ -195,3 +195,65 @@ def test_combination_skips_none_and_make_funcs_names():
     assert bd["total"] == pytest.approx(0.5 + 1 + bd["iou"] + 1)
     with pytest.raises(ValueError, match="unknown reward"):
         R.make_reward_funcs({"nope": 1})
+
+
+def test_coherence_one_grid_definition_on_the_projects_own_chains(synth_world):
+    """Every box-bearing record of the world: its template chain (3x3 cells in Level 1, a quadrant in
+    Level 3) scores coherence 1 with all three terms on; moving the stated positions breaks it."""
+    from surgkit.reasoning.synth_adapter import build_from_world
+
+    full = R.CoherenceConfig(reasoning=True)
+    recs = [r for r in build_from_world(synth_world).records if r.answer_box() is not None]
+    assert len(recs) > 20
+    texts = [render_target(r, "cot") for r in recs]
+    agree = [R.reasoning_box_agreement(t, r, r.answer_box()) for t, r in zip(texts, recs, strict=True)]
+    assert all(a in (None, 1.0) for a in agree) and sum(a == 1.0 for a in agree) > 20
+    assert R.coherence(texts, record=recs, config=full) == [pytest.approx(1.0)] * len(recs)
+    # corrupted: every stated cell/quadrant replaced by the opposite one
+    swap = {
+        "upper": "lower",
+        "lower": "upper",
+        "left": "right",
+        "right": "left",
+        "top": "bottom",
+        "bottom": "top",
+    }
+    import re
+
+    def flip(text):
+        think, rest = text.split("</think>")
+        return (
+            re.sub(r"\b(upper|lower|left|right|top|bottom)\b", lambda m: swap[m.group(1)], think)
+            + "</think>"
+            + rest
+        )
+
+    moved = []
+    for t, r, a in zip(texts, recs, agree, strict=True):
+        names = {p.region.name for p in R.chain_statements(t).positions if R.answer_object(r) in p.names}
+        if a is not None and names != {"centre"}:  # the centre cell has no opposite
+            moved.append(R.reasoning_box_agreement(flip(t), r, r.answer_box()))
+    assert len(moved) > 20 and max(moved) < 1.0
+
+
+@pytest.mark.parametrize(
+    "phrase,box,agrees",
+    [
+        ("in the upper centre", (40, 0, 60, 20), True),  # 'centre' as a column of the upper row
+        ("in the centre", (40, 30, 60, 50), True),
+        ("in the upper centre", (40, 30, 60, 50), False),
+        ("in the right top quadrant", (60, 30, 70, 38), True),  # quadrant: right half, top half
+        ("in the upper right", (60, 30, 70, 38), False),  # grid: that centre is in the middle row
+        ("in the middle left", (0, 30, 20, 50), True),
+        ("on the left", (20, 0, 45, 80), True),  # a half: x centre 32.5 < 50
+    ],
+)
+def test_position_phrases_on_one_region_definition(phrase, box, agrees):
+    r = rec(
+        id="g/1",
+        task="grounding",
+        answer="grasper",
+        boxes=[dict(label="grasper", bbox=list(box), role="answer")],
+    )  # 100 x 80 image
+    text = f"<think>Level 1: The grasper {phrase}.\nLevel 2: x\nLevel 3: y</think><answer>grasper</answer>"
+    assert R.reasoning_box_agreement(text, r, r.answer_box()) == float(agrees)

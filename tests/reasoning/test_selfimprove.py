@@ -1,6 +1,6 @@
 from surgkit.reasoning import vlm
 from surgkit.reasoning.render import render_target
-from surgkit.reasoning.rewards import BoxSettings
+from surgkit.reasoning.scoring import BoxSettings
 from surgkit.reasoning.selfimprove import SelfImproveSettings, sample_chains
 
 from .helpers import location_rec, phase_rec

@@ -19,6 +19,7 @@ Converters to and from the frames prompts and datasets use:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -174,15 +175,61 @@ def vqla_legacy_cxcywh_to_norm_xyxy(box: Box) -> Box:
 
 
 # ------------------------------------------------------------------------------------ positions
+# The one definition of image regions every position word refers to (templates, the chain parser,
+# the validator and the coherence reward all use it). A region is a half-open rectangle of the
+# normalised image, [x0, x1) x [y0, y1) (the last row/column is closed at 1), and a position claim
+# about an object agrees with its box iff the box centre lies in the region.
+#
+# - the 3x3 grid (chains, Level 1): rows upper / middle / lower, columns left / centre / right;
+#   cell names "upper left", "upper centre", ..., "centre" (the middle cell), "lower right";
+# - the 2x2 quadrants (Surgical-VQLA location answers): "left-top", "right-top", "left-bottom",
+#   "right-bottom" -- left iff x centre < W/2, top iff y centre < H/2.
 GRID_ROWS = ("upper", "middle", "lower")
 GRID_COLS = ("left", "centre", "right")
+QUADRANTS = ("left-top", "right-top", "left-bottom", "right-bottom")
+
+
+@dataclasses.dataclass(frozen=True)
+class Region:
+    """A named rectangle of the normalised image: ``[x0, x1) x [y0, y1)``."""
+
+    name: str
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+
+    def contains(self, box: Box, width: float, height: float) -> bool:
+        """True iff the centre of ``box`` lies in the region (half-open; 1.0 belongs to the last cell)."""
+        cx = (box[0] + box[2]) / 2 / width
+        cy = (box[1] + box[3]) / 2 / height
+        return _inside(cx, self.x0, self.x1) and _inside(cy, self.y0, self.y1)
+
+
+def _inside(v: float, lo: float, hi: float) -> bool:
+    return lo <= v < hi or (hi >= 1.0 and v >= 1.0 and lo < 1.0)
+
+
+def grid_region(row: int, col: int) -> Region:
+    """The 3x3 grid cell (row, col) as a region."""
+    return Region(grid_name(row, col), col / 3, (col + 1) / 3, row / 3, (row + 1) / 3)
+
+
+def quadrant_region(name: str) -> Region:
+    """A Surgical-VQLA quadrant ('left-top', ...) as a region."""
+    if name not in QUADRANTS:
+        raise SurgkitError(f"unknown quadrant '{name}' (choose from {', '.join(QUADRANTS)})")
+    horiz, vert = name.split("-")
+    x0 = 0.0 if horiz == "left" else 0.5
+    y0 = 0.0 if vert == "top" else 0.5
+    return Region(name, x0, x0 + 0.5, y0, y0 + 0.5)
 
 
 def grid_cell(box: Box, width: float, height: float) -> tuple[int, int]:
-    """(row, col) of the box centre on a 3x3 grid of the image (0..2 each)."""
+    """(row, col) of the box centre on the 3x3 grid (0..2 each); the cell whose region contains it."""
     cx = (box[0] + box[2]) / 2 / width
     cy = (box[1] + box[3]) / 2 / height
-    return min(int(cy * 3), 2), min(int(cx * 3), 2)
+    return min(max(int(cy * 3), 0), 2), min(max(int(cx * 3), 0), 2)
 
 
 def grid_name(row: int, col: int) -> str:
@@ -194,6 +241,7 @@ def grid_name(row: int, col: int) -> str:
 
 def quadrant(box: Box, width: float, height: float) -> str:
     """VQLA location answer of a box: left/right by x centre < W/2, top/bottom by y centre < H/2."""
-    cx = (box[0] + box[2]) / 2
-    cy = (box[1] + box[3]) / 2
-    return f"{'left' if cx < width / 2 else 'right'}-{'top' if cy < height / 2 else 'bottom'}"
+    for name in QUADRANTS:
+        if quadrant_region(name).contains(box, width, height):
+            return name
+    return "right-bottom"  # a centre outside the image (not reached for valid boxes)

@@ -116,8 +116,10 @@ def from_vqla(
                 report.skip(f"{item}: {qa.question}", f"box {qa.box_xyxy} outside the {w}x{h} image")
                 box = None
             objects.append((qa, qtype, obj, box))
-            if qtype == "state":
-                states[obj] = qa.answer
+            if qtype == "state":  # two instruments of one type may be in different states
+                states.setdefault(obj, [])
+                if qa.answer not in states[obj]:
+                    states[obj].append(qa.answer)
             if qtype == "organ":
                 organ = qa.answer
             if box is not None and all(b.label != obj for b in boxes):
@@ -126,7 +128,11 @@ def from_vqla(
         for k, (qa, qtype, obj, box) in enumerate(objects):
             if qa.box_xyxy is not None and box is None:
                 continue  # skipped above with its reason
-            labels = {"vqla_class": qa.answer_id, "object": obj, "states": states}
+            labels = {
+                "vqla_class": qa.answer_id,
+                "object": obj,
+                "states": {k: v[0] if len(v) == 1 else v for k, v in states.items()},
+            }
             if organ:
                 labels["organ"] = organ
             ctx = [b for b in boxes if b.label != obj]

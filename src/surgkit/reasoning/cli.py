@@ -270,8 +270,8 @@ def eval_cmd(
     """Strict evaluation of a model, a predictions file or an endpoint; prints metrics and the Arena score."""
     from surgkit.reasoning.evaluate import SURG_R1_HEADLINE, SURGVLM_HEADLINE
     from surgkit.reasoning.records import read_records
-    from surgkit.reasoning.rewards import BoxSettings
     from surgkit.reasoning.runners import run_eval
+    from surgkit.reasoning.scoring import BoxSettings
 
     recs = [r for r in read_records(records) if split == "all" or r.split == split]
     recs = recs[:limit] if limit > 0 else recs

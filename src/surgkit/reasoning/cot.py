@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 
 from surgkit.reasoning.boxes import grid_cell, grid_name, quadrant
 from surgkit.reasoning.lexicon import (
     ALL_INSTRUMENTS,
     CVS_CLAUSES,
+    CVS_NUMBERING,
     INSTRUMENT_APPEARANCE,
     PHASE_KNOWLEDGE,
     PHASE_READABLE,
@@ -30,10 +30,12 @@ from surgkit.reasoning.lexicon import (
     VERB_ING,
     readable,
 )
-from surgkit.reasoning.parsing import answers_match, extract_answer, extract_think, parse_payload
+from surgkit.reasoning.parsing import answers_match, extract_think
 from surgkit.reasoning.records import Record
+from surgkit.reasoning.scoring import BoxSettings, format_ok, is_correct, parse_answer
+from surgkit.reasoning.statements import ChainStatements, parse_chain, split_levels
 
-LEVEL_RE = re.compile(r"Level\s*([123])\s*:", re.IGNORECASE)
+__all__ = ["Chain", "ChainIssue", "build_chain", "split_levels", "validate_chain"]
 
 V_SEE = (
     "I can see {items}.",
@@ -108,7 +110,7 @@ def present_instruments(rec: Record) -> list[str]:
     """Instruments present according to the annotations (tools, triplets, states, boxes), vocab order."""
     names = {t for t in rec.labels.get("tools") or []}
     names |= {t["instrument"] for t in rec.labels.get("triplets") or []}
-    names |= set((rec.labels.get("states") or {}).keys())
+    names |= set(instrument_states(rec))
     names |= {b.label for b in rec.boxes if b.label in ALL_INSTRUMENTS}
     if "specimen_bag" in {t["target"] for t in rec.labels.get("triplets") or []}:
         names.add("specimenbag")
@@ -127,10 +129,21 @@ def present_tissues(rec: Record) -> list[str]:
 
 def box_of(rec: Record, label: str) -> tuple[float, float, float, float] | None:
     """The first box of ``label`` (answer boxes first)."""
-    for b in sorted(rec.boxes, key=lambda b: b.role != "answer"):
-        if b.label == label:
-            return b.bbox
-    return None
+    boxes = boxes_of(rec, label)
+    return boxes[0] if boxes else None
+
+
+def boxes_of(rec: Record, label: str) -> list[tuple[float, float, float, float]]:
+    """Every box of ``label`` (answer boxes first): a frame may hold two graspers."""
+    return [b.bbox for b in sorted(rec.boxes, key=lambda b: b.role != "answer") if b.label == label]
+
+
+def instrument_states(rec: Record) -> dict[str, list[str]]:
+    """EndoVis instrument states {name: [states]} (one instrument type may appear twice)."""
+    out = {}
+    for name, v in (rec.labels.get("states") or {}).items():
+        out[name] = [v] if isinstance(v, str) else list(v)
+    return out
 
 
 def position_of(rec: Record, label: str) -> str | None:
@@ -184,9 +197,12 @@ def level2(rec: Record, variant: int | None = None, used: list[int] | None = Non
         clauses = [relation_clause(t["instrument"], t["verb"], t["target"]) for t in triplets]
         text = "; ".join(clauses)
         return text[0].upper() + text[1:] + "."
-    states = rec.labels.get("states") or {}
+    states = instrument_states(rec)
     if states:
-        clauses = [f"the {readable(i)} is performing {readable(s)}" for i, s in states.items()]
+        clauses = [
+            f"the {readable(i)} is performing {' and '.join(readable(s) for s in v)}"
+            for i, v in states.items()
+        ]
         text = "; ".join(clauses)
         return text[0].upper() + text[1:] + "."
     inst = present_instruments(rec)
@@ -236,7 +252,7 @@ def level3(rec: Record, variant: int | None = None, used: list[int] | None = Non
         return f"{s} So the current phase is {ans}."
     if task == "cvs":
         cvs = rec.labels.get("cvs") or {}
-        clauses = [CVS_CLAUSES[c][0 if int(cvs.get(c, 0)) else 1] for c in ("c1", "c2", "c3")]
+        clauses = [CVS_CLAUSES[CVS_NUMBERING[c]][0 if int(cvs.get(c, 0)) else 1] for c in ("c1", "c2", "c3")]
         met = all(int(cvs.get(c, 0)) for c in ("c1", "c2", "c3"))
         verdict = (
             "all three criteria are met, so the critical view of safety is achieved"
@@ -280,148 +296,211 @@ def build_chain(rec: Record, answer_payload: str | None = None, variant: int | N
 # --------------------------------------------------------------------------------------- validator
 @dataclasses.dataclass(frozen=True)
 class ChainIssue:
-    """One problem of a chain: ``kind`` in tags, levels, answer, instrument, tissue, relation, position."""
+    """One problem of a chain. ``kind``: tags, levels, answer, instrument, tissue, relation, state,
+    position, phase, cvs or conclusion."""
 
     kind: str
     message: str
 
 
-def split_levels(think: str) -> dict[int, str] | None:
-    """{1: text, 2: text, 3: text} when the three markers appear once each, in order; else None."""
-    marks = list(LEVEL_RE.finditer(think))
-    if [int(m.group(1)) for m in marks] != [1, 2, 3]:
-        return None
-    out = {}
-    for k, m in enumerate(marks):
-        end = marks[k + 1].start() if k + 1 < len(marks) else len(think)
-        out[int(m.group(1))] = think[m.end() : end].strip()
-    return out
+def validate_chain(
+    text: str, rec: Record, check_answer: bool = True, box: BoxSettings = BoxSettings()
+) -> list[ChainIssue]:
+    """Problems of a chain for ``rec`` (empty list = valid), judged on what it *states*
+    (:func:`surgkit.reasoning.statements.parse_chain`), not on its wording:
 
-
-def _mentions(text: str, names: tuple[str, ...]) -> list[tuple[str, int, int]]:
-    """(name, start, end) of vocabulary mentions (longest first, no overlaps), as readable words."""
-    low = text.lower()
-    taken: list[tuple[int, int]] = []
-    out = []
-    for name in sorted(names, key=lambda n: -len(readable(n))):
-        for form in {readable(name), name.lower()}:
-            for m in re.finditer(rf"\b{re.escape(form)}\b", low):
-                if any(m.start() < e and s < m.end() for s, e in taken):
-                    continue
-                taken.append((m.start(), m.end()))
-                out.append((name, m.start(), m.end()))
-    return sorted(out, key=lambda x: x[1])
-
-
-POSITION_RE = re.compile(
-    r"\)?\s*in the (upper left|upper centre|upper right|middle left|centre|middle right|lower left|lower centre|lower right)\b"
-)
-RELATION_RE = re.compile(r"\bis (" + "|".join(VERB_ING.values()) + r")(?: the ([a-z ]+?))?(?=[;.,]|$| and )")
-
-
-def validate_chain(text: str, rec: Record, check_answer: bool = True) -> list[ChainIssue]:
-    """Problems of a chain for ``rec`` (empty list = valid). Checks, in order:
-
-    tags well formed (one think then one answer block, nothing else); Level 1/2/3 present in order and
-    non-empty; the answer equals the ground truth after normalisation; no instrument or tissue named
-    that the annotations do not have; every relation stated in Level 2 is a ground-truth triplet; every
-    position stated for an object agrees with the 3x3 cell of its box.
+    - tags: exactly one think block then one answer block; levels: Level 1, 2, 3 once each, in order,
+      none empty or a placeholder;
+    - answer: equals the ground truth (:func:`scoring.is_correct`; unparseable is wrong);
+    - instrument / tissue: every entity stated present is annotated present, and none stated absent is
+      annotated present (instruments in any level; tissues in Levels 1-2, where perception and relations
+      are stated; tissues are checked only when the record annotates them);
+    - relation / state: every relation stated (any level) is a ground-truth triplet (a stated relation
+      without object matches any target of that instrument and verb), no true triplet is denied; EndoVis
+      records compare stated states (and verbs naming a state) with the annotated states; a relation on
+      a frame without interaction labels cannot be checked and is refused;
+    - position: every position stated for an entity holds the centre of its box (one region
+      definition, :mod:`boxes`); a position for an entity without a box is refused;
+    - phase: every phase the chain states (any level, not negated) is the frame's phase; for phase
+      questions Level 3 must reach it;
+    - cvs: every criterion claim and the verdict agree with the criteria; a CVS question's Level 3 must
+      state them.
     """
-    from surgkit.reasoning.rewards import format_basic
-
     issues: list[ChainIssue] = []
-    if format_basic([text])[0] < 1.0:
+    if not format_ok(text):
         issues.append(ChainIssue("tags", "expected exactly <think>…</think><answer>…</answer>"))
-    think = extract_think(text) or ""
-    levels = split_levels(think)
-    if levels is None or not all(levels.values()):
-        issues.append(
-            ChainIssue("levels", "Level 1, Level 2, Level 3 must appear once each, in order, non-empty")
-        )
-        levels = levels or {1: think, 2: "", 3: ""}
+    st = parse_chain(extract_think(text) or "")
+    if st.levels is None:
+        issues.append(ChainIssue("levels", "Level 1, Level 2, Level 3 must appear once each, in order"))
+    for k in st.empty_levels():
+        issues.append(ChainIssue("levels", f"Level {k} is empty"))
     if check_answer:
-        from surgkit.reasoning.rewards import answer_correct
-
-        label, _ = parse_payload(extract_answer(text))
-        if not answer_correct(text, rec):
+        parsed = parse_answer(text, rec, box)
+        if not is_correct(parsed, rec):
+            what = "unparseable" if not parsed.parseable else repr(parsed.label)
             issues.append(
-                ChainIssue("answer", f"final answer {label!r} differs from ground truth {rec.answer!r}")
+                ChainIssue("answer", f"final answer {what} differs from ground truth {rec.answer!r}")
             )
-    present = set(present_instruments(rec))
-    for name, _, _ in _mentions(think, ALL_INSTRUMENTS):
-        if name not in present:
-            issues.append(
-                ChainIssue("instrument", f"mentions the {readable(name)}, which is not in the frame")
-            )
-    tissues = set(present_tissues(rec))
-    if tissues or rec.labels.get("triplets") is not None:
-        for name, _, _ in _mentions(levels.get(1, ""), tuple(t for t in TISSUES if t != "specimen_bag")):
-            if name not in tissues:
-                issues.append(ChainIssue("tissue", f"mentions the {readable(name)}, which is not annotated"))
-    issues += _check_relations(levels.get(2, ""), rec)
-    issues += _check_positions(levels.get(1, ""), rec)
+    issues += _check_entities(st, rec)
+    issues += _check_relations(st, rec)
+    issues += _check_positions(st, rec)
+    issues += _check_phases(st, rec)
+    issues += _check_cvs(st, rec)
     return issues
 
 
-def stated_relations(level2_text: str) -> set[tuple[str, str, str]]:
-    """(instrument, verb, target) of every "<instrument> is <verb-ing> [the <target>]" clause."""
-    ing_to_verb = {v: k for k, v in VERB_ING.items()}
-    out = set()
-    for clause in re.split(r"[;.]", level2_text.lower()):
-        m = RELATION_RE.search(clause)
-        if not m:
-            continue
-        inst = _mentions(clause[: m.start()], ALL_INSTRUMENTS)
-        if not inst:
-            continue
-        tgt_text = (m.group(2) or "").strip()
-        tgt = next((t for t in TISSUES if readable(t) == tgt_text), tgt_text if tgt_text else "null_target")
-        out.add((inst[-1][0], ing_to_verb[m.group(1)], tgt))
-    return out
-
-
-STATE_RE = re.compile(r"\bis performing ([a-z_ ]+)")
-
-
-def _check_relations(level2_text: str, rec: Record) -> list[ChainIssue]:
-    truth = {(t["instrument"], t["verb"], t["target"]) for t in rec.labels.get("triplets") or []}
-    issues = [
-        ChainIssue("relation", f"states {triple}, not a ground-truth triplet")
-        for triple in sorted(stated_relations(level2_text) - truth)
-    ]
-    states = rec.labels.get("states") or {}
-    for clause in re.split(r"[;.]", level2_text.lower()):
-        m = STATE_RE.search(clause)
-        inst = _mentions(clause[: m.start()], ALL_INSTRUMENTS) if m else []
-        if m and inst and not answers_match(m.group(1), states.get(inst[-1][0], "")):
-            issues.append(
-                ChainIssue(
-                    "relation", f"states the {readable(inst[-1][0])} is performing {m.group(1).strip()}"
-                )
-            )
-    return issues
-
-
-def _check_positions(level1_text: str, rec: Record) -> list[ChainIssue]:
+def _check_entities(st: ChainStatements, rec: Record) -> list[ChainIssue]:
     issues = []
-    names = ALL_INSTRUMENTS + TISSUES
-    mentions = _mentions(level1_text, names)
-    for k, (name, _, end) in enumerate(mentions):
-        stop = mentions[k + 1][1] if k + 1 < len(mentions) else len(level1_text)
-        m = POSITION_RE.match(level1_text.lower()[end:stop])
-        if not m:
+    present = set(present_instruments(rec))
+    tissues = set(present_tissues(rec))
+    check_tissues = bool(tissues) or rec.labels.get("triplets") is not None
+    for m in st.mentions:
+        if m.instruments:
+            here = bool(m.instruments & present) or bool(m.tissues & tissues)
+            if not m.negated and not here:
+                issues.append(ChainIssue("instrument", f"mentions the {m.text}, which is not in the frame"))
+            elif m.negated and here and instruments_annotated(rec):
+                issues.append(
+                    ChainIssue("instrument", f"states the {m.text} is absent, but it is in the frame")
+                )
+        elif m.tissues and check_tissues and m.level in (0, 1, 2):
+            here = bool(m.tissues & tissues)
+            if not m.negated and not here:
+                issues.append(
+                    ChainIssue("tissue", f"Level {m.level} mentions the {m.text}, which is not annotated")
+                )
+            elif m.negated and here:
+                issues.append(ChainIssue("tissue", f"states the {m.text} is absent, but it is annotated"))
+    return issues
+
+
+VERB_STATE = {
+    "grasp": "Grasping",
+    "retract": "Retraction",
+    "cut": "Cutting",
+    "clip": "Clipping",
+    "coagulate": "Cauterization",
+    "aspirate": "Suction",
+    "null_verb": "Idle",
+}
+
+
+def _check_relations(st: ChainStatements, rec: Record) -> list[ChainIssue]:
+    issues = []
+    triplets = rec.labels.get("triplets")
+    states = instrument_states(rec)
+    truth = {(t["instrument"], t["verb"], t["target"]) for t in triplets or []}
+
+    def holds(r) -> bool:
+        return any(
+            i in r.instruments and v == r.verb and (g in r.targets or "null_target" in r.targets)
+            for i, v, g in truth
+        )
+
+    for r in st.relations:
+        said = f"'{'/'.join(sorted(r.instruments))} {'not ' if r.negated else ''}{r.text}'"
+        if triplets is not None:
+            if not r.negated and not holds(r):
+                issues.append(ChainIssue("relation", f"states {said} ({r.verb}), not a ground-truth triplet"))
+            elif r.negated and holds(r) and "null_target" not in r.targets:
+                issues.append(ChainIssue("relation", f"denies {said}, a ground-truth triplet"))
+        elif states:
+            state = VERB_STATE.get(r.verb)
+            truth_states = {x for i in r.instruments for x in states.get(i, [])}
+            if not r.negated and (state is None or state not in truth_states):
+                issues.append(
+                    ChainIssue("state", f"states {said}; the annotated state is {sorted(truth_states)}")
+                )
+        elif not r.negated:
+            issues.append(ChainIssue("relation", f"states {said}, but the frame has no interaction labels"))
+    for c in st.states:
+        if not states:
             continue
-        box = box_of(rec, name)
-        if box is None:
-            issues.append(
-                ChainIssue("position", f"places the {readable(name)} in the {m.group(1)} without a box")
-            )
+        truth_states = {x for i in c.instruments for x in states.get(i, [])}
+        if not truth_states:
             continue
-        cell = grid_name(*grid_cell(box, *rec.size))
-        if cell != m.group(1):
+        if (c.state in truth_states) == c.negated:
             issues.append(
                 ChainIssue(
-                    "position", f"places the {readable(name)} in the {m.group(1)}; its box is in the {cell}"
+                    "state",
+                    f"states the {'/'.join(sorted(c.instruments))} is "
+                    f"{'not ' if c.negated else ''}{c.state}; annotated {sorted(truth_states)}",
                 )
             )
+    return issues
+
+
+def _check_positions(st: ChainStatements, rec: Record) -> list[ChainIssue]:
+    issues = []
+    for p in st.positions:
+        boxes = [b for n in sorted(p.names) for b in boxes_of(rec, n)]
+        name = "/".join(sorted(p.names))
+        if not boxes:
+            issues.append(ChainIssue("position", f"places the {name} in the {p.region.name} without a box"))
+        elif not any(p.region.contains(b, *rec.size) for b in boxes):
+            cell = grid_name(*grid_cell(boxes[0], *rec.size))
+            issues.append(
+                ChainIssue(
+                    "position", f"places the {name} in the {p.region.name}; its box centre is in the {cell}"
+                )
+            )
+    return issues
+
+
+def frame_phase(rec: Record) -> str | None:
+    """The Cholec80 phase of the frame, when annotated (labels.phase, or the answer of a phase record)."""
+    phase = rec.labels.get("phase")
+    if phase is None and rec.task in ("phase", "step"):
+        phase = rec.answer
+    return phase
+
+
+def _check_phases(st: ChainStatements, rec: Record) -> list[ChainIssue]:
+    issues = []
+    truth = frame_phase(rec)
+    for p in st.phases:
+        if p.negated:
+            if truth is not None and answers_match(p.phase, truth, task="phase"):
+                issues.append(ChainIssue("phase", f"Level {p.level} denies {p.phase}, the frame's phase"))
+            continue
+        if truth is None:
+            issues.append(
+                ChainIssue("phase", f"Level {p.level} states the phase {p.phase}, which is not annotated")
+            )
+        elif not answers_match(p.phase, truth, task="phase"):
+            issues.append(
+                ChainIssue("phase", f"Level {p.level} reaches {p.phase}; the frame's phase is {truth}")
+            )
+    reached = [p for p in st.in_level(st.phases, 3) if not p.negated]
+    if rec.task in ("phase", "step") and st.levels is not None and not reached:
+        issues.append(ChainIssue("conclusion", "Level 3 does not state the phase"))
+    return issues
+
+
+def _check_cvs(st: ChainStatements, rec: Record) -> list[ChainIssue]:
+    issues = []
+    cvs = rec.labels.get("cvs")
+    if cvs is None:
+        if st.cvs or st.verdicts:
+            issues.append(ChainIssue("cvs", "states CVS criteria, but the frame has no CVS label"))
+        return issues
+    by_name = {CVS_NUMBERING[c]: int(cvs.get(c, 0)) for c in ("c1", "c2", "c3")}
+    for c in st.cvs:
+        if c.met != bool(by_name[c.criterion]):
+            issues.append(
+                ChainIssue(
+                    "cvs",
+                    f"states {readable(c.criterion)} {'met' if c.met else 'not met'}; "
+                    f"annotated {'met' if by_name[c.criterion] else 'not met'}",
+                )
+            )
+    achieved = all(by_name.values())
+    for verdict, level in st.verdicts:
+        if verdict != achieved:
+            issues.append(
+                ChainIssue("cvs", f"Level {level} says the CVS is {'' if verdict else 'not '}achieved")
+            )
+    stated_l3 = any(c.level == 3 for c in st.cvs) or any(level == 3 for _, level in st.verdicts)
+    if rec.task == "cvs" and st.levels is not None and not stated_l3:
+        issues.append(ChainIssue("conclusion", "Level 3 states no CVS criterion"))
     return issues

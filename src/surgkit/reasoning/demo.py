@@ -102,7 +102,7 @@ def _draw(record: Record, root: Path, completion: str, out: Path) -> Path | None
     import cv2
     import numpy as np
 
-    from surgkit.reasoning.rewards import predicted_box
+    from surgkit.reasoning.scoring import predicted_box
     from surgkit.utils.io import write_bytes
 
     img = cv2.imread(str(root / record.images[0].path))

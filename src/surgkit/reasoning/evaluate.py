@@ -36,19 +36,9 @@ import numpy as np
 
 from surgkit.errors import SurgkitError
 from surgkit.reasoning import boxes as bx
-from surgkit.reasoning.parsing import (
-    ANSWER_RE,
-    TOOL_ALIASES,
-    answers_match,
-    extract_answer,
-    label_key,
-    parse_cvs,
-    parse_name_set,
-    parse_payload,
-    parse_triplets,
-)
+from surgkit.reasoning.parsing import ANSWER_RE, answers_match, extract_answer, label_key
 from surgkit.reasoning.records import BOX_TASKS, Record, iter_jsonl
-from surgkit.reasoning.rewards import BoxSettings, answer_correct, predicted_box, truth_cvs, truth_triplets
+from surgkit.reasoning.scoring import BoxSettings, Parsed, is_correct, parse_answer, truth_cvs, truth_triplets
 from surgkit.vocab import CHOLEC80_PHASES, INSTRUMENTS, TARGETS, TRIPLET_ID, VERBS, VQLA_ANSWERS
 
 ANSWER_MODES = ("auto", "tags")
@@ -104,25 +94,35 @@ def lenient_match(pred: str | None, truth: str) -> bool:
 # ------------------------------------------------------------------------------------- scoring
 @dataclasses.dataclass
 class Scored:
-    """One record's prediction, parsed."""
+    """One record's prediction, read by :func:`scoring.parse_answer` (``parsed.value`` None = unparseable)."""
 
     rec: Record
     text: str
-    label: str | None
-    box: bx.Box | None
+    parsed: Parsed
     correct: bool
     iou: float | None
     lenient: bool
 
+    @property
+    def label(self) -> str | None:
+        return self.parsed.label
 
-def score_one(rec: Record, completion: str, settings: BoxSettings, mode: str = "auto") -> Scored:
-    tagged = as_tagged(completion, mode)
-    label, _ = parse_payload(extract_answer(tagged))
-    box = predicted_box(tagged, rec, settings) if rec.task in BOX_TASKS else None
+    @property
+    def box(self) -> bx.Box | None:
+        return self.parsed.box
+
+
+def score_one(
+    rec: Record, completion: str, settings: BoxSettings, mode: str = "auto", status: str = "ok"
+) -> Scored:
+    """Score one completion; a completion whose ``status`` is not ``ok`` (null, refusal, cut at the
+    length limit, rejected request) is unparseable whatever its text."""
+    tagged = as_tagged(completion, mode) if status == "ok" else ""
+    parsed = parse_answer(tagged, rec, settings)
     gt = rec.answer_box()
-    iou = None if gt is None else bx.iou(box, gt)
+    iou = None if gt is None else bx.iou(parsed.box, gt)
     return Scored(
-        rec, completion, label, box, answer_correct(tagged, rec), iou, lenient_match(label, rec.answer)
+        rec, completion, parsed, is_correct(parsed, rec), iou, lenient_match(parsed.label, rec.answer)
     )
 
 
@@ -136,19 +136,29 @@ def compute_metrics(
     box_settings: BoxSettings = BoxSettings(),
     answer_mode: str = "auto",
     lenient: bool = False,
+    statuses: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Metrics per ``dataset/task`` group (module docstring); records without a prediction are missing."""
+    """Metrics per ``dataset/task`` group (module docstring). A record without a prediction is
+    counted in ``missing_predictions`` and scored as unparseable (never left out of a mean);
+    ``statuses`` (id -> ok/null/refusal/length/rejected) marks answers that must count as unparseable."""
     groups: dict[str, list[Scored]] = defaultdict(list)
     missing = []
+    statuses = statuses or {}
     for rec in records:
         if rec.id not in predictions:
             missing.append(rec.id)
-            continue
-        groups[group_key(rec)].append(score_one(rec, predictions[rec.id], box_settings, answer_mode))
+        text = predictions.get(rec.id, "")
+        status = statuses.get(rec.id, "ok") if rec.id in predictions else "missing"
+        groups[group_key(rec)].append(score_one(rec, text, box_settings, answer_mode, status))
     out: dict[str, Any] = {"groups": {}, "missing_predictions": len(missing)}
     for key, items in sorted(groups.items()):
         task = items[0].rec.task
-        m = {"n": len(items), "unparseable_answer_rate": float(np.mean([s.label is None for s in items]))}
+        unparseable = [not s.parsed.parseable for s in items]
+        m = {
+            "n": len(items),
+            "unparseable_answer_rate": float(np.mean(unparseable)),
+            "unparseable_answers": int(np.sum(unparseable)),
+        }
         if task in BOX_TASKS:
             m["unparseable_box_rate"] = float(np.mean([s.box is None for s in items]))
         m.update(TASK_METRICS.get(task, _exact_metrics)(items))
@@ -176,7 +186,7 @@ def _vqla_metrics(items: list[Scored]) -> dict[str, Any]:
     for s in items:  # answers outside the 18 Surgical-VQLA classes get their own class ids
         idx.setdefault(label_key(s.rec.answer), len(idx))
     y_true = [idx[label_key(s.rec.answer)] for s in items]
-    y_pred = [idx.get(label_key(s.label), -1) if s.label is not None else -1 for s in items]
+    y_pred = [idx.get(label_key(s.parsed.value), -1) if s.parsed.parseable else -1 for s in items]
     with_box = [s for s in items if s.rec.answer_box() is not None]
     out: dict[str, Any] = {}
     if len(with_box) == len(items):
@@ -216,7 +226,7 @@ def _phase_metrics(items: list[Scored]) -> dict[str, Any]:
     by_video: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
     for s in items:
         g = next(i for i, p in enumerate(CHOLEC80_PHASES) if answers_match(p, s.rec.answer, task="phase"))
-        p = next((i for i, n in enumerate(CHOLEC80_PHASES) if answers_match(s.label, n, task="phase")), k)
+        p = CHOLEC80_PHASES.index(s.parsed.value) if s.parsed.parseable else k
         by_video[s.rec.video_id].append((s.rec.frame_index or 0, g, p))
     names = sorted(by_video)
     labels = [np.array([g for _, g, _ in sorted(by_video[v])]) for v in names]
@@ -234,19 +244,22 @@ def _phase_metrics(items: list[Scored]) -> dict[str, Any]:
 def _triplet_metrics(items: list[Scored]) -> dict[str, Any]:
     from surgkit.metrics import triplet
 
-    preds = [parse_triplets(s.label) or set() for s in items]
+    preds = [set(s.parsed.value[0]) if s.parsed.parseable and not s.parsed.value[1] else None for s in items]
     truths = [truth_triplets(s.rec) for s in items]
-    out: dict[str, Any] = {
-        "triplet_accuracy": float(np.mean([p == t for p, t in zip(preds, truths, strict=True)]))
-    }
+    out: dict[str, Any] = {"triplet_accuracy": float(np.mean([s.correct for s in items]))}
     for k, name in enumerate(("instrument", "verb", "target")):
         out[f"{name}_accuracy"] = float(
-            np.mean([{x[k] for x in p} == {x[k] for x in t} for p, t in zip(preds, truths, strict=True)])
+            np.mean(
+                [
+                    p is not None and {x[k] for x in p} == {x[k] for x in t}
+                    for p, t in zip(preds, truths, strict=True)
+                ]
+            )
         )
     tgt = np.zeros((len(items), 100))
     sco = np.zeros((len(items), 100))
     for row, (p, t) in enumerate(zip(preds, truths, strict=True)):
-        for trip, arr in ((t, tgt), (p, sco)):
+        for trip, arr in ((t, tgt), (p or set(), sco)):
             for i, v, g in trip:
                 tid = TRIPLET_ID.get((INSTRUMENTS.index(i), VERBS.index(v), TARGETS.index(g)))
                 if tid is not None:
@@ -256,7 +269,8 @@ def _triplet_metrics(items: list[Scored]) -> dict[str, Any]:
         if comp in res:
             out[f"{comp}_map"] = res[comp]["mAP"] if isinstance(res[comp], dict) else res[comp]
     out["protocol"] = {
-        "map": "ivtmetrics-equal video-wise mAP with 0/1 scores (hard predictions: one PR point)"
+        "map": "ivtmetrics-equal video-wise mAP with 0/1 scores (hard predictions: one PR point)",
+        "unparseable": "wrong in every accuracy; an all-zero score row in the mAP",
     }
     return out
 
@@ -264,7 +278,7 @@ def _triplet_metrics(items: list[Scored]) -> dict[str, Any]:
 def _cvs_metrics(items: list[Scored]) -> dict[str, Any]:
     from surgkit.metrics.classification import cvs_metrics
 
-    preds = np.array([parse_cvs(s.label) or (-1, -1, -1) for s in items])
+    preds = np.array([s.parsed.value if s.parsed.parseable else (-1, -1, -1) for s in items])
     truth = np.array([truth_cvs(s.rec) for s in items])
     hits = preds == truth
     out: dict[str, Any] = {f"c{k + 1}_accuracy": float(hits[:, k].mean()) for k in range(3)}
@@ -274,16 +288,15 @@ def _cvs_metrics(items: list[Scored]) -> dict[str, Any]:
     out["map_hard"] = res["map"]
     out["f1"] = res["f1"]
     out["protocol"] = {
-        "criteria": "binarised rater mean >= 0.5",
+        "criteria": "C1 two structures, C2 hepatocystic triangle, C3 cystic plate (Endoscapes numbering); "
+        "binarised rater mean >= 0.5",
         "map_hard": "Endoscapes mAP with 0/1 scores",
     }
     return out
 
 
 def _tool_metrics(items: list[Scored]) -> dict[str, Any]:
-    from surgkit.reasoning.lexicon import ALL_INSTRUMENTS
-
-    preds = [parse_name_set(s.label, ALL_INSTRUMENTS, TOOL_ALIASES) for s in items]
+    preds = [set(s.parsed.value) if s.parsed.parseable else None for s in items]
     truths = [set(s.rec.labels.get("tools") or []) for s in items]
     out: dict[str, Any] = {"accuracy": float(np.mean([p == t for p, t in zip(preds, truths, strict=True)]))}
     f1s = []

@@ -223,6 +223,8 @@ def parse_name_set(
     if answer is None:
         return None
     parts = [p for p in re.split(r",|;|\band\b|\n|\+", answer) if p.strip()]
+    if not parts:
+        return None
     keys = {label_key(v): v for v in vocab}
     for a, v in (aliases or {}).items():
         if label_key(v) in keys:
@@ -238,31 +240,41 @@ def parse_name_set(
     return out
 
 
-def parse_triplets(answer: str | None) -> set[tuple[str, str, str]] | None:
-    """Triplets "instrument,verb,target; …" (also ``[i-v-t]`` / ``<i, v, t>``) -> set; None if none parse.
-
-    Groups that do not name three vocabulary components are ignored; ``none`` -> empty set.
-    """
-    if answer is None:
-        return None
-    if label_key(answer) in ("none", "notriplet", "noaction"):
-        return set()
+def parse_triplet_groups(answer: str) -> tuple[set[tuple[str, str, str]], int]:
+    """(triplets that parse, number of groups that do not) of "instrument,verb,target; …" (also
+    ``[i-v-t]`` / ``<i, v, t>``); a group parses when its three parts are vocabulary words."""
     out: set[tuple[str, str, str]] = set()
-    any_group = False
+    bad = 0
     for group in re.split(r";|\n|\|", answer):
         g = group.strip().strip("[]<>(){} .")
         if not g:
             continue
-        any_group = True
         parts = [p.strip() for p in g.split(",")]
         if len(parts) != 3:
             parts = [p.strip() for p in g.split("-")]
-        if len(parts) != 3:
-            continue
-        names = [_component(p, vocab) for p, vocab in zip(parts, (INSTRUMENTS, VERBS, TARGETS), strict=True)]
-        if all(names):
+        names = (
+            [_component(p, vocab) for p, vocab in zip(parts, (INSTRUMENTS, VERBS, TARGETS), strict=True)]
+            if len(parts) == 3
+            else []
+        )
+        if names and all(names):
             out.add(tuple(names))  # type: ignore[arg-type]
-    return out if out or not any_group else set()
+        else:
+            bad += 1
+    return out, bad
+
+
+def parse_triplets(answer: str | None) -> set[tuple[str, str, str]] | None:
+    """Triplets of an answer: ``none`` -> empty set; None when no group parses (unparseable).
+
+    Groups that do not parse are dropped here; :mod:`surgkit.reasoning.scoring` counts them as wrong.
+    """
+    if answer is None or not answer.strip():
+        return None
+    if label_key(answer) in ("none", "notriplet", "noaction"):
+        return set()
+    good, _ = parse_triplet_groups(answer)
+    return good or None
 
 
 def _component(s: str, vocab: Sequence[str]) -> str | None:

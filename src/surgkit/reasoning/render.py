@@ -20,7 +20,7 @@ from surgkit.errors import SurgkitError
 from surgkit.reasoning.cot import build_chain
 from surgkit.reasoning.lexicon import readable
 from surgkit.reasoning.records import BOX_TASKS, Record
-from surgkit.reasoning.rewards import BoxSettings
+from surgkit.reasoning.scoring import BoxSettings
 
 MODES = ("answer_only", "sentence", "cot")
 FRAME_TEXT = {

@@ -18,8 +18,13 @@ Formulas:
   1[IoU ≥ 0.5].
 - coherence (Surgery-R1 "multimodal coherence", our reading, §2.5): weighted mean of the enabled terms
   (joint: 1[answer right]·1[IoU ≥ τ] or ·IoU if graded; quadrant: quadrant of the predicted box =
-  predicted location text; reasoning: positional words about the answer object agree with the box).
-- process rewards (§2.6): L1 entity F1, L2 relation F1, L3 verdict = answer.
+  predicted location text; reasoning: the positions the chain states for the answer object agree with
+  the predicted box -- read by :mod:`surgkit.reasoning.statements` on the one region definition of
+  :mod:`surgkit.reasoning.boxes`, so "upper centre" is one cell and "right-top" one quadrant).
+- process rewards (§2.6): L1 entity F1, L2 relation F1, L3 conclusion = answer.
+
+Answers are read by :mod:`surgkit.reasoning.scoring`: an unparseable answer scores 0 in every reward
+that looks at the answer, whatever the record (a frame without triplets needs the answer "none").
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -35,24 +39,22 @@ from typing import Any
 import numpy as np
 
 from surgkit.reasoning import boxes as bx
-from surgkit.reasoning.parsing import (
-    BRACKET_BOX_RE,
-    TOOL_ALIASES,
-    answers_match,
-    completion_text,
-    extract_answer,
-    extract_think,
-    first_yes_no,
-    option_letter,
-    parse_cvs,
-    parse_name_set,
-    parse_payload,
-    parse_triplets,
-)
+from surgkit.reasoning.parsing import answers_match, completion_text, extract_answer, extract_think
 from surgkit.reasoning.records import BOX_TASKS, Record
+from surgkit.reasoning.scoring import (
+    BoxSettings,
+    accuracy_score,
+    format_ok,
+    is_correct,
+    parse_answer,
+    predicted_box,
+    predicted_boxes,
+    set_f1,
+    truth_triplets,
+)
+from surgkit.reasoning.statements import ChainStatements, parse_chain, split_levels
 
 Reward = list[float | None]
-FORMAT_RE = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL)
 
 
 # ------------------------------------------------------------------------------------- plumbing
@@ -80,69 +82,26 @@ def _records(n: int, record: Sequence[Any] | None) -> list[Record]:
     return [as_record(r) for r in record]
 
 
-@dataclasses.dataclass(frozen=True)
-class BoxSettings:
-    """How boxes in completions are read: the prompt's coordinate ``frame`` (see boxes.FRAMES); for
-    ``input`` the model-input size follows Qwen2.5-VL's resize with these min/max pixels."""
-
-    frame: str = "norm1000"
-    min_pixels: int = 56 * 56
-    max_pixels: int = 28 * 28 * 1280
-
-    def input_size(self, rec: Record) -> tuple[int, int] | None:
-        if self.frame != "input":
-            return None
-        return bx.qwen25_input_size(*rec.size, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
-
-    def to_internal(self, values: Sequence[float], rec: Record) -> bx.Box | None:
-        """Prompt-frame numbers -> internal pixel box clipped to the image; None if degenerate."""
-        w, h = rec.size
-        box = bx.clip_box(bx.from_frame(tuple(values), self.frame, w, h, self.input_size(rec)), w, h)
-        return box if bx.is_valid(box) else None
-
-    def to_prompt(self, box: bx.Box, rec: Record) -> list[float]:
-        out = bx.to_frame(box, self.frame, *rec.size, self.input_size(rec))
-        return [int(v) if float(v).is_integer() else round(v, 4) for v in out]
+@lru_cache(maxsize=4096)
+def _statements(think: str) -> ChainStatements:
+    return parse_chain(think)
 
 
-def predicted_box(text: str, rec: Record, settings: BoxSettings = BoxSettings()) -> bx.Box | None:
-    """The first predicted box of a completion in the internal frame, or None (missing/degenerate)."""
-    _, nums = parse_payload(extract_answer(text))
-    return None if nums is None else settings.to_internal(nums, rec)
-
-
-def predicted_boxes(text: str, rec: Record, settings: BoxSettings = BoxSettings()) -> list[bx.Box]:
-    """All predicted boxes of the answer (JSON list of objects or several ``[…]`` lists), valid ones only."""
-    ans = extract_answer(text)
-    if ans is None:
-        return []
-    raw: list[Sequence[float]] = []
-    try:
-        obj = json.loads(ans)
-        items = obj if isinstance(obj, list) else [obj]
-        for it in items:
-            if isinstance(it, dict) and isinstance(it.get("bbox_2d"), list) and len(it["bbox_2d"]) == 4:
-                raw.append([float(v) for v in it["bbox_2d"]])
-    except (json.JSONDecodeError, TypeError, ValueError):
-        raw = [[float(g) for g in m.groups()] for m in BRACKET_BOX_RE.finditer(ans)]
-    out = [settings.to_internal(r, rec) for r in raw]
-    return [b for b in out if b is not None]
+def chain_statements(text: str) -> ChainStatements:
+    """What the ``<think>`` block of a completion states (cached; see :mod:`statements`)."""
+    return _statements(extract_think(text) or "")
 
 
 # ---------------------------------------------------------------------------------------- format
-def _format_ok(text: str) -> bool:
-    return FORMAT_RE.fullmatch(text) is not None and all(
-        text.count(t) == 1 for t in ("<think>", "</think>", "<answer>", "</answer>")
-    )
-
-
 def format_basic(completions: Sequence[Any], **_: Any) -> Reward:
     """1 iff exactly ``<think>…</think><answer>…</answer>`` (one of each tag), else 0."""
-    return [float(_format_ok(t)) for t in _texts(completions)]
+    return [float(format_ok(t)) for t in _texts(completions)]
 
 
 def format_grounding(completions: Sequence[Any], record: Sequence[Any] | None = None, **_: Any) -> Reward:
     """Basic format and a four-number box in the answer; None for records without a box task."""
+    from surgkit.reasoning.parsing import parse_payload
+
     texts = _texts(completions)
     out: Reward = []
     for t, rec in zip(texts, _records(len(texts), record), strict=True):
@@ -150,97 +109,31 @@ def format_grounding(completions: Sequence[Any], record: Sequence[Any] | None = 
             out.append(None)
             continue
         _, nums = parse_payload(extract_answer(t))
-        out.append(float(_format_ok(t) and nums is not None))
+        out.append(float(format_ok(t) and nums is not None))
     return out
 
 
 def format_hierarchical(completions: Sequence[Any], partial: float = 0.5, **_: Any) -> Reward:
     """Basic format with Level 1, 2, 3 in order and non-empty -> 1; basic format only -> ``partial``."""
-    from surgkit.reasoning.cot import split_levels
-
     out: Reward = []
     for t in _texts(completions):
-        if not _format_ok(t):
+        if not format_ok(t):
             out.append(0.0)
             continue
-        levels = split_levels(extract_think(t) or "")
-        out.append(1.0 if levels and all(levels.values()) else partial)
+        st = chain_statements(t)
+        out.append(1.0 if st.levels is not None and not st.empty_levels() else partial)
     return out
 
 
 # -------------------------------------------------------------------------------------- accuracy
-def set_f1(pred: set, truth: set) -> float:
-    """F1 of two sets; both empty -> 1."""
-    if not pred and not truth:
-        return 1.0
-    tp = len(pred & truth)
-    return 0.0 if tp == 0 else 2 * tp / (len(pred) + len(truth))
-
-
-def triplet_score(
-    pred: set[tuple[str, str, str]] | None, truth: set[tuple[str, str, str]], lam: float = 0.5
-) -> float:
-    """(1-λ)·F1 over exact triplets + λ·mean(F1 instrument, F1 verb, F1 target); None pred -> 0."""
-    if pred is None:
-        return 0.0
-    comp = [set_f1({p[k] for p in pred}, {t[k] for t in truth}) for k in range(3)]
-    return (1 - lam) * set_f1(pred, truth) + lam * float(np.mean(comp))
-
-
-def truth_triplets(rec: Record) -> set[tuple[str, str, str]]:
-    return {(t["instrument"], t["verb"], t["target"]) for t in rec.labels.get("triplets") or []}
-
-
-def truth_cvs(rec: Record) -> tuple[int, int, int]:
-    cvs = rec.labels.get("cvs") or {}
-    return tuple(int(cvs.get(c, 0)) for c in ("c1", "c2", "c3"))  # type: ignore[return-value]
-
-
-def answer_correct(text: str, rec: Record) -> bool:
-    """Strict correctness of the answer label (exact match; MCQ by option; sets and CVS all right)."""
-    return accuracy_one(text, rec, lam=0.0, strict_cvs=True) == 1.0
-
-
-def accuracy_one(text: str, rec: Record, lam: float = 0.5, strict_cvs: bool = False) -> float:
-    """Accuracy reward of one completion for one record (see the module docstring)."""
-    ans = extract_answer(text)
-    label, _ = parse_payload(ans)
-    if rec.options:
-        k = option_letter(label, rec.options)
-        truth = rec.answer_index if rec.answer_index is not None else _index_of(rec.answer, rec.options)
-        return float(k is not None and k == truth)
-    if rec.task == "triplet":
-        return triplet_score(parse_triplets(label), truth_triplets(rec), lam)
-    if rec.task == "cvs":
-        pred = parse_cvs(label)
-        if pred is None:
-            return 0.0
-        hits = [p == t for p, t in zip(pred, truth_cvs(rec), strict=True)]
-        return float(all(hits)) if strict_cvs else sum(hits) / 3
-    if rec.task == "tool_presence":
-        from surgkit.reasoning.lexicon import ALL_INSTRUMENTS
-
-        pred = parse_name_set(label, ALL_INSTRUMENTS, TOOL_ALIASES)
-        truth = set(rec.labels.get("tools") or [])
-        if pred is None:
-            return 0.0
-        return float(pred == truth) if lam == 0.0 else set_f1(pred, truth)
-    if rec.question_type == "yesno":
-        return float(first_yes_no(label) == rec.answer.strip().lower())
-    return float(answers_match(label, rec.answer, rec.answer_aliases, rec.task))
-
-
-def _index_of(answer: str, options: Sequence[str]) -> int | None:
-    return next((k for k, o in enumerate(options) if answers_match(o, answer)), None)
-
-
 def accuracy(
     completions: Sequence[Any], record: Sequence[Any] | None = None, triplet_lambda: float = 0.5, **_: Any
 ) -> Reward:
-    """Per-task accuracy reward in [0, 1] (see module docstring)."""
+    """Per-task accuracy in [0, 1] (:func:`scoring.accuracy_score`); unparseable -> 0."""
     texts = _texts(completions)
     return [
-        accuracy_one(t, r, triplet_lambda) for t, r in zip(texts, _records(len(texts), record), strict=True)
+        accuracy_score(parse_answer(t, r), r, triplet_lambda)
+        for t, r in zip(texts, _records(len(texts), record), strict=True)
     ]
 
 
@@ -273,8 +166,7 @@ def iou_reward(
             out.append(None)
             continue
         if len(gts) == 1:
-            p = predicted_box(t, rec, box_settings)
-            v = bx.iou(p, gts[0])
+            v = bx.iou(predicted_box(t, rec, box_settings), gts[0])
         else:
             v = matched_iou(predicted_boxes(t, rec, box_settings), gts)
         out.append(float(v >= threshold) if mode == "threshold" else v)
@@ -296,33 +188,17 @@ class CoherenceConfig:
     reasoning_weight: float = 0.5
 
 
-POSITION_WORDS = {
-    "left": ("col", 0),
-    "right": ("col", 2),
-    "upper": ("row", 0),
-    "top": ("row", 0),
-    "lower": ("row", 2),
-    "bottom": ("row", 2),
-    "centre": ("both", 1),
-    "center": ("both", 1),
-}
+def answer_object(rec: Record) -> str:
+    """The object a box answer is about (VQLA: the questioned instrument; grounding: the answer)."""
+    return str(rec.labels.get("object") or rec.answer)
 
 
-def _reasoning_box_agreement(think: str, obj: str, box: bx.Box, rec: Record) -> float | None:
-    """Fraction of positional words in sentences naming ``obj`` that agree with the box's 3x3 cell."""
-    from surgkit.reasoning.lexicon import readable
-
-    row, col = bx.grid_cell(box, *rec.size)
-    votes = []
-    for sentence in re.split(r"[.;\n]", think.lower()):
-        if readable(obj).lower() not in sentence and obj.lower() not in sentence:
-            continue
-        for word, (axis, idx) in POSITION_WORDS.items():
-            if re.search(rf"\b{word}\b", sentence):
-                if axis == "both":
-                    votes.append(row == 1 and col == 1)
-                else:
-                    votes.append((row if axis == "row" else col) == idx)
+def reasoning_box_agreement(text: str, rec: Record, box: bx.Box) -> float | None:
+    """Fraction of the positions the chain states for the answer object whose region holds the box
+    centre; None when the chain states no position for it."""
+    obj = answer_object(rec)
+    st = chain_statements(text)
+    votes = [p.region.contains(box, *rec.size) for p in st.positions if obj in p.names]
     return None if not votes else float(np.mean(votes))
 
 
@@ -330,21 +206,22 @@ def coherence_one(text: str, rec: Record, cfg: CoherenceConfig, settings: BoxSet
     gt = rec.answer_box()
     if gt is None:
         return None
+    parsed = parse_answer(text, rec, settings)
     pred = predicted_box(text, rec, settings)
     terms: list[tuple[float, float]] = []
     if cfg.joint:
-        ok = answer_correct(text, rec)
         v = bx.iou(pred, gt)
+        ok = is_correct(parsed, rec)
         terms.append((cfg.joint_weight, float(ok) * (v if cfg.joint_graded else float(v >= cfg.tau))))
     if cfg.quadrant and rec.task == "vqla" and rec.question_type == "location":
-        label, _ = parse_payload(extract_answer(text))
         consistent = (
-            pred is not None and label is not None and answers_match(label, bx.quadrant(pred, *rec.size))
+            pred is not None
+            and parsed.parseable
+            and answers_match(parsed.label, bx.quadrant(pred, *rec.size), task=rec.task)
         )
         terms.append((cfg.quadrant_weight, float(consistent)))
     if cfg.reasoning and pred is not None:
-        obj = rec.labels.get("object") or rec.answer
-        agree = _reasoning_box_agreement(extract_think(text) or "", obj, pred, rec)
+        agree = reasoning_box_agreement(text, rec, pred)
         if agree is not None:
             terms.append((cfg.reasoning_weight, agree))
     if not terms:
@@ -368,52 +245,83 @@ def coherence(
 
 
 # ------------------------------------------------------------------------------ process rewards
-def _levels(text: str) -> dict[int, str]:
-    from surgkit.reasoning.cot import split_levels
-
-    return split_levels(extract_think(text) or "") or {}
+def _resolve(names: frozenset[str], known: set[str]) -> str:
+    """One name of a candidate set: the one the annotations know, else the first alphabetically."""
+    hit = sorted(names & known)
+    return hit[0] if hit else sorted(names)[0]
 
 
 def l1_entity_f1(completions: Sequence[Any], record: Sequence[Any] | None = None, **_: Any) -> Reward:
-    """F1 of instruments named in Level 1 vs those present (0 without Level 1)."""
-    from surgkit.reasoning.cot import _mentions, present_instruments
-    from surgkit.reasoning.lexicon import ALL_INSTRUMENTS
+    """F1 of the instruments Level 1 states present vs those annotated (0 without levels)."""
+    from surgkit.reasoning.cot import present_instruments
 
     texts = _texts(completions)
     out: Reward = []
     for t, rec in zip(texts, _records(len(texts), record), strict=True):
-        lv = _levels(t)
-        named = {m[0] for m in _mentions(lv.get(1, ""), ALL_INSTRUMENTS)}
-        out.append(set_f1(named, set(present_instruments(rec))) if lv else 0.0)
+        st = chain_statements(t)
+        if st.levels is None:
+            out.append(0.0)
+            continue
+        truth = set(present_instruments(rec))
+        named = {
+            _resolve(m.instruments, truth)
+            for m in st.in_level(st.mentions, 1)
+            if m.instruments and not m.negated
+        }
+        out.append(set_f1(named, truth))
     return out
 
 
 def l2_relation_f1(completions: Sequence[Any], record: Sequence[Any] | None = None, **_: Any) -> Reward:
-    """F1 of triplets stated in Level 2 vs ground truth; None for records without triplet labels."""
-    from surgkit.reasoning.cot import stated_relations
-
+    """F1 of the relations Level 2 states vs the ground-truth triplets; None without triplet labels."""
     texts = _texts(completions)
     out: Reward = []
     for t, rec in zip(texts, _records(len(texts), record), strict=True):
         if rec.labels.get("triplets") is None:
             out.append(None)
             continue
-        out.append(set_f1(stated_relations(_levels(t).get(2, "")), truth_triplets(rec)))
+        truth = truth_triplets(rec)
+        insts, targets = {i for i, _, _ in truth}, {g for _, _, g in truth}
+        st = chain_statements(t)
+        stated = {
+            (_resolve(r.instruments, insts), r.verb, _resolve(r.targets, targets))
+            for r in st.in_level(st.relations, 2)
+            if not r.negated
+        }
+        out.append(set_f1(stated, truth) if st.levels is not None else 0.0)
     return out
 
 
+def l3_conclusion(text: str, rec: Record) -> str | None:
+    """The label Level 3 reaches: its last phase (phase tasks), last quadrant (VQLA location), else the
+    words after its last "is"/"at"."""
+    import re
+
+    st = chain_statements(text)
+    if st.levels is None:
+        return None
+    if rec.task in ("phase", "step"):
+        phases = [p.phase for p in st.in_level(st.phases, 3) if not p.negated]
+        return phases[-1] if phases else None
+    if rec.task == "vqla" and rec.question_type == "location":
+        quads = [p.region.name for p in st.in_level(st.positions, 3) if "-" in p.region.name]
+        return quads[-1] if quads else None
+    m = re.search(r"(?:is|are|at)\s+(?:the\s+)?([A-Za-z_\- ]+?)\.?\s*$", st.levels[3].strip())
+    return m.group(1) if m else None
+
+
 def l3_consistency(completions: Sequence[Any], record: Sequence[Any] | None = None, **_: Any) -> Reward:
-    """1 if the label stated at the end of Level 3 equals the ``<answer>`` label (phase/VQLA tasks)."""
+    """1 if the label Level 3 reaches equals the ``<answer>`` label (phase/VQLA/action tasks), else 0."""
     texts = _texts(completions)
     out: Reward = []
     for t, rec in zip(texts, _records(len(texts), record), strict=True):
         if rec.task not in ("phase", "step", "vqla", "action"):
             out.append(None)
             continue
-        l3 = _levels(t).get(3, "")
-        m = re.search(r"(?:is|at)\s+([A-Za-z_\- ]+?)\.?\s*$", l3.strip())
-        label, _ = parse_payload(extract_answer(t))
-        out.append(float(bool(m) and label is not None and answers_match(m.group(1), label, task=rec.task)))
+        parsed = parse_answer(t, rec)
+        reached = l3_conclusion(t, rec)
+        ok = parsed.parseable and reached is not None and answers_match(reached, parsed.label, task=rec.task)
+        out.append(float(ok))
     return out
 
 
@@ -495,3 +403,27 @@ def reward_breakdown(
     out: dict[str, float | None] = {k: v[0] for k, v in values.items()}
     out["total"] = combine(values, dict(zip([f.__name__ for f in funcs], ws, strict=True)))[0]
     return out
+
+
+__all__ = [
+    "BoxSettings",
+    "CoherenceConfig",
+    "DEFAULT_WEIGHTS",
+    "REWARDS",
+    "accuracy",
+    "as_record",
+    "chain_statements",
+    "coherence",
+    "combine",
+    "format_basic",
+    "format_grounding",
+    "format_hierarchical",
+    "iou_reward",
+    "l1_entity_f1",
+    "l2_relation_f1",
+    "l3_consistency",
+    "make_reward_funcs",
+    "matched_iou",
+    "reward_breakdown",
+    "split_levels",
+]

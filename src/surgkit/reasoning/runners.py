@@ -22,7 +22,7 @@ from typing import Any
 from surgkit.errors import SurgkitError
 from surgkit.reasoning.records import Record
 from surgkit.reasoning.render import image_paths, question_text, system_prompt
-from surgkit.reasoning.rewards import BoxSettings
+from surgkit.reasoning.scoring import BoxSettings
 from surgkit.utils.runinfo import guarded_run
 
 Generator = Callable[[list[Record]], list[str]]

@@ -15,10 +15,11 @@ import random
 from pathlib import Path
 from typing import Any
 
-from surgkit.reasoning.cot import split_levels, validate_chain
+from surgkit.reasoning.cot import validate_chain
 from surgkit.reasoning.parsing import extract_think
 from surgkit.reasoning.records import Record
-from surgkit.reasoning.rewards import BoxSettings
+from surgkit.reasoning.scoring import BoxSettings
+from surgkit.reasoning.statements import split_levels
 from surgkit.reasoning.train import GRPOSettings, SFTSettings, grpo, sft
 from surgkit.utils.lock import locked
 

@@ -66,9 +66,7 @@ def _object_of(question: str) -> str | None:
 
 def build_from_vlm_jsonl(path: Path, world: Path, report) -> None:
     """Records from the world's ``vlm/vqa.jsonl`` (see module docstring)."""
-    from surgkit.reasoning import boxes as bx
     from surgkit.reasoning.builders import image_size, tools_answer
-    from surgkit.reasoning.lexicon import ALL_INSTRUMENTS
     from surgkit.reasoning.records import BoxAnn, ImageRef, Record, iter_jsonl
 
     frames: dict[str, list[tuple[int, dict]]] = defaultdict(list)
@@ -83,28 +81,8 @@ def build_from_vlm_jsonl(path: Path, world: Path, report) -> None:
             report.skip(image, "frame image missing")
             continue
         w, h = image_size(img_path)
-        labels: dict = {"tools": [], "triplets": []}
-        verbs, targets, boxes = {}, {}, {}
-        for _, row in rows:
-            t, obj = row["answer_type"], _object_of(row["question"])
-            if t == "phase":
-                labels["phase"] = row["answer"]
-            elif t == "instruments":
-                labels["tools"] = (
-                    [] if row["answer"] == "none" else [x.strip() for x in row["answer"].split(",")]
-                )
-            elif t == "verb" and obj:
-                verbs[obj] = row["answer"]
-            elif t == "target" and obj:
-                targets[obj] = row["answer"]
-            if row.get("box") and obj in ALL_INSTRUMENTS:
-                box = bx.clip_box(bx.from_frame(tuple(row["box"]), "norm", w, h), w, h)
-                if bx.is_valid(box):
-                    boxes[obj] = box
-        labels["triplets"] = [
-            {"instrument": i, "verb": verbs[i], "target": targets.get(i, "null_target")} for i in verbs
-        ]
-        ctx = [BoxAnn(k, v, "context") for k, v in boxes.items()]
+        labels, instances = _frame_labels(rows, w, h)
+        ctx = [BoxAnn(obj, box, "context") for (obj, _), box in instances.items() if box is not None]
         rel = str(img_path.resolve().relative_to(world.resolve()))
         for lineno, row in rows:
             task, qtype = VLM_TASKS.get(row["answer_type"], ("vqa", row["answer_type"]))
@@ -115,10 +93,11 @@ def build_from_vlm_jsonl(path: Path, world: Path, report) -> None:
                 answer = tools_answer(labels["tools"])
             own = []
             if task == "vqla":
-                if obj not in boxes:
+                box = instances.get((obj, _box_key(row.get("box"))))
+                if box is None:
                     report.skip(f"{image}:{lineno}", "location question without a valid box")
                     continue
-                own = [BoxAnn(obj, boxes[obj], "answer")]
+                own = [BoxAnn(obj, box, "answer")]
             report.records.append(
                 Record(
                     id=f"vlm/{Path(image).stem}/{lineno}",
@@ -132,10 +111,52 @@ def build_from_vlm_jsonl(path: Path, world: Path, report) -> None:
                     frame_index=row.get("frame"),
                     question_type=qtype,
                     labels=rec_labels,
-                    boxes=own + [b for b in ctx if not own or b.label != own[0].label],
+                    boxes=own + [b for b in ctx if not own or b.bbox != own[0].bbox],
                     provenance={"file": "vlm/vqa.jsonl", "line": lineno},
                 )
             )
+
+
+def _box_key(box) -> tuple | None:
+    return tuple(round(float(v), 4) for v in box) if box else None
+
+
+def _frame_labels(rows: list[tuple[int, dict]], w: int, h: int) -> tuple[dict, dict]:
+    """Frame labels (phase, tools, triplets) and its instrument instances {(name, box key): pixel box}.
+
+    Verb/target/location rows of one instrument instance share its box, so two graspers in one frame
+    stay two instances with their own verb, target and box (keying by name alone mixed them up).
+    """
+    from surgkit.reasoning import boxes as bx
+    from surgkit.reasoning.lexicon import ALL_INSTRUMENTS
+
+    labels: dict = {"tools": [], "triplets": []}
+    verbs, targets, instances = {}, {}, {}
+    for _, row in rows:
+        t, obj = row["answer_type"], _object_of(row["question"])
+        if t == "phase":
+            labels["phase"] = row["answer"]
+        elif t == "instruments":
+            labels["tools"] = [] if row["answer"] == "none" else [x.strip() for x in row["answer"].split(",")]
+        if obj not in ALL_INSTRUMENTS or t not in ("verb", "target", "location"):
+            continue
+        key = (obj, _box_key(row.get("box")))
+        if t == "verb":
+            verbs[key] = row["answer"]
+        elif t == "target":
+            targets[key] = row["answer"]
+        box = None
+        if row.get("box"):
+            box = bx.clip_box(bx.from_frame(tuple(row["box"]), "norm", w, h), w, h)
+            box = box if bx.is_valid(box) else None
+        instances.setdefault(key, box)
+    triplets = []
+    for key, verb in verbs.items():
+        trip = {"instrument": key[0], "verb": verb, "target": targets.get(key, "null_target")}
+        if trip not in triplets:
+            triplets.append(trip)
+    labels["triplets"] = triplets
+    return labels, instances
 
 
 def _manifest(world: Path) -> dict:

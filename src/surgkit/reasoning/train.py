@@ -28,7 +28,8 @@ from typing import Any
 
 from surgkit.errors import LeakageError, SurgkitError
 from surgkit.reasoning.records import Record
-from surgkit.reasoning.rewards import DEFAULT_WEIGHTS, BoxSettings, CoherenceConfig
+from surgkit.reasoning.rewards import DEFAULT_WEIGHTS, CoherenceConfig
+from surgkit.reasoning.scoring import BoxSettings
 from surgkit.utils.runinfo import guarded_run, run_settings
 
 

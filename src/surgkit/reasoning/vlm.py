@@ -221,7 +221,7 @@ def generate(
     from PIL import Image
 
     from surgkit.reasoning.render import image_paths, prompt_messages
-    from surgkit.reasoning.rewards import BoxSettings
+    from surgkit.reasoning.scoring import BoxSettings
 
     box_settings = box_settings or BoxSettings()
     texts, images = [], []
