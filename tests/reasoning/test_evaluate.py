@@ -1,20 +1,9 @@
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-from surgkit.errors import DataFormatError, SurgkitError
-from surgkit.reasoning.evaluate import (
-    SURGVLM_HEADLINE,
-    arena_score,
-    compute_metrics,
-    load_predictions,
-    predict,
-)
-from surgkit.reasoning.runners import endpoint_generator, run_eval
+from surgkit.errors import DataFormatError
+from surgkit.reasoning.evaluate import SURGVLM_HEADLINE, arena_score, compute_metrics, load_predictions
 from surgkit.vocab import CHOLEC80_PHASES, VQLA_ANSWERS
 
 from .helpers import rec
@@ -137,73 +126,3 @@ def test_predictions_file_errors(tmp_path):
     p.write_text('{"id": "a", "completion": "x"}\n{"completion": "y"}\n')
     with pytest.raises(DataFormatError, match=r"p\.jsonl:2: a prediction needs an 'id'"):
         load_predictions(p)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    mode = "ok"
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        assert body["messages"][1]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
-        if _Handler.mode == "slow":
-            import time
-
-            time.sleep(1.0)
-        out = (
-            b"<html>oops"
-            if _Handler.mode == "garbage"
-            else json.dumps(
-                {
-                    "choices": [
-                        {
-                            "message": {
-                                "content": "<think>Level 1: a\nLevel 2: b\nLevel 3: c</think><answer>kidney</answer>"
-                            }
-                        }
-                    ]
-                }
-            ).encode()
-        )
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-
-    def log_message(self, *a):
-        pass
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = HTTPServer(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_port}/v1"
-    srv.shutdown()
-
-
-def test_endpoint_eval_partial_results_and_resume(server, endovis_root, tmp_path):
-    from surgkit.reasoning.builders import build
-
-    recs = [r for r in build("endovis18_vqla", endovis_root).records if r.question_type == "organ"]
-    assert len(recs) == 4
-    _Handler.mode = "ok"
-    gen = endpoint_generator(server, "m", endovis_root)
-    out = tmp_path / "preds.jsonl"
-    calls = []
-
-    def flaky(batch):
-        calls.append(len(batch))
-        if len(calls) == 2:
-            _Handler.mode = "garbage"
-        return gen(batch)
-
-    with pytest.raises(SurgkitError, match="is not a chat completion"):
-        predict(recs, flaky, out, batch_size=2)
-    assert len(load_predictions(out)) == 2  # the first batch was saved before the error
-    _Handler.mode = "slow"
-    with pytest.raises(SurgkitError, match="within 0.2 s|timed out"):
-        predict(recs, endpoint_generator(server, "m", endovis_root, timeout=0.2), out, batch_size=2)
-    _Handler.mode = "ok"
-    m = run_eval(recs, tmp_path, endovis_root, endpoint=server)  # resumes: only 2 new requests
-    assert m["groups"]["endovis18_vqla/vqla"]["accuracy"] == 1.0 and m["records"] == 4
-    assert len(load_predictions(tmp_path / "predictions.jsonl")) == 4

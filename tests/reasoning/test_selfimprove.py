@@ -1,4 +1,5 @@
-from surgkit.reasoning import vlm
+from surgkit.reasoning import generation
+from surgkit.reasoning.endpoint import Answer
 from surgkit.reasoning.render import render_target
 from surgkit.reasoning.scoring import BoxSettings
 from surgkit.reasoning.selfimprove import SelfImproveSettings, sample_chains
@@ -12,14 +13,19 @@ def test_dual_pathway_accepts_valid_self_chains_and_falls_back(monkeypatch):
     own = render_target(good, "cot").replace("So the current phase", "Hence the current phase")
     hallucinated = render_target(other, "cot").replace("(bipolar forceps)", "(bipolar forceps) and a clipper")
 
-    def fake_generate(model, processor, batch, *args, **kwargs):
-        assert kwargs["num_return_sequences"] == 2 and kwargs["do_sample"]
+    def fake_generate(model, processor, batch, root, box, settings, **kwargs):
+        assert settings.num_return_sequences == 2 and settings.do_sample
         out = []
-        for r in batch:
-            out += ["<think>garbage</think>", own] if r.id == good.id else [hallucinated, "no tags"]
+        for r in batch:  # a right chain cut at the token limit is rejected too
+            texts = (
+                ["<think>garbage</think>", own]
+                if r.id == good.id
+                else [hallucinated, render_target(r, "cot")]
+            )
+            out += [Answer(texts[0]), Answer(texts[1], "ok" if r.id == good.id else "length")]
         return out
 
-    monkeypatch.setattr(vlm, "generate", fake_generate)
+    monkeypatch.setattr(generation, "generate_answers", fake_generate)
     accepted, fallback, stats = sample_chains(
         None, None, [good, other], None, SelfImproveSettings(samples=2), BoxSettings()
     )
@@ -27,5 +33,6 @@ def test_dual_pathway_accepts_valid_self_chains_and_falls_back(monkeypatch):
     assert accepted[0].reasoning["source"] == "self" and "Hence" in accepted[0].reasoning["level3"]
     assert fallback[0].reasoning is None  # the template chain is rendered at SFT time
     assert stats["acceptance_rate"] == 0.5 and stats["rejections_by_kind"]["instrument"] == 1
+    assert stats["rejections_by_kind"]["length"] == 1
     # the stored self chain is what Stage-4 SFT trains on
     assert "Hence the current phase" in render_target(accepted[0], "cot")

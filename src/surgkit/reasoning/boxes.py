@@ -127,13 +127,14 @@ def _need_input(input_size: tuple[int, int] | None) -> tuple[int, int]:
 def qwen25_input_size(
     width: int, height: int, factor: int = 28, min_pixels: int = 56 * 56, max_pixels: int = 28 * 28 * 1280
 ) -> tuple[int, int]:
-    """Size of the resized model input of Qwen2.5-VL's processor (``smart_resize``), as (w, h).
+    """Size of the resized model input of Qwen2-VL/Qwen2.5-VL's processor (``smart_resize``), as (w, h).
 
     Each side is rounded to a multiple of ``factor`` (patch 14 x merge 2); the area is scaled into
-    ``[min_pixels, max_pixels]`` keeping the aspect ratio.
+    ``[min_pixels, max_pixels]`` keeping the aspect ratio. Checked against the real processor in the
+    tests and at run time (:func:`surgkit.reasoning.vlm.check_resize`).
     """
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
     if h_bar * w_bar > max_pixels:
         beta = math.sqrt((height * width) / max_pixels)
         h_bar = max(factor, math.floor(height / beta / factor) * factor)

@@ -14,6 +14,7 @@ Questions per source (answers are canonical vocabulary names):
   frames are decoded and written as PNG under ``frames_dir``.
 - Endoscapes: per CVS frame one ``cvs`` record (criteria binarised at >= 0.5, the mean of raters) and
   one ``grounding`` record per annotated anatomy box.
+- CoPESD and Cholec80-Boxes: action and tool-localisation records (:mod:`surgkit.reasoning.benchmarks`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,16 @@ from surgkit.reasoning.lexicon import ALL_INSTRUMENTS, TISSUES
 from surgkit.reasoning.records import BoxAnn, ImageRef, Record
 from surgkit.vocab import CHOLEC80_PHASES, CHOLEC80_TOOLS, INSTRUMENTS, TARGETS, TRIPLET_COMPONENTS, VERBS
 
-SOURCES = ("endovis18_vqla", "endovis17_vqla", "cholect50", "cholec80", "endoscapes", "synth")
+SOURCES = (
+    "endovis18_vqla",
+    "endovis17_vqla",
+    "cholect50",
+    "cholec80",
+    "endoscapes",
+    "copesd",
+    "cholec80_boxes",
+    "synth",
+)
 ENDOVIS18_TRAIN = {2, 3, 4, 6, 7, 9, 10, 11, 12, 14, 15}
 CHOLECT50_CHALLENGE = {"val": {5, 18, 36, 65, 74}, "test": {92, 96, 103, 110, 111}}
 QUESTION_OBJECT_RE = re.compile(r"(?:state of|where is|where's)\s+(?:the\s+)?([A-Za-z_\-]+)", re.IGNORECASE)
@@ -425,7 +435,8 @@ def build(
 
         return build_from_world(root, stride=stride)
     report = BuildReport(source)
-    ds = _loader(source)(root, require_media=require_media)
+    load = _loader(source)
+    ds = load(root) if source == "cholec80_boxes" else load(root, require_media=require_media)
     report.notes += list(ds.notes)
     report.skipped += [(s.item, s.reason) for s in ds.skipped]
     if source in ("endovis18_vqla", "endovis17_vqla"):
@@ -441,4 +452,12 @@ def build(
         from_cholec80(ds, source, root, report, fdir, stride_s)
     elif source == "endoscapes":
         from_endoscapes(ds, source, root, report)
+    elif source == "copesd":
+        from surgkit.reasoning.benchmarks import from_copesd
+
+        from_copesd(ds, source, root, report)
+    elif source == "cholec80_boxes":
+        from surgkit.reasoning.benchmarks import from_cholec80_boxes
+
+        from_cholec80_boxes(ds, source, root, report)
     return report

@@ -25,7 +25,6 @@ spaces, hit on exact match **or substring either way**); it over-credits and is 
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -367,8 +366,12 @@ def arena_score(
 PRED_KEYS = ("completion", "text", "response", "prediction", "answer")
 
 
-def load_predictions(path: str | Path) -> dict[str, str]:
-    """{id: completion} from a JSONL file of ``{"id": ..., "completion": ...}`` (or text/response/...)."""
+def load_predictions(path: str | Path, statuses: dict[str, str] | None = None) -> dict[str, str]:
+    """{id: completion} from a JSONL file of ``{"id": ..., "completion": ...}`` (or text/response/...).
+
+    A ``status`` field other than ``ok`` (null, refusal, length, rejected, ...) is collected in
+    ``statuses`` when given, and such answers are scored as unparseable.
+    """
     from surgkit.errors import DataFormatError
 
     out: dict[str, str] = {}
@@ -379,55 +382,9 @@ def load_predictions(path: str | Path) -> dict[str, str]:
         if key is None:
             raise DataFormatError(f"a prediction needs one of {', '.join(PRED_KEYS)}", path=path, line=lineno)
         out[str(obj["id"])] = str(obj[key] if obj[key] is not None else "")
+        if statuses is not None:
+            statuses[str(obj["id"])] = "null" if obj[key] is None else str(obj.get("status", "ok"))
     return out
-
-
-def save_predictions(path: str | Path, rows: dict[str, dict[str, Any]]) -> None:
-    """Atomically (re)write the predictions file (used for partial results and resume)."""
-    from surgkit.utils.io import atomic_write
-
-    with atomic_write(path, "w", encoding="utf-8") as fh:
-        for row in rows.values():
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def predict(
-    records: list[Record],
-    generate: Callable[[list[Record]], list[str]],
-    out_path: str | Path,
-    batch_size: int = 4,
-    flush_every: int = 8,
-    model_name: str = "",
-) -> dict[str, str]:
-    """Run ``generate`` over the records not yet in ``out_path``; rewrite the file atomically every
-    ``flush_every`` records, so an interrupted run resumes where it stopped."""
-    from surgkit.utils.progress import make_progress
-
-    out_path = Path(out_path)
-    rows: dict[str, dict[str, Any]] = {}
-    if out_path.is_file():
-        for _, obj in iter_jsonl(out_path):
-            rows[str(obj["id"])] = obj
-    todo = [r for r in records if r.id not in rows]
-    since = 0
-    with make_progress() as prog:
-        task = prog.add_task("generating answers", total=len(todo), unit="answers")
-        for i in range(0, len(todo), batch_size):
-            batch = todo[i : i + batch_size]
-            try:
-                texts = generate(batch)
-            except BaseException:
-                save_predictions(out_path, rows)  # partial results; the next run resumes after them
-                raise
-            for rec, text in zip(batch, texts, strict=True):
-                rows[rec.id] = {"id": rec.id, "completion": text, "model": model_name}
-            since += len(batch)
-            prog.advance(task, len(batch))
-            if since >= flush_every:
-                save_predictions(out_path, rows)
-                since = 0
-    save_predictions(out_path, rows)
-    return {k: str(v.get("completion", "")) for k, v in rows.items()}
 
 
 def has_answer_tag(text: str) -> bool:

@@ -37,12 +37,18 @@ def build_records_file(
     frames_dir=None,
     vqla_box_size: tuple[int, int] | None = None,
     stride_s: float = 30.0,
+    mcq: bool = False,
 ) -> dict[str, Any]:
-    """Build records from a dataset root, optionally attach validated template chains, write JSONL."""
+    """Build records from a dataset root, optionally add MCQ copies and attach validated template chains,
+    write JSONL."""
     from surgkit.reasoning.builders import build
 
     kw = {"vqla_box_size": vqla_box_size} if vqla_box_size else {}
     report = build(source, root, frames_dir=frames_dir, stride=stride, stride_s=stride_s, **kw)
+    if mcq:
+        from surgkit.reasoning.benchmarks import mcq_records
+
+        report.records += mcq_records(report.records)
     template_failures = []
     if cot:
         for rec in report.records:
@@ -138,11 +144,14 @@ def load_train_records(
 
 
 def tokenizer_corpus(records: list[Record]) -> list[str]:
-    """Every text the model will see or produce for these records (prompts, sentences, chains)."""
+    """Every text the model will see or produce for these records, with its multiplicity: per record the
+    system prompts, the question, and the sentence and chain targets."""
     from surgkit.reasoning.render import question_text, render_target, system_prompt
 
-    corpus = [system_prompt(), system_prompt(reasoning=False)]
+    prompts = [system_prompt(), system_prompt(reasoning=False)]
+    corpus = []
     for rec in records:
+        corpus += prompts
         corpus.append(question_text(rec))
         for mode in ("sentence", "cot"):
             corpus.append(render_target(rec, mode))
@@ -151,10 +160,10 @@ def tokenizer_corpus(records: list[Record]) -> list[str]:
 
 def make_tiny_model(records_path: str | Path, out: str | Path, seed: int = 0, **sizes: Any) -> Path:
     """The embedded tiny Qwen2-VL with a tokenizer trained on the records' texts (train split only)."""
-    from surgkit.reasoning.vlm import TinyVLMConfig, build_tiny_vlm
+    from surgkit.reasoning.tiny_vlm import TinyVLMConfig, build_tiny_vlm
 
     recs = [r for r in read_records(records_path) if r.split == "train"] or read_records(records_path)
-    cfg = dataclasses.replace(TinyVLMConfig(), **sizes)
+    cfg = dataclasses.replace(TinyVLMConfig(), **{k: v for k, v in sizes.items() if v is not None})
     return build_tiny_vlm(out, tokenizer_corpus(recs), cfg, seed)
 
 

@@ -1,179 +1,258 @@
-"""Answer generators for evaluation: a local HF VLM folder, an OpenAI-compatible HTTP endpoint, or a
-predictions JSONL file; and :func:`run_eval`, which writes predictions (resumable) and metrics.
+"""Generating answers for evaluation -- a local HF VLM folder, an OpenAI-compatible endpoint, or a
+predictions JSONL file -- and :func:`run_eval`, which writes ``predictions.jsonl`` (resumable) and
+``metrics.json``.
 
-An endpoint is called with the same system prompt and question as the local models, the image sent as
-a base64 PNG data URL (``/v1/chat/completions`` schema). Timeouts, HTTP errors and responses without
-``choices[0].message.content`` raise a one-line :class:`SurgkitError` naming the record; the answers
-obtained so far are saved first, so the next run resumes after them.
+Resume is keyed by **who answered and how**: the output folder records (``surgkit-run.json``, through
+:func:`surgkit.utils.runinfo.check_resume`) the model identity -- a local folder's path and content
+fingerprint, or an endpoint's URL and model name, or a predictions file's hash -- and the settings that
+change the answers (box frame and pixel bounds, reasoning prompt and its text, token limit,
+temperature). Evaluating another model or other settings into the same folder is refused, naming the
+setting, unless ``overwrite`` (then the old predictions are discarded). Every prediction line also
+carries the identity, and lines of another model are refused when read back.
+
+An endpoint is asked with the same system prompt and question as local models (image as a base64 data
+URL), ``concurrency`` requests at a time, with retries and timeouts (:mod:`surgkit.reasoning.endpoint`).
+Answers that end badly (null, refusal, cut at the token limit, rejected request) are kept with their
+``status`` and scored as unparseable. A failure that survives the retries stops the run after saving every
+answer obtained, so the next run resumes after them.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
+import hashlib
 import json
-import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from surgkit.errors import SurgkitError
-from surgkit.reasoning.records import Record
+from surgkit.errors import DataFormatError, SurgkitError
+from surgkit.reasoning.endpoint import Answer, Client, EndpointSettings, image_block
+from surgkit.reasoning.generation import GenerationSettings
+from surgkit.reasoning.records import Record, iter_jsonl
 from surgkit.reasoning.render import image_paths, question_text, system_prompt
 from surgkit.reasoning.scoring import BoxSettings
-from surgkit.utils.runinfo import guarded_run
 
-Generator = Callable[[list[Record]], list[str]]
+PREDICTIONS = "predictions.jsonl"
 
 
-def hf_generator(
+@dataclasses.dataclass
+class Generator:
+    """Answers for batches of records, with the identity of what answers (for resume checks)."""
+
+    identity: dict[str, Any]
+    answer: Callable[[list[Record], Callable[[Record, Answer], None]], list[Answer]]
+    label: str
+    box: BoxSettings = dataclasses.field(default_factory=BoxSettings)
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def local_generator(
     model_dir: str | Path,
     image_root,
     box: BoxSettings = BoxSettings(),
+    settings: GenerationSettings = GenerationSettings(),
     device: str = "auto",
-    max_new_tokens: int = 512,
-    reasoning: bool = True,
+    dtype: str = "auto",
 ) -> Generator:
-    """Greedy answers of a local HF vision-language model folder."""
-    from surgkit.reasoning.vlm import generate, load_vlm
+    """Batched KV-cache answers of a local HF vision-language model folder."""
+    from surgkit.reasoning.generation import generate_answers, local_identity
+    from surgkit.reasoning.vlm import load_vlm
 
-    model, processor = load_vlm(model_dir, device=device)
+    model, processor = load_vlm(model_dir, device=device, dtype=dtype, box=box)
     model.eval()
+    bound = processor.surgkit_box
 
-    def gen(batch: list[Record]) -> list[str]:
-        return generate(model, processor, batch, image_root, box, max_new_tokens, reasoning)
+    def answer(batch: list[Record], on_answer: Callable[[Record, Answer], None]) -> list[Answer]:
+        def each(recs, answers):
+            n = settings.num_return_sequences
+            for j, rec in enumerate(recs):
+                on_answer(rec, answers[j * n])
 
-    return gen
+        return generate_answers(model, processor, batch, image_root, bound, settings, on_batch=each)
+
+    return Generator(local_identity(model_dir), answer, f"model {model_dir}", bound)
 
 
-def _chat_url(url: str) -> str:
-    url = url.rstrip("/")
-    return url if url.endswith("/chat/completions") else f"{url}/chat/completions"
+def chat_messages(rec: Record, image_root, box: BoxSettings, reasoning: bool) -> list[dict[str, Any]]:
+    """The chat request of a record for an endpoint: system prompt, images, question."""
+    content: list[dict[str, Any]] = [image_block(p) for p in image_paths(rec, image_root)]
+    content.append({"type": "text", "text": question_text(rec)})
+    return [
+        {"role": "system", "content": system_prompt(box, reasoning)},
+        {"role": "user", "content": content},
+    ]
 
 
 def endpoint_generator(
-    url: str,
-    model: str,
-    image_root,
-    box: BoxSettings = BoxSettings(),
-    timeout: float = 60.0,
-    api_key_env: str = "OPENAI_API_KEY",
-    max_tokens: int = 1024,
-    reasoning: bool = True,
+    settings: EndpointSettings, image_root, box: BoxSettings = BoxSettings(), reasoning: bool = True
 ) -> Generator:
-    """Answers from an OpenAI-compatible endpoint (vLLM, a hosted API, …), one request per record."""
-    endpoint = _chat_url(url)
-    key = os.environ.get(api_key_env, "")
+    """Answers from an OpenAI-compatible endpoint, ``settings.concurrency`` requests at a time."""
+    client = Client(settings)
 
-    def ask(rec: Record) -> str:
-        content: list[dict[str, Any]] = []
-        for p in image_paths(rec, image_root):
-            data = base64.b64encode(Path(p).read_bytes()).decode()
-            mime = "image/png" if p.lower().endswith(".png") else "image/jpeg"
-            content.append({"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}})
-        content.append({"type": "text", "text": question_text(rec)})
-        body = {
-            "model": model,
-            "messages": [
-                {"role": "system", "content": system_prompt(box, reasoning)},
-                {"role": "user", "content": content},
-            ],
-            "max_tokens": max_tokens,
-            "temperature": 0.0,
-        }
-        req = urllib.request.Request(endpoint, data=json.dumps(body).encode(), method="POST")
-        req.add_header("Content-Type", "application/json")
-        if key:
-            req.add_header("Authorization", f"Bearer {key}")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                raw = resp.read()
-        except TimeoutError:
-            raise SurgkitError(f"{endpoint}: no answer within {timeout:g} s for record '{rec.id}'") from None
-        except urllib.error.HTTPError as e:
-            raise SurgkitError(f"{endpoint}: HTTP {e.code} for record '{rec.id}'") from None
-        except urllib.error.URLError as e:
-            reason = "timed out" if isinstance(e.reason, TimeoutError) else str(e.reason)
-            raise SurgkitError(f"{endpoint}: {reason} (record '{rec.id}')") from None
-        try:
-            text = json.loads(raw)["choices"][0]["message"]["content"]
-        except (json.JSONDecodeError, KeyError, IndexError, TypeError):
-            raise SurgkitError(
-                f"{endpoint}: response for record '{rec.id}' is not a chat completion: {raw[:120]!r}"
-            ) from None
-        if not isinstance(text, str):
-            raise SurgkitError(f"{endpoint}: message content for record '{rec.id}' is not text")
-        return text
+    def answer(batch: list[Record], on_answer: Callable[[Record, Answer], None]) -> list[Answer]:
+        requests = [(r.id, chat_messages(r, image_root, box, reasoning)) for r in batch]
+        return client.ask_many(requests, lambda k, a: on_answer(batch[k], a))
 
-    def gen(batch: list[Record]) -> list[str]:
-        return [ask(r) for r in batch]
-
+    gen = Generator(settings.identity(), answer, f"endpoint {settings.chat_url} ({settings.model})", box)
+    gen.client = client  # type: ignore[attr-defined]  (retry counts for reports and tests)
     return gen
 
 
-def _eval_settings(a: dict[str, Any]) -> dict[str, Any]:
-    """What predictions.jsonl depends on: the source, the records and the answer/box protocol."""
-    from surgkit.utils.io import sha256_json
+# ----------------------------------------------------------------------------------- predictions
+def read_prediction_rows(path: Path, key: str | None = None) -> dict[str, dict[str, Any]]:
+    """Rows of a predictions file; with ``key``, a row written by another model is refused."""
+    rows: dict[str, dict[str, Any]] = {}
+    for lineno, obj in iter_jsonl(path):
+        if not isinstance(obj, dict) or "id" not in obj:
+            raise DataFormatError("a prediction needs an 'id'", path=path, line=lineno)
+        if key is not None and obj.get("source_key") != key:
+            raise DataFormatError(
+                f"written by {obj.get('source', 'another model')!r}, not the model evaluated now; "
+                "use another --out or --overwrite",
+                path=path,
+                line=lineno,
+            )
+        rows[str(obj["id"])] = obj
+    return rows
 
-    keep = ("model", "predictions", "endpoint", "endpoint_model", "box", "answer_mode", "lenient",
-            "max_new_tokens", "headline", "reduce", "reasoning")  # fmt: skip
-    out = {k: str(a[k]) if isinstance(a[k], Path) else a[k] for k in keep}
-    out["box"] = dataclasses.asdict(a["box"]) if dataclasses.is_dataclass(a["box"]) else a["box"]
-    out["records_sha256"] = sha256_json([dataclasses.asdict(r) for r in a["records"]])
-    return out
+
+def save_predictions(path: str | Path, rows: dict[str, dict[str, Any]]) -> None:
+    """Atomically (re)write the predictions file (used for partial results and resume)."""
+    from surgkit.utils.io import atomic_write
+
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        for row in rows.values():
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-# one writer per folder; predictions.jsonl of another model or protocol is never resumed into
-@guarded_run("surgkit reason eval", _eval_settings)
+def predict(
+    records: list[Record], gen: Generator, out_path: str | Path, chunk: int = 64
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Answers of ``gen`` for the records not yet in ``out_path`` ({id: text}, {id: status}).
+
+    The file is rewritten atomically after every chunk and after a failure, so an interrupted run
+    resumes where it stopped.
+    """
+    from surgkit.utils.progress import make_progress
+
+    out_path = Path(out_path)
+    rows = read_prediction_rows(out_path, gen.key) if out_path.is_file() else {}
+    todo = [r for r in records if r.id not in rows]
+    with make_progress() as prog:
+        task = prog.add_task("generating answers", total=len(todo), unit="answers")
+
+        def keep(rec: Record, a: Answer) -> None:
+            rows[rec.id] = {
+                "id": rec.id,
+                "completion": a.text,
+                "status": a.status,
+                **({"detail": a.detail} if a.detail else {}),
+                "source": gen.label,
+                "source_key": gen.key,
+            }
+            prog.advance(task, 1)
+
+        for i in range(0, len(todo), chunk):
+            try:
+                gen.answer(todo[i : i + chunk], keep)
+            except BaseException:
+                save_predictions(out_path, rows)  # partial results; the next run resumes after them
+                raise
+            save_predictions(out_path, rows)
+    texts = {k: str(v.get("completion") or "") for k, v in rows.items()}
+    statuses = {k: str(v.get("status", "ok")) for k, v in rows.items()}
+    return texts, statuses
+
+
+# --------------------------------------------------------------------------------------- run_eval
+def _file_sha(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def run_eval(
     records: list[Record],
     out_dir: str | Path,
     image_root=None,
     model: str | Path | None = None,
     predictions: str | Path | None = None,
-    endpoint: str | None = None,
-    endpoint_model: str = "default",
+    endpoint: EndpointSettings | None = None,
     box: BoxSettings = BoxSettings(),
     answer_mode: str = "auto",
     lenient: bool = False,
     device: str = "auto",
-    max_new_tokens: int = 512,
-    batch_size: int = 4,
-    timeout: float = 60.0,
+    generation: GenerationSettings = GenerationSettings(),
     headline: dict[str, str] | None = None,
     reduce: str = "mean",
-    reasoning: bool = True,
     overwrite: bool = False,
+    dtype: str = "auto",
 ) -> dict[str, Any]:
-    """Evaluate one model on ``records``: writes ``predictions.jsonl`` (resumable) and ``metrics.json``.
-
-    Resuming a folder written with another model, records or protocol is refused unless ``overwrite``
-    (which starts the folder over)."""
-    from surgkit.reasoning.evaluate import arena_score, compute_metrics, load_predictions, predict
+    """Evaluate one model on ``records``: writes ``predictions.jsonl`` (resumable) and ``metrics.json``."""
+    from surgkit.reasoning.evaluate import arena_score, compute_metrics, load_predictions
     from surgkit.utils.io import write_json
+    from surgkit.utils.lock import output_lock
+    from surgkit.utils.runinfo import check_resume
 
     given = [x is not None for x in (model, predictions, endpoint)]
     if sum(given) != 1:
         raise SurgkitError("give exactly one of: a model folder, a predictions file, an endpoint URL")
     out = Path(out_dir)
-    if predictions is not None:
-        preds = load_predictions(predictions)
-        source = f"predictions file {predictions}"
-    else:
-        if model is not None:
-            gen, source = (
-                hf_generator(model, image_root, box, device, max_new_tokens, reasoning),
-                f"model {model}",
-            )
+    out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out, "surgkit reason eval"):
+        gen = None
+        if predictions is not None:
+            identity = {
+                "kind": "predictions",
+                "path": str(Path(predictions).resolve()),
+                "sha256": _file_sha(predictions),
+            }
+            source = f"predictions file {predictions}"
+        elif model is not None:
+            gen = local_generator(model, image_root, box, generation, device, dtype)
+            identity, source = gen.identity, gen.label
         else:
-            gen = endpoint_generator(endpoint, endpoint_model, image_root, box, timeout, reasoning=reasoning)
-            source = f"endpoint {endpoint} ({endpoint_model})"
-        preds = predict(records, gen, out / "predictions.jsonl", batch_size=batch_size, model_name=source)
-    metrics = compute_metrics(records, preds, box, answer_mode, lenient)
-    metrics["arena"] = arena_score(metrics, headline, reduce)
-    metrics["source"] = source
-    metrics["records"] = len(records)
-    write_json(out / "metrics.json", metrics)
+            gen = endpoint_generator(endpoint, image_root, box, generation.reasoning)
+            identity, source = gen.identity, gen.label
+        used_box = gen.box if gen is not None else box
+        settings = {
+            "source": identity,
+            "box": dataclasses.asdict(used_box),
+            "prompt_sha256": hashlib.sha256(
+                system_prompt(used_box, generation.reasoning).encode()
+            ).hexdigest()[:16],
+            "generation": generation.identity()
+            if endpoint is None
+            else _endpoint_generation(endpoint, generation),
+        }
+        state = check_resume(out, settings, overwrite, command="surgkit reason eval")
+        if state == "overwrite":
+            (out / PREDICTIONS).unlink(missing_ok=True)
+        if gen is None:
+            statuses: dict[str, str] = {}
+            preds = load_predictions(predictions, statuses)
+        else:
+            preds, statuses = predict(
+                records, gen, out / PREDICTIONS, chunk=max(8, generation.batch_size * 4)
+            )
+        metrics = compute_metrics(records, preds, used_box, answer_mode, lenient, statuses)
+        metrics["arena"] = arena_score(metrics, headline, reduce)
+        metrics["source"] = source
+        metrics["records"] = len(records)
+        metrics["statuses"] = {
+            s: sum(v == s for v in statuses.values()) for s in sorted(set(statuses.values()))
+        }
+        if gen is not None and hasattr(gen, "client"):
+            metrics["endpoint_retries"] = gen.client.retried
+        write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _endpoint_generation(endpoint: EndpointSettings, generation: GenerationSettings) -> dict[str, Any]:
+    return {
+        "max_tokens": endpoint.max_tokens,
+        "temperature": endpoint.temperature,
+        "reasoning": generation.reasoning,
+    }

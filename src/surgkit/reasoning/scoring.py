@@ -61,23 +61,39 @@ def format_ok(text: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------- boxes
+QWEN_MIN_PIXELS = 56 * 56
+SURG_R1_MAX_PIXELS = 28 * 28 * 1280  # 1003520, Surg-R1's MAX_PIXELS (Eval_SurgR1)
+
+
 @dataclasses.dataclass(frozen=True)
 class BoxSettings:
-    """How boxes in prompts and completions are framed: ``frame`` (see :data:`boxes.FRAMES`); for
-    ``input`` the model-input size is the processor's resize with these pixel bounds and factor
-    (patch size x merge size), which :func:`surgkit.reasoning.vlm.configure_processor` sets on the
-    processor, so the two cannot disagree."""
+    """How boxes in prompts and completions are framed: ``frame`` (see :data:`boxes.FRAMES`).
+
+    For ``input`` (Qwen2.5-VL native pixels of the resized model input) the input size is the
+    processor's resize with ``min_pixels``/``max_pixels`` and ``factor`` (patch size x merge size).
+    None = not set: a local model binds them to its processor (:func:`surgkit.reasoning.vlm.bind_processor`
+    sets explicit values on the processor and checks the resize); without a processor (predictions,
+    endpoints) the defaults are Qwen's min 3136 and Surg-R1's max 1003520.
+    """
 
     frame: str = "norm1000"
-    min_pixels: int = 56 * 56
-    max_pixels: int = 28 * 28 * 1280
+    min_pixels: int | None = None
+    max_pixels: int | None = None
     factor: int = 28
+
+    @property
+    def resolved_min(self) -> int:
+        return QWEN_MIN_PIXELS if self.min_pixels is None else int(self.min_pixels)
+
+    @property
+    def resolved_max(self) -> int:
+        return SURG_R1_MAX_PIXELS if self.max_pixels is None else int(self.max_pixels)
 
     def input_size(self, rec: Record) -> tuple[int, int] | None:
         if self.frame != "input":
             return None
         return bx.qwen25_input_size(
-            *rec.size, factor=self.factor, min_pixels=self.min_pixels, max_pixels=self.max_pixels
+            *rec.size, factor=self.factor, min_pixels=self.resolved_min, max_pixels=self.resolved_max
         )
 
     def to_internal(self, values: Sequence[float], rec: Record) -> bx.Box | None:

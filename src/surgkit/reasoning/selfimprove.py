@@ -1,6 +1,7 @@
 """Stage 4: iterative self-improvement, our implementable reading of Surg-R1's "dual pathway" (spec §1.4).
 
-Per round: (1) sample K chains per training question from the current policy (temperature ~0.9);
+Per round: (1) sample K chains per training question from the current policy (temperature ~0.9; batched
+KV-cache generation, on the GPU when there is one: ``device="auto"``);
 (2) keep the chains that pass :func:`surgkit.reasoning.cot.validate_chain` (right answer, three levels in
 order, no absent instrument, relations ⊆ ground truth, positions agree with boxes) — pathway A (self);
 (3) for questions without an accepted chain keep the template chain — pathway B (fallback); (4) SFT on
@@ -15,7 +16,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from surgkit.reasoning.cot import validate_chain
+from surgkit.reasoning.cot import ChainIssue, validate_chain
 from surgkit.reasoning.parsing import extract_think
 from surgkit.reasoning.records import Record
 from surgkit.reasoning.scoring import BoxSettings
@@ -52,41 +53,39 @@ def with_chain(rec: Record, text: str, source: str) -> Record:
 def sample_chains(
     model, processor, records: list[Record], image_root, settings: SelfImproveSettings, box: BoxSettings
 ) -> tuple[list[Record], list[Record], dict[str, Any]]:
-    """(accepted self chains, template fallbacks, stats) for ``records`` (pathways A and B)."""
-    from surgkit.reasoning.vlm import generate
-    from surgkit.utils.progress import track
+    """(accepted self chains, template fallbacks, stats) for ``records`` (pathways A and B).
 
+    Chains are sampled with batched KV-cache generation (:func:`generation.generate_answers`); a chain cut
+    at the token limit is rejected like any chain that fails the validator.
+    """
+    from surgkit.reasoning import generation
+
+    gen = generation.GenerationSettings(
+        max_new_tokens=settings.max_new_tokens,
+        batch_size=settings.batch_size,
+        do_sample=True,
+        temperature=settings.temperature,
+        num_return_sequences=settings.samples,
+    )
+    answers = generation.generate_answers(model, processor, records, image_root, box, gen)
     accepted, fallback, issues = [], [], {}
-    batches = [records[i : i + settings.batch_size] for i in range(0, len(records), settings.batch_size)]
-    for batch in track(batches, "sampling chains", total=len(batches), unit="batches"):
-        texts = generate(
-            model,
-            processor,
-            batch,
-            image_root,
-            box,
-            max_new_tokens=settings.max_new_tokens,
-            reasoning=True,
-            do_sample=True,
-            temperature=settings.temperature,
-            num_return_sequences=settings.samples,
-        )
-        for j, rec in enumerate(batch):
-            cands = texts[j * settings.samples : (j + 1) * settings.samples]
-            ok = None
-            for c in cands:
-                found = validate_chain(c, rec)
-                for issue in found:
-                    issues[issue.kind] = issues.get(issue.kind, 0) + 1
-                if not found:
-                    ok = c
-                    break
-            if ok is not None:
-                accepted.append(with_chain(rec, ok, "self"))
-            else:
-                fb = dataclasses.replace(rec)
-                fb.reasoning = None  # the template chain is rendered at SFT time
-                fallback.append(fb)
+    for j, rec in enumerate(records):
+        ok = None
+        for a in answers[j * settings.samples : (j + 1) * settings.samples]:
+            found = validate_chain(a.text, rec, box=box)
+            if a.status != "ok":
+                found = [*found, ChainIssue("length", "cut at the token limit")]
+            for issue in found:
+                issues[issue.kind] = issues.get(issue.kind, 0) + 1
+            if not found:
+                ok = a.text
+                break
+        if ok is not None:
+            accepted.append(with_chain(rec, ok, "self"))
+        else:
+            fb = dataclasses.replace(rec)
+            fb.reasoning = None  # the template chain is rendered at SFT time
+            fallback.append(fb)
     stats = {
         "questions": len(records),
         "accepted_self": len(accepted),
@@ -109,19 +108,21 @@ def self_improve(
     device: str = "auto",
 ) -> tuple[Path, list[dict[str, Any]]]:
     """R rounds of sample → validate → merge (A ∪ B) → SFT (+ Stage-1 slice) → GRPO. Returns the final model."""
-    from surgkit.reasoning.vlm import load_vlm
+    from surgkit.reasoning.vlm import load_vlm, resolve_device
     from surgkit.utils.io import write_json
 
     out = Path(out_dir)
     current = Path(model_path)
     history = []
     rng = random.Random(settings.seed)
-    box = BoxSettings(frame=sft_settings.box_frame)
+    box = BoxSettings(
+        frame=sft_settings.box_frame, min_pixels=sft_settings.min_pixels, max_pixels=sft_settings.max_pixels
+    )
     for r in range(settings.rounds):
-        model, processor = load_vlm(
-            current, device="cpu" if device == "cpu" else "cuda" if device == "cuda" else "cpu"
+        model, processor = load_vlm(current, device=resolve_device(device), box=box)
+        accepted, fallback, stats = sample_chains(
+            model, processor, records, image_root, settings, processor.surgkit_box
         )
-        accepted, fallback, stats = sample_chains(model, processor, records, image_root, settings, box)
         del model
         k = int(round(settings.stage1_fraction * len(records)))
         simple = rng.sample(records, k) if k else []

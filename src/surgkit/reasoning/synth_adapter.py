@@ -31,6 +31,8 @@ MARKERS = {
     "cholect50": "labels/VID*.json",
     "cholec80": "phase_annotations/*-phase.txt",
     "endoscapes": "*/annotation*coco*.json",
+    "copesd": "copesd.json",
+    "cholec80_boxes": "cholec80_boxes.csv",
 }
 VLM_TASKS = {
     "phase": ("phase", None),
@@ -201,7 +203,33 @@ def build_from_world(world: str | Path, stride: int = 1, include_cholec80: bool 
         report.records += sub.records
         report.skipped += [(f"{source}:{item}", why) for item, why in sub.skipped]
         report.notes += [f"{source} ({rel}): {n}" for n in sub.notes]
+    splits = world_splits(world)
+    if splits:
+        moved = 0
+        for r in report.records:
+            new = splits.get(world_video(r.video_id))
+            if new is not None and new != r.split:
+                r.split, moved = new, moved + 1
+        report.notes.append(
+            f"splits by world video (world.json splits.lap): {moved} records moved -- the native layouts are "
+            "cut from the same videos, so a dataset's own split (e.g. CholecT50's challenge split) would put "
+            "test-video frames into training"
+        )
     for r in report.records:
         r.id = f"synth-{r.id}"
         r.dataset = f"synth-{r.dataset}"
     return report
+
+
+def world_video(video_id: str) -> str | None:
+    """The world video a record's video id names: 'video06', 'seq_6', 'VID06' and '6' -> 'video06'."""
+    import re
+
+    m = re.search(r"(\d+)$", str(video_id))
+    return f"video{int(m.group(1)):02d}" if m else None
+
+
+def world_splits(world: Path) -> dict[str, str]:
+    """{video name: split} of the world's laparoscopic videos (``world.json`` ``splits.lap``)."""
+    lap = (_manifest(world).get("splits") or {}).get("lap") or {}
+    return {v: split for split, videos in lap.items() for v in videos}

@@ -11,9 +11,16 @@ Defaults follow the settings seen in the Surg-R1 precursor (spec §2.7): SFT LoR
 lr 5e-5, 3 epochs, cosine, warmup 0.05, max length 4096; GRPO LoRA r8/α32, G=6, temperature 0.9,
 lr 1e-5, β=0.04, max completion 1024, loss ``dapo``. Tiny models train all parameters (``lora=False``).
 
+Outputs of a stage folder: ``model/`` (full weights: full fine-tuning, or LoRA merged on request with
+``merge_lora``), ``adapter/`` (LoRA runs: the PEFT adapter with the processor; the next stage and
+``load_vlm`` accept it and merge it onto its base in memory), ``training.json`` (settings, start, log
+history), ``train_log.jsonl`` (one line per logged step; TRL's console log dicts go there, not to
+stdout), ``checkpoints/``. For large models: ``dtype`` (bf16 weights), ``gradient_checkpointing``, LoRA,
+and GRPO generation through vLLM (``use_vllm``, the ``vllm`` extra, GPU only).
+
 Resumable without pickle: checkpoints keep only safetensors weights + JSON state (``save_only_model``);
 ``resume=True`` restarts from the newest checkpoint's weights and runs the remaining steps (the
-optimizer and LR schedule restart; stated in ``train_log.json``). Models are trained on ``split=="train"``
+optimizer and LR schedule restart; stated in ``training.json``). Models are trained on ``split=="train"``
 records only unless told otherwise; training on test records raises :class:`LeakageError`.
 """
 
@@ -32,6 +39,8 @@ from surgkit.reasoning.rewards import DEFAULT_WEIGHTS, CoherenceConfig
 from surgkit.reasoning.scoring import BoxSettings
 from surgkit.utils.runinfo import guarded_run, run_settings
 
+TRAINING_JSON = "training.json"
+
 
 @dataclasses.dataclass
 class SFTSettings:
@@ -48,9 +57,19 @@ class SFTSettings:
     lora_r: int = 32
     lora_alpha: int = 64
     lora_targets: str = "all-linear"
+    merge_lora: bool = False
+    dtype: str = "auto"
+    gradient_checkpointing: bool = False
     save_steps: int = 500
     seed: int = 0
     box_frame: str = "norm1000"
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    weight_decay: float = 0.0
+    completion_logits_only: bool = False  # small models: logits only where the loss is (see completion_loss)
+    cache_images: bool = (
+        False  # decode small pre-resized copies instead of the originals (see resized_images)
+    )
 
 
 @dataclasses.dataclass
@@ -72,6 +91,11 @@ class GRPOSettings:
     lora_r: int = 8
     lora_alpha: int = 32
     lora_targets: str = "all-linear"
+    merge_lora: bool = False
+    dtype: str = "auto"
+    gradient_checkpointing: bool = False
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"
     rewards: dict[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     coherence: CoherenceConfig = dataclasses.field(default_factory=CoherenceConfig)
     triplet_lambda: float = 0.5
@@ -80,6 +104,11 @@ class GRPOSettings:
     save_steps: int = 500
     seed: int = 0
     box_frame: str = "norm1000"
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    warmup_ratio: float = 0.0
+    scheduler: str = "linear"
+    cache_images: bool = False
 
 
 def select_split(records: list[Record], split: str = "train", allow_leakage: bool = False) -> list[Record]:
@@ -107,11 +136,54 @@ def _device_kwargs(device: str) -> dict[str, Any]:
     return {"use_cpu": cpu, "bf16": bf16, "fp16": False}
 
 
-def _with_images(rows: list[dict[str, Any]]):
+def _with_images(rows: list[dict[str, Any]], processor=None, cache: Path | None = None):
     from datasets import Dataset, Image, Sequence
 
+    if cache is not None and processor is not None:
+        rows = resized_images(rows, processor, cache)
     ds = Dataset.from_list(rows)
     return ds.cast_column("images", Sequence(Image()))
+
+
+def resized_images(rows: list[dict[str, Any]], processor, cache: Path) -> list[dict[str, Any]]:
+    """Rows whose images are copies already at the processor's input size (PNG in ``cache``).
+
+    The processor resizes every image at every step (decode the full frame, then resize); a copy resized
+    once with the processor's own rule (PIL bicubic to its ``smart_resize`` size) gives the same pixel
+    values (tested) at a fraction of the decoding cost. Images the processor would not shrink are kept.
+    """
+    import hashlib
+
+    from PIL import Image
+
+    from surgkit.reasoning.boxes import qwen25_input_size
+    from surgkit.reasoning.vlm import processor_pixels
+    from surgkit.utils.io import write_bytes
+
+    px = processor_pixels(processor)
+    if px is None:
+        return rows
+    lo, hi, factor = px
+    done: dict[str, str] = {}
+
+    def small(path: str) -> str:
+        if path not in done:
+            with Image.open(path) as im:
+                size = qwen25_input_size(*im.size, factor, lo, hi)
+                if size[0] * size[1] >= im.size[0] * im.size[1]:
+                    done[path] = path
+                else:
+                    import io
+
+                    out = cache / (hashlib.sha1(f"{path}|{size}".encode()).hexdigest()[:20] + ".png")
+                    if not out.is_file():
+                        buf = io.BytesIO()
+                        im.convert("RGB").resize(size, Image.BICUBIC).save(buf, format="PNG")
+                        write_bytes(out, buf.getvalue())
+                    done[path] = str(out)
+        return done[path]
+
+    return [{**row, "images": [small(p) for p in row["images"]]} for row in rows]
 
 
 def _latest_checkpoint(run: Path) -> tuple[Path, int] | None:
@@ -131,35 +203,54 @@ def _lora(enabled: bool, r: int, alpha: int, targets: str):
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.05, target_modules=targets, task_type="CAUSAL_LM")
 
 
-def _start_model(model_path: Path, run: Path, resume: bool, device: str, lora_cfg) -> tuple[Any, int, str]:
+def _start_model(model_path: Path, run: Path, resume: bool, dtype: str, lora_cfg) -> tuple[Any, int, str]:
     """The model to train (from the newest checkpoint when resuming) and the steps already done."""
     from surgkit.reasoning.vlm import load_vlm
 
     ckpt = _latest_checkpoint(run) if resume else None
     if ckpt is None:
-        model, _ = load_vlm(model_path, device="cpu")
+        model, _ = load_vlm(model_path, device="cpu", dtype=dtype)
         return model, 0, "fresh start"
     done = int(json.loads((ckpt[0] / "trainer_state.json").read_text()).get("global_step", ckpt[1]))
     if lora_cfg is not None and (ckpt[0] / "adapter_config.json").is_file():
         from peft import PeftModel
 
-        base, _ = load_vlm(model_path, device="cpu")
+        base, _ = load_vlm(model_path, device="cpu", dtype=dtype)
         model = PeftModel.from_pretrained(base, ckpt[0], is_trainable=True)
     else:
-        model, _ = load_vlm(ckpt[0], device="cpu")
+        model, _ = load_vlm(ckpt[0], device="cpu", dtype=dtype)
     return model, done, f"resumed weights from {ckpt[0].name} (optimizer and LR schedule restart)"
 
 
-def _finish(trainer, processor, out_dir: Path, meta: dict[str, Any]) -> Path:
+def _finish(trainer, processor, out_dir: Path, meta: dict[str, Any], merge_lora: bool) -> Path:
+    """Save the stage's result (see the module docstring); returns the folder the next stage loads."""
     from surgkit.reasoning.vlm import save_vlm
     from surgkit.utils.io import write_json
 
     model = trainer.model
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    final = save_vlm(model, processor, out_dir / "model", {"kind": "surgkit-reasoning", **meta})
-    write_json(out_dir / "train_log.json", {**meta, "log_history": trainer.state.log_history})
-    return final
+    result = None
+    if hasattr(model, "peft_config"):
+        adapter = out_dir / "adapter"
+        model.save_pretrained(adapter, safe_serialization=True)
+        processor.save_pretrained(adapter)
+        from surgkit.reasoning.vlm import MARKER
+
+        write_json(
+            adapter / MARKER, {"kind": "surgkit-reasoning-adapter", **meta, "processor": _kind(processor)}
+        )
+        result = adapter
+        if merge_lora:
+            model = model.merge_and_unload()
+    if result is None or merge_lora:
+        result = save_vlm(model, processor, out_dir / "model", {"kind": "surgkit-reasoning", **meta})
+    write_json(
+        out_dir / TRAINING_JSON, {**meta, "output": str(result), "log_history": trainer.state.log_history}
+    )
+    return result
+
+
+def _kind(processor) -> str:
+    return getattr(processor, "surgkit_kind", "auto")
 
 
 def _steps(max_steps: int, done: int) -> int:
@@ -177,7 +268,9 @@ def _trainer_args(settings: Any, out: Path, done: int, device: str) -> dict[str,
         learning_rate=settings.learning_rate,
         per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.grad_accum,
-        gradient_checkpointing=False,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        warmup_steps=settings.warmup_ratio,
+        lr_scheduler_type=settings.scheduler,
         logging_steps=1,
         save_strategy="steps",
         save_steps=settings.save_steps,
@@ -185,8 +278,99 @@ def _trainer_args(settings: Any, out: Path, done: int, device: str) -> dict[str,
         report_to=[],
         seed=settings.seed,
         dataloader_num_workers=0,
+        disable_tqdm=True,
         **_device_kwargs(device),
     )
+
+
+def log_callback(out: Path, name: str, total: int):
+    """A TrainerCallback writing TRL's log dicts to ``out/train_log.jsonl`` (main process) and advancing a
+    surgkit progress bar, in place of TRL's console printer."""
+    from transformers import TrainerCallback
+
+    from surgkit.utils.io import to_json
+    from surgkit.utils.progress import make_progress
+
+    class JsonlLog(TrainerCallback):
+        def __init__(self) -> None:
+            self.bar = None
+            self.task = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            if state.is_world_process_zero:
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "train_log.jsonl").write_text("")
+                self.bar = make_progress()
+                self.bar.start()
+                self.task = self.bar.add_task(name, total=state.max_steps or total, unit="steps")
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if state.is_world_process_zero and logs:
+                with open(out / "train_log.jsonl", "a", encoding="utf-8") as fh:
+                    fh.write(to_json({"step": int(state.global_step), **logs}, indent=None) + "\n")
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.bar is not None:
+                self.bar.update(self.task, completed=state.global_step)
+
+        def on_train_end(self, args, state, control, **kw):
+            if self.bar is not None:
+                self.bar.stop()
+                self.bar = None
+
+    return JsonlLog()
+
+
+def _quiet(trainer, out: Path, name: str) -> None:
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(log_callback(out, name, trainer.args.max_steps))
+
+
+def lean_sft_trainer():
+    """``SFTTrainer`` whose loss computes logits only over the completion span (:func:`completion_loss`)."""
+    from trl import SFTTrainer
+
+    class LeanSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, acc = completion_loss(model, inputs, num_items_in_batch)
+            self._metrics["train" if model.training else "eval"]["mean_token_accuracy"].append(acc)
+            return loss
+
+    return LeanSFTTrainer
+
+
+def completion_loss(model, inputs: dict[str, Any], num_items_in_batch=None) -> tuple[Any, float]:
+    """Next-token cross-entropy over the labelled (completion) tokens, with the vocabulary projection
+    computed only from the first labelled position on (``logits_to_keep``): a VLM prompt (system text,
+    image tokens, question) is mostly unlabelled, and on a CPU the projection and TRL's fused entropy
+    over every position cost more than the model. Same loss as TRL's ``nll``; returns (loss, token
+    accuracy)."""
+    import torch
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    shifted = labels[:, 1:]
+    mask = shifted != -100
+    start = int(mask.any(0).nonzero()[0]) if mask.any() else shifted.shape[1] - 1
+    keep = torch.arange(start, labels.shape[1] - 1, device=labels.device)
+    fwd = {k: v for k, v in inputs.items() if k != "labels"}
+    logits = model(**fwd, use_cache=False, logits_to_keep=keep).logits
+    y, m = shifted[:, start:], mask[:, start:]
+    picked = logits[m].float()
+    total = F.cross_entropy(picked, y[m], reduction="sum")
+    denom = m.sum() if num_items_in_batch is None else num_items_in_batch
+    acc = float((picked.argmax(-1) == y[m]).float().mean()) if m.any() else 0.0
+    return total / torch.as_tensor(denom).clamp(min=1), acc
+
+
+def _bound_box(processor, frame: str, lo: int | None, hi: int | None, records: list[Record]) -> BoxSettings:
+    from surgkit.reasoning.vlm import bind_processor
+
+    sizes = sorted({r.size for r in records})[:16]
+    return bind_processor(processor, BoxSettings(frame=frame, min_pixels=lo, max_pixels=hi), sizes)
 
 
 FRESH_START = "run without --resume to start over, or use another output folder"
@@ -218,36 +402,37 @@ def sft(
     if settings.stage not in ("simple", "cot"):
         raise SurgkitError("SFT stage must be 'simple' (Stage 1) or 'cot' (Stage 2)")
     mode = "sentence" if settings.stage == "simple" else "cot"
-    box = BoxSettings(frame=settings.box_frame)
+    processor = load_processor(model_path)
+    box = _bound_box(processor, settings.box_frame, settings.min_pixels, settings.max_pixels, records)
     rows = [sft_example(r, mode, image_root, box) for r in records]
     rows += [sft_example(r, "sentence", image_root, box) for r in extra_simple or []]
     out = Path(out_dir)
     lora_cfg = _lora(settings.lora, settings.lora_r, settings.lora_alpha, settings.lora_targets)
-    model, done, how = _start_model(Path(model_path), out / "checkpoints", resume, device, lora_cfg)
+    model, done, how = _start_model(Path(model_path), out / "checkpoints", resume, settings.dtype, lora_cfg)
     if done and lora_cfg is not None and hasattr(model, "peft_config"):
         lora_cfg = None  # adapter already attached
     args = SFTConfig(
         **_trainer_args(settings, out, done, device),
-        warmup_steps=settings.warmup_ratio,
-        lr_scheduler_type=settings.scheduler,
         max_length=settings.max_length,
+        weight_decay=settings.weight_decay,
     )
-    processor = load_processor(model_path)
-    trainer = SFTTrainer(
+    trainer = (lean_sft_trainer() if settings.completion_logits_only else SFTTrainer)(
         model=model,
         args=args,
-        train_dataset=_with_images(rows),
+        train_dataset=_with_images(rows, processor, out / "image_cache" if settings.cache_images else None),
         processing_class=processor,
         peft_config=lora_cfg,
     )
+    _quiet(trainer, out, f"SFT ({settings.stage})")
     trainer.train()
     meta = {
         "stage": f"sft-{settings.stage}",
         "settings": dataclasses.asdict(settings),
+        "box": dataclasses.asdict(box),
         "records": len(rows),
         "start": how,
     }
-    return _finish(trainer, processor, out, meta)
+    return _finish(trainer, processor, out, meta, settings.merge_lora)
 
 
 @guarded_run("surgkit reason grpo", run_settings, overwrite=lambda a: not a["resume"], clear=("checkpoints",),
@@ -261,15 +446,22 @@ def grpo(
     device: str = "auto",
     resume: bool = False,
 ) -> Path:
-    """Stage 3 GRPO with TRL ``GRPOTrainer``; rewards from :func:`surgkit.reasoning.rewards.make_reward_funcs`."""
+    """Stage 3 GRPO with TRL ``GRPOTrainer``; rewards from :func:`surgkit.reasoning.rewards.make_reward_funcs`.
+
+    Refuses a tokenizer whose decoding drops the reasoning tags (:func:`vlm.check_tags_survive`).
+    """
     _env_offline()
     from trl import GRPOConfig, GRPOTrainer
 
     from surgkit.reasoning.render import grpo_example
     from surgkit.reasoning.rewards import make_reward_funcs
-    from surgkit.reasoning.vlm import load_processor
+    from surgkit.reasoning.vlm import check_tags_survive, load_processor, resolve_device
 
-    box = BoxSettings(frame=settings.box_frame)
+    processor = load_processor(model_path)
+    check_tags_survive(processor)
+    if settings.use_vllm and resolve_device(device) != "cuda":
+        raise SurgkitError("use_vllm needs a CUDA GPU (and the 'vllm' extra: pip install 'surgkit[vllm]')")
+    box = _bound_box(processor, settings.box_frame, settings.min_pixels, settings.max_pixels, records)
     funcs, weights = make_reward_funcs(
         settings.rewards, box, settings.coherence, settings.triplet_lambda, settings.iou_mode
     )
@@ -279,9 +471,10 @@ def grpo(
     rows = [grpo_example(r, image_root, box) for r in records]
     out = Path(out_dir)
     lora_cfg = _lora(settings.lora, settings.lora_r, settings.lora_alpha, settings.lora_targets)
-    model, done, how = _start_model(Path(model_path), out / "checkpoints", resume, device, lora_cfg)
+    model, done, how = _start_model(Path(model_path), out / "checkpoints", resume, settings.dtype, lora_cfg)
     if done and hasattr(model, "peft_config"):
         lora_cfg = None
+    vllm = {"use_vllm": True, "vllm_mode": settings.vllm_mode} if settings.use_vllm else {}
     args = GRPOConfig(
         **_trainer_args(settings, out, done, device),
         num_generations=settings.num_generations,
@@ -293,23 +486,25 @@ def grpo(
         scale_rewards=settings.scale_rewards,
         multi_objective_aggregation=settings.aggregation,
         reward_weights=weights,
+        **vllm,
     )
-    processor = load_processor(model_path)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=funcs,
         args=args,
-        train_dataset=_with_images(rows),
+        train_dataset=_with_images(rows, processor, out / "image_cache" if settings.cache_images else None),
         processing_class=processor,
         peft_config=lora_cfg,
     )
+    _quiet(trainer, out, "GRPO")
     trainer.train()
     meta = {
         "stage": "grpo",
         "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "extra_reward_funcs"},
+        "box": dataclasses.asdict(box),
         "reward_names": [f.__name__ for f in funcs],
         "reward_weights": weights,
         "records": len(rows),
         "start": how,
     }
-    return _finish(trainer, processor, out, meta)
+    return _finish(trainer, processor, out, meta, settings.merge_lora)

@@ -1,160 +1,59 @@
-"""Vision-language models for the reasoning pipeline: loading any HF VLM folder, and the embedded tiny
-Qwen2-VL trained from scratch on synthetic records (spec reasoning §4.3, deps.md §3).
+"""Loading, saving and configuring vision-language models for the reasoning pipeline.
 
-The tiny model is a real ``Qwen2VLForConditionalGeneration`` (random init from a small config) with a
-byte-level BPE tokenizer trained on the records' own text, so training, generation and evaluation run
-the same code paths as a 2B/7B Qwen2-VL, only smaller. Qwen2-VL's processor in transformers 5 requires
-a video processor that imports torchvision; :class:`ImageOnlyQwen2VLProcessor` drops that slot.
+Any HF VLM folder of the Qwen2-VL family (Qwen2-VL, Qwen2.5-VL, and surgkit's tiny models of
+:mod:`surgkit.reasoning.tiny_vlm`) is loaded with :func:`load_vlm`. Two things are checked here
+because getting them wrong silently ruins training:
+
+- **Box frames** (:func:`bind_processor`): the processor's resize (min/max pixels, patch x merge
+  factor) and the :class:`BoxSettings` that read and write boxes must agree. Explicit pixel bounds in
+  the settings are set on the processor; otherwise the settings take the processor's. The resize of
+  every distinct image size is then checked against a real processor call (``image_grid_thw`` x patch
+  size), so the ``input`` frame (Qwen2.5-VL native pixels) is the frame the model actually sees.
+- **Tags survive decoding** (:func:`check_tags_survive`): TRL decodes GRPO completions with
+  ``skip_special_tokens=True``; a tokenizer that marks ``<think>``/``<answer>`` as special loses them
+  and every reward is 0. Such a tokenizer is refused with the token named.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from surgkit.errors import SurgkitError
+from surgkit.reasoning.scoring import BoxSettings
 
-SPECIALS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-    "<think>",
-    "</think>",
-    "<answer>",
-    "</answer>",
-]
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 MARKER = "surgkit_vlm.json"
+TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+PROCESSOR_KINDS = ("image-only-qwen2-vl", "image-only-qwen2.5-vl")
 
 
-def image_only_processor_class():
-    """``Qwen2VLProcessor`` subclass without the (torchvision-bound) video processor slot."""
-    from transformers import Qwen2VLProcessor
+def image_only_processor_class(kind: str = "image-only-qwen2-vl"):
+    """``Qwen2VLProcessor`` / ``Qwen2_5_VLProcessor`` subclass without the video processor slot (in
+    transformers 5 it imports torchvision, which the CPU torch wheel cannot sit next to)."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
     from transformers.processing_utils import ProcessorMixin
 
-    class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
+    if kind not in PROCESSOR_KINDS:
+        raise SurgkitError(f"unknown processor kind '{kind}' (choose from {', '.join(PROCESSOR_KINDS)})")
+    base = Qwen2VLProcessor if kind == "image-only-qwen2-vl" else Qwen2_5_VLProcessor
+
+    class ImageOnlyProcessor(base):
+        surgkit_kind = kind
+
         def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
             self.image_token, self.video_token = "<|image_pad|>", "<|video_pad|>"
             self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
             self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
             ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
-    return ImageOnlyQwen2VLProcessor
+    ImageOnlyProcessor.__name__ = "ImageOnly" + base.__name__
+    return ImageOnlyProcessor
 
 
-def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024):
-    """Byte-level BPE trained on ``corpus`` (any string round-trips), Qwen-style special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(list(corpus), trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", padding_side="left"
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
-
-
-@dataclasses.dataclass
-class TinyVLMConfig:
-    """Sizes of the embedded tiny Qwen2-VL (defaults: ~0.5M parameters, 4 image tokens at 56x56)."""
-
-    hidden_size: int = 96
-    intermediate_size: int = 192
-    num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    vision_depth: int = 1
-    vision_embed_dim: int = 32
-    patch_size: int = 14
-    image_pixels: int = 56 * 56
-    vocab_size: int = 1024
-    max_position_embeddings: int = 2048
-
-
-def build_tiny_vlm(
-    out_dir: str | Path, corpus: Iterable[str], cfg: TinyVLMConfig = TinyVLMConfig(), seed: int = 0
-) -> Path:
-    """Create, randomly initialise and save a tiny Qwen2-VL + processor in ``out_dir``."""
-    import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    torch.manual_seed(seed)
-    tok = train_tokenizer(corpus, cfg.vocab_size)
-    head_dim = cfg.hidden_size // cfg.num_heads
-    half = head_dim // 2
-    section = [half - 2 * (half // 3), half // 3, half // 3]
-    vocab = (len(tok) + 63) // 64 * 64
-    ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIALS}
-    config = Qwen2VLConfig(
-        text_config=dict(
-            vocab_size=vocab,
-            hidden_size=cfg.hidden_size,
-            intermediate_size=cfg.intermediate_size,
-            num_hidden_layers=cfg.num_layers,
-            num_attention_heads=cfg.num_heads,
-            num_key_value_heads=cfg.num_kv_heads,
-            max_position_embeddings=cfg.max_position_embeddings,
-            rope_parameters={"rope_type": "default", "mrope_section": section, "rope_theta": 10000.0},
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
-            bos_token_id=None,
-            tie_word_embeddings=True,
-        ),
-        vision_config=dict(
-            depth=cfg.vision_depth,
-            embed_dim=cfg.vision_embed_dim,
-            hidden_size=cfg.hidden_size,
-            num_heads=2,
-            patch_size=cfg.patch_size,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-        ),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
-        tie_word_embeddings=True,
-    )
-    model = Qwen2VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.bos_token_id = None
-    ip = Qwen2VLImageProcessorPil(
-        patch_size=cfg.patch_size,
-        merge_size=2,
-        temporal_patch_size=2,
-        min_pixels=cfg.image_pixels,
-        max_pixels=cfg.image_pixels,
-    )
-    proc = image_only_processor_class()(image_processor=ip, tokenizer=tok, chat_template=CHAT_TEMPLATE)
-    out = Path(out_dir)
-    save_vlm(model, proc, out, {"kind": "tiny-qwen2-vl", "config": dataclasses.asdict(cfg), "seed": seed})
-    return out
-
-
+# ------------------------------------------------------------------------------------- folders
 def save_vlm(model, processor, out_dir: str | Path, meta: dict[str, Any] | None = None) -> Path:
     """Save model (safetensors) + processor; write the marker that says how to reload the processor."""
     from surgkit.utils.io import write_json
@@ -163,17 +62,21 @@ def save_vlm(model, processor, out_dir: str | Path, meta: dict[str, Any] | None 
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
-    image_only = type(processor).__name__ == "ImageOnlyQwen2VLProcessor"
-    write_json(out / MARKER, {**(meta or {}), "processor": "image-only-qwen2-vl" if image_only else "auto"})
+    kind = getattr(processor, "surgkit_kind", "auto")
+    write_json(out / MARKER, {**(meta or {}), "processor": kind})
     return out
+
+
+def folder_meta(path: str | Path) -> dict[str, Any]:
+    marker = Path(path) / MARKER
+    return json.loads(marker.read_text()) if marker.is_file() else {}
 
 
 def load_processor(path: str | Path):
     """The processor saved in ``path`` (the image-only subclass for surgkit's tiny models)."""
-    path = Path(path)
-    marker = path / MARKER
-    if marker.is_file() and json.loads(marker.read_text()).get("processor") == "image-only-qwen2-vl":
-        proc = image_only_processor_class().from_pretrained(path)
+    kind = folder_meta(path).get("processor", "auto")
+    if kind in PROCESSOR_KINDS:
+        proc = image_only_processor_class(kind).from_pretrained(path)
     else:
         from transformers import AutoProcessor
 
@@ -192,63 +95,153 @@ def resolve_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_vlm(path: str | Path, device: str = "cpu", dtype: str = "auto"):
-    """(model, processor) of an HF vision-language model folder (or hub id when online)."""
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def load_vlm(path: str | Path, device: str = "cpu", dtype: str = "auto", box: BoxSettings | None = None):
+    """(model, processor) of an HF vision-language model folder (or hub id when online).
+
+    With ``box`` the processor is bound to it (:func:`bind_processor`); the bound settings are
+    available as ``processor.surgkit_box``.
+    """
     import torch
     from transformers import AutoModelForImageTextToText
 
+    import surgkit.reasoning.tiny_vlm  # noqa: F401  (registers surgkit's tiny model types)
+
     if not (Path(path).is_dir() or "/" in str(path)):
         raise SurgkitError(f"{path}: not a model folder")
-    torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype).to(resolve_device(device))
-    return model, load_processor(path)
+    if dtype not in DTYPES:
+        raise SurgkitError(f"unknown dtype '{dtype}' (choose from {', '.join(DTYPES)})")
+    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+    adapter = Path(path) / "adapter_config.json"
+    if adapter.is_file():  # a LoRA stage output: its base model with the adapter merged in memory
+        from peft import PeftModel
+
+        base_path = json.loads(adapter.read_text()).get("base_model_name_or_path")
+        if not base_path or not (Path(base_path).is_dir() or "/" in base_path):
+            raise SurgkitError(f"{path}: adapter without a loadable base model ({base_path!r})")
+        base, _ = load_vlm(base_path, device="cpu", dtype=dtype)
+        model = PeftModel.from_pretrained(base, path).merge_and_unload().to(resolve_device(device))
+    else:
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype).to(
+            resolve_device(device)
+        )
+    processor = load_processor(path)
+    if box is not None:
+        processor.surgkit_box = bind_processor(processor, box)
+    return model, processor
+
+
+def model_fingerprint(path: str | Path, chunks: int = 16, chunk_bytes: int = 1 << 16) -> str:
+    """A content fingerprint of a model folder: sha256 over its config files and, per weight file, its
+    size and ``chunks`` evenly spaced 64 KiB samples (fine-tunes differ everywhere; a 15 GB 7B model is
+    fingerprinted in milliseconds). Used to key resumable evaluations by the model that answered."""
+    root = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in root.iterdir() if p.is_file()) if root.is_dir() else []
+    for p in files:
+        if p.suffix in (".json", ".txt", ".jinja") and p.name != MARKER:
+            h.update(p.name.encode() + p.read_bytes())
+        elif p.suffix in (".safetensors", ".bin", ".pt"):
+            size = p.stat().st_size
+            h.update(f"{p.name}:{size}".encode())
+            with open(p, "rb") as fh:
+                for k in range(chunks):
+                    fh.seek(max(0, (size - chunk_bytes) * k // max(1, chunks - 1)))
+                    h.update(fh.read(chunk_bytes))
+    if not files:
+        h.update(str(path).encode())  # a hub id
+    return h.hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------- box frames
+def image_processor_of(processor):
+    return getattr(processor, "image_processor", None)
+
+
+def processor_pixels(processor) -> tuple[int, int, int] | None:
+    """(min_pixels, max_pixels, factor) of a Qwen2-VL-style image processor, or None for others."""
+    ip = image_processor_of(processor)
+    size = getattr(ip, "size", None)
+    if ip is None or size is None or not hasattr(ip, "merge_size"):
+        return None
+    get = size.get if isinstance(size, dict) else lambda k: getattr(size, k, None)
+    lo, hi = get("shortest_edge"), get("longest_edge")
+    if lo is None or hi is None:
+        return None
+    return int(lo), int(hi), int(ip.patch_size) * int(ip.merge_size)
+
+
+def bind_processor(processor, box: BoxSettings, sizes: Iterable[tuple[int, int]] = ()) -> BoxSettings:
+    """Make the processor's resize and ``box`` agree; returns the settings to read/write boxes with.
+
+    Explicit ``box.min_pixels``/``max_pixels`` are set on the processor; missing ones are taken from it.
+    Then each (width, height) of ``sizes`` is checked against a real processor call.
+    """
+    import dataclasses
+
+    px = processor_pixels(processor)
+    if px is None:
+        if box.frame == "input":
+            raise SurgkitError("box frame 'input' needs a Qwen2-VL-style image processor (min/max pixels)")
+        return box
+    lo, hi, factor = px
+    lo = box.min_pixels if box.min_pixels is not None else lo
+    hi = box.max_pixels if box.max_pixels is not None else hi
+    if lo > hi:
+        raise SurgkitError(f"min_pixels {lo} > max_pixels {hi}")
+    image_processor_of(processor).size = {"shortest_edge": lo, "longest_edge": hi}
+    bound = dataclasses.replace(box, min_pixels=lo, max_pixels=hi, factor=factor)
+    for w, h in set(sizes):
+        check_resize(processor, bound, w, h)
+    return bound
+
+
+def real_input_size(processor, width: int, height: int) -> tuple[int, int]:
+    """(w, h) of the model input the processor makes from a ``width`` x ``height`` image."""
+    import numpy as np
+    from PIL import Image
+
+    ip = image_processor_of(processor)
+    img = Image.fromarray(np.zeros((height, width, 3), np.uint8))
+    grid = ip(images=[img], return_tensors="pt")["image_grid_thw"][0].tolist()
+    return int(grid[2]) * int(ip.patch_size), int(grid[1]) * int(ip.patch_size)
+
+
+def check_resize(processor, box: BoxSettings, width: int, height: int) -> None:
+    """Refuse when the boxes' model-input frame differs from the processor's real resize."""
+    from surgkit.reasoning.boxes import qwen25_input_size
+
+    real = real_input_size(processor, width, height)
+    ours = qwen25_input_size(width, height, box.factor, box.resolved_min, box.resolved_max)
+    if real != ours:
+        raise SurgkitError(
+            f"a {width}x{height} image becomes {real[0]}x{real[1]} in the processor but "
+            f"{ours[0]}x{ours[1]} in the box frame (min/max pixels {box.resolved_min}/{box.resolved_max})"
+        )
+
+
+def check_tags_survive(processor) -> None:
+    """Refuse a tokenizer that drops a reasoning tag when decoding with ``skip_special_tokens=True``."""
+    tok = getattr(processor, "tokenizer", processor)
+    text = "<think>Level 1: a</think><answer>b</answer>"
+    back = tok.decode(tok(text, add_special_tokens=False)["input_ids"], skip_special_tokens=True)
+    lost = [t for t in TAGS if t not in back]
+    if lost:
+        raise SurgkitError(
+            f"the tokenizer marks {', '.join(lost)} as special tokens: GRPO decodes completions with "
+            "skip_special_tokens=True, the tags vanish and every reward is 0; register them as normal "
+            "tokens (surgkit's tiny models do) or rebuild the model with `surgkit reason tiny-model`"
+        )
 
 
 def generate(
-    model,
-    processor,
-    records,
-    image_root,
-    box_settings=None,
-    max_new_tokens: int = 256,
-    reasoning: bool = True,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    num_return_sequences: int = 1,
+    model, processor, records, image_root, box_settings=None, max_new_tokens: int = 256, **kw
 ) -> list[str]:
-    """Greedy (or sampled) completions for a batch of records; returns ``len(records) * n`` strings."""
-    import torch
-    from PIL import Image
+    """Texts of :func:`surgkit.reasoning.generation.generate_answers` (kept for callers of the old API)."""
+    from surgkit.reasoning.generation import GenerationSettings, generate_answers
 
-    from surgkit.reasoning.render import image_paths, prompt_messages
-    from surgkit.reasoning.scoring import BoxSettings
-
-    box_settings = box_settings or BoxSettings()
-    texts, images = [], []
-    for rec in records:
-        msgs = prompt_messages(rec, box_settings, reasoning)
-        texts.append(processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
-        images.append([Image.open(p).convert("RGB") for p in image_paths(rec, image_root)])
-    inputs = processor(text=texts, images=images, return_tensors="pt", padding=True).to(model.device)
-    with torch.no_grad():
-        out = model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature if do_sample else None,
-            top_p=None,
-            top_k=None,
-            num_return_sequences=num_return_sequences,
-        )
-    new = out[:, inputs["input_ids"].shape[1] :]
-    tok = getattr(processor, "tokenizer", processor)
-    return (
-        tok.batch_decode(new, skip_special_tokens=False)
-        if False
-        else [_clean(t) for t in tok.batch_decode(new)]
-    )
-
-
-def _clean(text: str) -> str:
-    """Decoded completion without padding/end tokens (keeps <think>/<answer> tags)."""
-    return text.replace("<|endoftext|>", "").split("<|im_end|>")[0].strip()
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=max(1, len(records)), **kw)
+    answers = generate_answers(model, processor, records, image_root, box_settings or BoxSettings(), settings)
+    return [a.text for a in answers]
