@@ -227,7 +227,8 @@ MGEARS_ITEMS: tuple[str, ...] = (
 )
 MGEARS_RANGE: tuple[int, int] = (5, 25)
 
-# Critical view of safety criteria (Strasberg), Endoscapes/Cholec80-CVS order.
+# Critical view of safety criteria (Strasberg), in the Cholec80-CVS column order. Endoscapes numbers them
+# C1 two structures, C2 hepatocystic triangle, C3 cystic plate; its reader maps them here by name.
 CVS_CRITERIA: tuple[str, ...] = ("two_structures", "cystic_plate", "hepatocystic_triangle")
 
 # Surgical-VQLA (EndoVis18/17-VQLA) answer classes; index = class id.

@@ -93,9 +93,11 @@ def make_endoscapes(root):
 def test_endoscapes_coco_and_scientific_vids(tmp_path):
     ds = endoscapes.load(make_endoscapes(tmp_path))
     assert ds.split_files == {"train": ["12"], "val": ["2"], "test": ["3"]}
+    # ds is C1 two structures, C2 hepatocystic triangle, C3 cystic plate (Endoscapes numbering);
+    # criteria come out in CVS_CRITERIA order (two structures, cystic plate, hepatocystic triangle)
     assert [(c.video_id, c.start, c.criteria) for c in ds.cvs] == [
-        ("12", 34575, (0.6667, 0.0, 0.3333)),
-        ("12", 34700, (1.0, 1.0, 0.0)),
+        ("12", 34575, (0.6667, 0.3333, 0.0)),
+        ("12", 34700, (1.0, 0.0, 1.0)),
     ]
     assert ds.cvs[0].extra["frame_id"] == 1383
     (box,) = ds.boxes
@@ -139,6 +141,7 @@ def test_endoscapes_metadata_csv(tmp_path):
     )
     ds = endoscapes.load(tmp_path, cvs_source="metadata")
     assert ds.meta["roi_frames"] == 2 and [c.start for c in ds.cvs] == [34575, 34600]
+    assert ds.cvs[0].criteria == (0.6667, 0.3333, 0.0)  # C2 = hepatocystic triangle -> third in CVS_CRITERIA
     write(tmp_path / "all_metadata.csv", "vid,frame,C1,C2,C3\n12,34575,1.5,0,0\n")
     with pytest.raises(DataFormatError, match=r"all_metadata.csv:2: C1 = 1.5 out of range"):
         endoscapes.load(tmp_path)

@@ -74,5 +74,7 @@ def synth_world(tmp_path_factory) -> Path:
     from surgkit.synth import generate_world
 
     out = tmp_path_factory.mktemp("world") / "w"
-    generate_world(out, preset="tiny", seed=0, layouts="vlm,vqla,cholect50,endoscapes,copesd,boxes", progress=False)
+    generate_world(
+        out, preset="tiny", seed=0, layouts="vlm,vqla,cholect50,endoscapes,copesd,boxes", progress=False
+    )
     return out

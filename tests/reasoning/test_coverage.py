@@ -42,7 +42,10 @@ def test_copesd_action_question_does_not_leak_the_instruction(synth_world):
     actions = [r for r in build_from_world(synth_world).records if r.task == "action"]
     assert actions
     for r in actions[:20]:
-        assert re.search(rf"\b{r.answer}\b", r.question) is None and r.provenance["instruction"] not in r.question
+        assert (
+            re.search(rf"\b{r.answer}\b", r.question) is None
+            and r.provenance["instruction"] not in r.question
+        )
         assert r.labels["action"] == r.answer
 
 
@@ -183,15 +186,17 @@ class Teacher(BaseHTTPRequestHandler):
 
 
 def test_teacher_chains_validated_kept_or_replaced_by_templates(tmp_path, synth_world):
-    from surgkit.reasoning.synth_adapter import build_from_world
     from surgkit.reasoning.cot import present_instruments
+    from surgkit.reasoning.synth_adapter import build_from_world
     from surgkit.reasoning.teacher import teach
 
     recs = [r for r in build_from_world(synth_world).records if r.task == "phase"][:4]
     for k, r in enumerate(recs):
         r.question = f"{r.question} #{k}"  # one question per record for the fake teacher
         chain = render_target(r, "cot").replace("Level 1:", "Level 1: Seen from above,")
-        absent = next(t for t in ("clipper", "scissors", "irrigator", "bipolar") if t not in present_instruments(r))
+        absent = next(
+            t for t in ("clipper", "scissors", "irrigator", "bipolar") if t not in present_instruments(r)
+        )
         Teacher.chains[r.question] = (
             chain if k % 2 == 0 else chain.replace("Level 1:", f"Level 1: A {absent} is visible.")
         )
@@ -209,3 +214,12 @@ def test_teacher_chains_validated_kept_or_replaced_by_templates(tmp_path, synth_
         new[0].reasoning["level1"].startswith("Seen from above") and new[0].reasoning["teacher"] == "big-vlm"
     )
     assert (tmp_path / "work" / "teacher.jsonl").is_file()
+
+
+def test_world_record_ids_are_unique_and_read_back(synth_world, tmp_path):
+    from surgkit.reasoning.records import read_records, write_jsonl
+    from surgkit.reasoning.synth_adapter import build_from_world
+
+    recs = build_from_world(synth_world).records
+    write_jsonl(tmp_path / "r.jsonl", recs)
+    assert len(read_records(tmp_path / "r.jsonl")) == len(recs)  # read_records refuses duplicate ids

@@ -42,6 +42,8 @@ def test_majority_baseline_per_question_type(endovis_root):
 def test_stratified_takes_each_group():
     from .helpers import rec
 
-    recs = [rec(id=f"a/{k}", task="phase") for k in range(10)] + [rec(id=f"b/{k}", task="vqa") for k in range(3)]
+    recs = [rec(id=f"a/{k}", task="phase") for k in range(10)] + [
+        rec(id=f"b/{k}", task="vqa") for k in range(3)
+    ]
     picked = stratified(recs, 2)
     assert [r.id for r in picked] == ["a/0", "a/5", "b/0", "b/1"]

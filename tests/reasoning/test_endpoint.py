@@ -5,6 +5,7 @@ The server answers each record by a script read from the question (``[null]``, `
 record and records how many requests were in flight at once.
 """
 
+import contextlib
 import json
 import re
 import threading
@@ -45,10 +46,8 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         time.sleep(2.0 if "[slow]" in question and n == 1 else cls.delay)
         with cls.lock:  # before replying: the client may send its next request as soon as it has the reply
             cls.in_flight -= 1
-        try:
+        with contextlib.suppress(BrokenPipeError):  # the client gave up (timeout) before the reply
             self._answer(question, n)
-        except BrokenPipeError:  # the client gave up (timeout) before the reply
-            pass
 
     def _answer(self, question: str, n: int) -> None:
         m = re.search(r"\[(\d{3})x(\d)\]", question)

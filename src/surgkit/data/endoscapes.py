@@ -142,7 +142,13 @@ def _read_coco(
         if want_cvs and "ds" in img and (vid, frame) not in seen:
             seen.add((vid, frame))
             ds.cvs.append(
-                CVSLabel(vid, frame, frame, _criteria(img["ds"], path, img["id"]), extra=_tags(img))
+                CVSLabel(
+                    vid,
+                    frame,
+                    frame,
+                    from_endoscapes_order(_criteria(img["ds"], path, img["id"])),
+                    extra=_tags(img),
+                )
             )
     for ann in data.get("annotations", []):
         if not isinstance(ann, dict) or ann.get("image_id") not in images:
@@ -187,6 +193,18 @@ def _pixel_box(bbox: list, size: tuple[float, float] | None, path: Path, key: st
     return (x, y, w, h)
 
 
+# Endoscapes numbers the criteria C1 two structures, C2 hepatocystic triangle, C3 cystic plate (its
+# annotation protocol: 1 = 2-structure, 2 = hepatocystic triangle, 3 = cystic plate criterion);
+# CVSLabel.criteria are in surgkit.vocab.CVS_CRITERIA order (two structures, cystic plate, triangle).
+ENDOSCAPES_ORDER = ("two_structures", "hepatocystic_triangle", "cystic_plate")
+
+
+def from_endoscapes_order(values) -> tuple[float, float, float]:
+    """(C1, C2, C3) as Endoscapes writes them -> CVS_CRITERIA order."""
+    by_name = dict(zip(ENDOSCAPES_ORDER, (float(v) for v in values), strict=True))
+    return tuple(by_name[c] for c in CVS_CRITERIA)  # type: ignore[return-value]
+
+
 def _tags(img: dict) -> dict:
     return {k: img[k] for k in ("frame_id", "is_ds_keyframe", "is_det_keyframe") if k in img}
 
@@ -214,7 +232,7 @@ def _read_metadata(ds: Dataset, path: Path, add_cvs: bool) -> int:
                 f"video {vid} frame {frame} also on line {seen[vid, frame]}", path=path, line=line
             )
         seen[vid, frame] = line
-        crit = tuple(
+        crit = from_endoscapes_order(
             check_range(parse_float(row[c], path, line, c), 0, 1, path, line, c) for c in ("C1", "C2", "C3")
         )
         n += 1

@@ -83,8 +83,16 @@ def from_copesd(ds, name: str, root: Path, report) -> None:
                     **base,
                 )
             )
+        verbs: dict[str, set[str]] = defaultdict(set)
         for rel in relations:
-            if rel["instrument"] not in tools:
+            verbs[rel["instrument"]].add(rel["verb"])
+        asked = set()
+        for rel in relations:
+            if rel["instrument"] in asked:
+                continue  # one question per tool
+            asked.add(rel["instrument"])
+            if rel["instrument"] not in tools or len(verbs[rel["instrument"]]) != 1:
+                report.skip(f"{rid}/{rel['instrument']}", "tool without a box, or with several actions")
                 continue
             report.records.append(
                 Record(

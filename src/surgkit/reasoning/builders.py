@@ -12,7 +12,8 @@ Questions per source (answers are canonical vocabulary names):
 - CholecT50: per sampled frame one ``triplet``, one ``phase`` and one ``tool_presence`` record.
 - Cholec80: per sampled second (``stride_s``) one ``phase`` and one ``tool_presence`` record; the
   frames are decoded and written as PNG under ``frames_dir``.
-- Endoscapes: per CVS frame one ``cvs`` record (criteria binarised at >= 0.5, the mean of raters) and
+- Endoscapes: per CVS frame one ``cvs`` record (criteria binarised at >= 0.5, the mean of raters; C1-C3 in
+  the Endoscapes numbering: two structures, hepatocystic triangle, cystic plate -- mapped by name) and
   one ``grounding`` record per annotated anatomy box.
 - CoPESD and Cholec80-Boxes: action and tool-localisation records (:mod:`surgkit.reasoning.benchmarks`).
 """
@@ -27,9 +28,17 @@ from pathlib import Path
 
 from surgkit.errors import SurgkitError
 from surgkit.reasoning import boxes as bx
-from surgkit.reasoning.lexicon import ALL_INSTRUMENTS, TISSUES
+from surgkit.reasoning.lexicon import ALL_INSTRUMENTS, CVS_NUMBERING, TISSUES
 from surgkit.reasoning.records import BoxAnn, ImageRef, Record
-from surgkit.vocab import CHOLEC80_PHASES, CHOLEC80_TOOLS, INSTRUMENTS, TARGETS, TRIPLET_COMPONENTS, VERBS
+from surgkit.vocab import (
+    CHOLEC80_PHASES,
+    CHOLEC80_TOOLS,
+    CVS_CRITERIA,
+    INSTRUMENTS,
+    TARGETS,
+    TRIPLET_COMPONENTS,
+    VERBS,
+)
 
 SOURCES = (
     "endovis18_vqla",
@@ -48,9 +57,9 @@ Q_PHASE = "Which surgical phase is being performed in this laparoscopic cholecys
 Q_TRIPLET = "Which instrument, verb, target triplets are visible? Answer as 'instrument,verb,target; ...'."
 Q_TOOLS = "Which surgical instruments are visible? List them separated by commas, or answer none."
 Q_CVS = (
-    "Assess the critical view of safety: C1 two tubular structures entering the gallbladder, C2 lower "
-    "gallbladder separated from the cystic plate, C3 hepatocystic triangle cleared. Answer as 'C1 yes/no, "
-    "C2 yes/no, C3 yes/no'."
+    "Assess the critical view of safety: C1 two tubular structures entering the gallbladder, C2 "
+    "hepatocystic triangle cleared, C3 lower gallbladder separated from the cystic plate. Answer as "
+    "'C1 yes/no, C2 yes/no, C3 yes/no'."
 )
 
 
@@ -366,7 +375,8 @@ def from_endoscapes(ds, name: str, root: Path, report: BuildReport) -> None:
                 anns.append(BoxAnn(label, box, "context"))
             else:
                 report.skip(f"{item}: {b.label}", f"box {b.xywh} outside the {w}x{h} image")
-        cvs = {f"c{k + 1}": int(v >= 0.5) for k, v in enumerate(lab.criteria)}
+        by_name = dict(zip(CVS_CRITERIA, lab.criteria, strict=True))  # reader order -> names
+        cvs = {c: int(by_name[name] >= 0.5) for c, name in CVS_NUMBERING.items()}  # Endoscapes C1-C3
         anatomy = sorted({a.label for a in anns if a.label in TISSUES})
         labels = {"cvs": cvs, "cvs_mean": list(lab.criteria), "anatomy": anatomy}
         split = (video.extra.get("split_folder") if video else None) or "unspecified"

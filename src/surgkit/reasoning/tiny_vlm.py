@@ -71,7 +71,7 @@ def train_tokenizer(
 
     ``merge_words`` lets merges cross word boundaries (no regex pre-split), so the recurring phrases of
     template chains and the system prompt become single tokens: sequences about 3x shorter, which is
-    what makes the demo model fast. Each distinct text counts min(its multiplicity, 32) times;
+    what makes the demo model fast; digits are always single tokens (box coordinates). Each distinct text counts min(its multiplicity, 32) times;
     ``max_texts`` caps the distinct texts (a seeded sample; texts seen 32+ times are always kept).
     """
     import random
@@ -88,7 +88,10 @@ def train_tokenizer(
         texts = frequent + random.Random(seed).sample(rare, max(0, max_texts - len(frequent)))
     texts = [t for t in texts for _ in range(min(counts[t], FREQUENT))]  # frequency matters to BPE
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=not merge_words)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=not merge_words)
+    # digits stay single tokens: box coordinates are then learnable number by number
+    digits = pre_tokenizers.Digits(individual_digits=True)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([digits, byte_level]) if merge_words else byte_level
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -66,10 +66,10 @@ class SFTSettings:
     min_pixels: int | None = None
     max_pixels: int | None = None
     weight_decay: float = 0.0
-    completion_logits_only: bool = False  # small models: logits only where the loss is (see completion_loss)
-    cache_images: bool = (
-        False  # decode small pre-resized copies instead of the originals (see resized_images)
-    )
+    # small models: logits only where the loss is (completion_loss); images pre-resized (resized_images)
+    completion_logits_only: bool = False
+    cache_images: bool = False
+    report_to: str | None = "none"  # trackers (surgkit.utils.tracking); train_log.jsonl is always written
 
 
 @dataclasses.dataclass
@@ -109,6 +109,7 @@ class GRPOSettings:
     warmup_ratio: float = 0.0
     scheduler: str = "linear"
     cache_images: bool = False
+    report_to: str | None = "none"
 
 
 def select_split(records: list[Record], split: str = "train", allow_leakage: bool = False) -> list[Record]:
@@ -283,50 +284,21 @@ def _trainer_args(settings: Any, out: Path, done: int, device: str) -> dict[str,
     )
 
 
-def log_callback(out: Path, name: str, total: int):
-    """A TrainerCallback writing TRL's log dicts to ``out/train_log.jsonl`` (main process) and advancing a
-    surgkit progress bar, in place of TRL's console printer."""
-    from transformers import TrainerCallback
+def _quiet(trainer, out: Path, name: str, settings: Any) -> None:
+    """TRL's log dicts to ``out/train_log.jsonl`` and the trackers (``settings.report_to``), not stdout."""
+    from surgkit.utils.hf_tracking import tracker_callback, use_surgkit_logging
 
-    from surgkit.utils.io import to_json
-    from surgkit.utils.progress import make_progress
-
-    class JsonlLog(TrainerCallback):
-        def __init__(self) -> None:
-            self.bar = None
-            self.task = None
-
-        def on_train_begin(self, args, state, control, **kw):
-            if state.is_world_process_zero:
-                out.mkdir(parents=True, exist_ok=True)
-                (out / "train_log.jsonl").write_text("")
-                self.bar = make_progress()
-                self.bar.start()
-                self.task = self.bar.add_task(name, total=state.max_steps or total, unit="steps")
-
-        def on_log(self, args, state, control, logs=None, **kw):
-            if state.is_world_process_zero and logs:
-                with open(out / "train_log.jsonl", "a", encoding="utf-8") as fh:
-                    fh.write(to_json({"step": int(state.global_step), **logs}, indent=None) + "\n")
-
-        def on_step_end(self, args, state, control, **kw):
-            if self.bar is not None:
-                self.bar.update(self.task, completed=state.global_step)
-
-        def on_train_end(self, args, state, control, **kw):
-            if self.bar is not None:
-                self.bar.stop()
-                self.bar = None
-
-    return JsonlLog()
-
-
-def _quiet(trainer, out: Path, name: str) -> None:
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(log_callback(out, name, trainer.args.max_steps))
+    config = {k: v for k, v in dataclasses.asdict(settings).items() if k != "extra_reward_funcs"}
+    args = trainer.args
+    cb = tracker_callback(
+        out,
+        f"reason-{name.split()[0].lower()}",
+        config,
+        report_to=settings.report_to,
+        description=name,
+        global_batch=args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
+    )
+    use_surgkit_logging(trainer, cb)
 
 
 def lean_sft_trainer():
@@ -423,7 +395,7 @@ def sft(
         processing_class=processor,
         peft_config=lora_cfg,
     )
-    _quiet(trainer, out, f"SFT ({settings.stage})")
+    _quiet(trainer, out, f"SFT ({settings.stage})", settings)
     trainer.train()
     meta = {
         "stage": f"sft-{settings.stage}",
@@ -496,7 +468,7 @@ def grpo(
         processing_class=processor,
         peft_config=lora_cfg,
     )
-    _quiet(trainer, out, "GRPO")
+    _quiet(trainer, out, "GRPO", settings)
     trainer.train()
     meta = {
         "stage": "grpo",

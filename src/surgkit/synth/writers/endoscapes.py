@@ -28,6 +28,7 @@ from surgkit.synth.writers.base import LayoutWriter, sampled
 from surgkit.utils.io import write_json, write_text
 from surgkit.vocab import TARGETS
 
+ENDOSCAPES_INDEX = (0, 2, 1)  # CVS_CRITERIA positions of Endoscapes' C1, C2, C3
 CLASSES = ("cystic_plate", "calot_triangle", "cystic_artery", "cystic_duct", "gallbladder", "tool")
 KEYFRAME_SECONDS = 5
 MIN_PIXELS = 20
@@ -92,7 +93,9 @@ class EndoscapesWriter(LayoutWriter):
         key = second % KEYFRAME_SECONDS == 0
         fname = f"{self.vid}_{t}.jpg"
         self.put_jpg(self.dir / self.split / fname, rgb)
-        ds = [round(float(v), 4) for v in truth.cvs]
+        # truth.cvs is in surgkit.vocab.CVS_CRITERIA order; Endoscapes writes C1 two structures,
+        # C2 hepatocystic triangle, C3 cystic plate (the reader maps it back by name)
+        ds = [round(float(truth.cvs[k]), 4) for k in ENDOSCAPES_INDEX]
         image_id = self.next_image[self.split]
         self.next_image[self.split] += 1
         self.images[self.split].append(
@@ -109,7 +112,7 @@ class EndoscapesWriter(LayoutWriter):
             }
         )
         votes = p.cvs_votes[t]  # (criterion, annotator)
-        annot = ['"[' + ", ".join(str(int(v)) for v in votes[:, a]) + ']"' for a in range(3)]
+        annot = ['"[' + ", ".join(str(int(votes[k, a])) for k in ENDOSCAPES_INDEX) + ']"' for a in range(3)]
         self.meta.append(f"{self.vid},{t},{ds[0]},{ds[1]},{ds[2]},{','.join(annot)},{key}")
         if key:
             sem = semantic_mask(truth, self._calot(t))
