@@ -192,3 +192,41 @@ def test_training_refuses_test_records(setup):
     with pytest.raises(LeakageError):
         select_split(train + [test_rec], "all")
     assert select_split(train + [test_rec], "all", allow_leakage=True)[-1].id == "x"
+
+
+def test_7b_path_on_a_tiny_qwen25_vl(endovis_root, tmp_path):
+    """The switches of the Qwen2.5-VL-7B recipe on a tiny Qwen2.5-VL: LoRA adapter per stage, gradient
+    checkpointing, the model-input box frame bound to explicit max pixels, merge on request, GRPO from the
+    adapter folder; vLLM refused without a GPU."""
+    from surgkit.reasoning.vlm import load_processor
+
+    recs = select_split(build("endovis18_vqla", endovis_root).records, "train")[:4]
+    cfg = dataclasses.replace(SMALL, kind="qwen2.5-vl")
+    m = build_tiny_vlm(tmp_path / "q25", tokenizer_corpus(recs), cfg)
+    common = dict(
+        lora=True, lora_r=4, lora_alpha=8, gradient_checkpointing=True, box_frame="input", max_pixels=56 * 56
+    )
+    s = sft(
+        m,
+        recs,
+        endovis_root,
+        tmp_path / "s",
+        SFTSettings(max_steps=2, batch_size=2, learning_rate=1e-3, **common),
+    )
+    assert s == tmp_path / "s" / "adapter"
+    info = json.loads((tmp_path / "s" / "training.json").read_text())
+    assert info["box"]["frame"] == "input" and info["box"]["max_pixels"] == 56 * 56
+    assert info["settings"]["gradient_checkpointing"] is True
+    g = grpo(
+        s,
+        recs,
+        endovis_root,
+        tmp_path / "g",
+        GRPOSettings(
+            max_steps=1, num_generations=2, batch_size=2, max_completion_length=8, merge_lora=True, **common
+        ),
+    )
+    assert g == tmp_path / "g" / "model" and (tmp_path / "g" / "adapter" / "adapter_config.json").is_file()
+    assert load_processor(g).image_processor.size["longest_edge"] == 56 * 56
+    with pytest.raises(SurgkitError, match="use_vllm needs a CUDA GPU"):
+        grpo(s, recs, endovis_root, tmp_path / "v", GRPOSettings(use_vllm=True, max_steps=1), device="cpu")
