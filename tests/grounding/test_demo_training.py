@@ -107,7 +107,7 @@ def test_demo_step_tiny(tmp_path):
     section = demo_step(ctx)
     assert section.key == "grounding" and len(section.tables) == 4
     assert all(p.is_file() for p, _ in section.figures)
-    assert section.metrics["heldout_videos"] == ["video02"] and section.metrics["instrument"]["frames"] == 3
+    assert section.metrics["test_videos"] == ["video02"] and section.metrics["instrument"]["frames"] == 3
     learning = section.metrics["learning"]
     assert {"instrument_accuracy", "tau_ac", "tau_aa", "triplet_accuracy"} <= set(learning)
     inst = section.metrics["instrument"]

@@ -37,6 +37,14 @@ INSTRUMENT_PHRASES = (
     "the surgeon holds a {i}",
     "close view of the {i}",
     "{i}",
+    "a {i}",
+    "there is a {i} here",
+    "the camera sees a {i} at work",
+    "a frame from the operation with the {i}",
+    "during the procedure a {i} is inside",
+    "the tip of the {i} on screen",
+    "we can see the {i} in this frame",
+    "a laparoscopic scene where a {i} works",
 )
 ACTION_PHRASES = ("the {i} is used to {v} the {t}", "{v} the {t} with the {i}")
 IDLE_PHRASE = "the {i} is idle in the field of view"
@@ -60,6 +68,7 @@ class Pair:
     triplets: frozenset[Names]
     texts: frozenset[str]
     captions: dict[str, list[Caption]]
+    seconds: float = 0.0  # time in the video (batches of neighbouring frames share the scene)
 
 
 def make_captions(
@@ -102,10 +111,13 @@ def positives(captions: Sequence[Caption], pairs: Sequence[Pair]) -> np.ndarray:
     return np.array([[consistent(c, p) for c in captions] for p in pairs], dtype=bool)
 
 
-def make_pair(frame: GroundingFrame, instruments: Iterable[str] = (), world: Sequence[str] = ()) -> Pair:
+def make_pair(
+    frame: GroundingFrame, instruments: Iterable[str] = (), world: Sequence[str] = (), seconds: float = 0.0
+) -> Pair:
     trip = {triplet_names(c) for c in frame.triplets}
     inst = {normalise_label(i) for i in instruments} | {t[0] for t in trip}
-    return Pair(frame, frozenset(inst), frozenset(trip), frozenset(world), make_captions(inst, trip, world))
+    caps = make_captions(inst, trip, world)
+    return Pair(frame, frozenset(inst), frozenset(trip), frozenset(world), caps, float(seconds))
 
 
 def _caption_file(world: Path) -> Path | None:
@@ -115,7 +127,8 @@ def _caption_file(world: Path) -> Path | None:
     return None
 
 
-def _caption_records(path: Path) -> list[Pair]:
+def _caption_records(path: Path, fps: float = 25.0) -> list[Pair]:
+    """``vlm/captions.jsonl``: one record per frame; ``frame`` is the 25-fps video frame number."""
     from surgkit.utils.inputs import as_dict, as_int, as_list, as_str, get, read_jsonl
 
     index = {n: TRIPLET_COMPONENTS[k] for k, n in enumerate(TRIPLET_NAMES)}
@@ -137,7 +150,8 @@ def _caption_records(path: Path) -> list[Pair]:
             as_str(i, path, "instruments", line)
             for i in as_list(rec.get("instruments", []), path, "instruments", line)
         ]
-        pairs.append(make_pair(frame, inst, [as_str(get(rec, "caption", path), path, "caption", line)]))
+        caption = as_str(get(rec, "caption", path), path, "caption", line)
+        pairs.append(make_pair(frame, inst, [caption], frame.frame / fps))
     return pairs
 
 
@@ -162,7 +176,7 @@ def load_pairs(world: str | Path) -> tuple[list[Pair], list[str]]:
 
         ds = load("cholect50", t50, require_media=False)
         frames = [f for f in frames_from_triplets(ds, keep_empty=True) if f.image is not None]
-        pairs += [make_pair(f) for f in frames]
+        pairs += [make_pair(f, seconds=f.frame) for f in frames]  # 1-fps frame index = seconds
         sources.append(f"cholect50 1-fps frames with captions from their triplets ({len(frames)} pairs)")
     if not pairs:
         raise SurgkitError(f"{world}: no image-caption pairs (expected vlm/captions.jsonl or cholect50/)")

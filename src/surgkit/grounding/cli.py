@@ -168,6 +168,12 @@ def train_clip_cmd(
     batch_size: int = typer.Option(32, help="Image-caption pairs per step."),
     lr: float = typer.Option(3e-3, help="Peak learning rate (AdamW, cosine decay)."),
     holdout: float = typer.Option(0.34, help="Share of videos held out of training (benchmark them)."),
+    loss: str = typer.Option(
+        "softmax", help="softmax (CLIP InfoNCE, multi-positive), sigmoid (SigLIP) or both."
+    ),
+    presence: float = typer.Option(1.0, help="Weight of the instrument-presence term (0 = off)."),
+    flip: float = typer.Option(0.0, help="Share of training images mirrored left-right."),
+    local: float = typer.Option(0.0, help="Share of batches made of neighbouring frames of one video."),
     seed: int = typer.Option(0, help="Seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     launch: LaunchOptions = None,
@@ -178,8 +184,9 @@ def train_clip_cmd(
     """
     from surgkit.grounding.train_clip import TrainSettings, train_clip
 
-    result = train_clip(world, out, TrainSettings(size=size, steps=steps, batch_size=batch_size, lr=lr,
-                                                  holdout=holdout, seed=seed, device=device), launch=launch)  # fmt: skip
+    settings = TrainSettings(size=size, steps=steps, batch_size=batch_size, lr=lr, holdout=holdout, loss=loss,
+                             presence=presence, flip=flip, local=local, seed=seed, device=device)  # fmt: skip
+    result = train_clip(world, out, settings, launch=launch)
     typer.echo(f"{result['out']}  (held-out videos: {', '.join(result['heldout_videos'])})")
 
 

@@ -30,11 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from surgkit.errors import SurgkitError
-from surgkit.grounding.captions import load_pairs, positives, tokenizer_corpus
+from surgkit.grounding.captions import INSTRUMENT_PHRASES, load_pairs, positives, tokenizer_corpus
 from surgkit.grounding.frames import video_number
+from surgkit.grounding.prompts import normalise_label
 from surgkit.utils.io import to_json
 from surgkit.utils.lock import locked
 from surgkit.utils.runinfo import first_difference
+from surgkit.vocab import INSTRUMENTS
 
 if TYPE_CHECKING:
     from surgkit.utils.launch import LaunchOptions
@@ -54,9 +56,12 @@ class TrainSettings:
     save_every: int = 100
     max_pairs: int | None = None
     flip: float = 0.0  # share of training images mirrored left-right
+    loss: str = "softmax"  # softmax (CLIP InfoNCE, multi-positive) or sigmoid (SigLIP, one label per pair)
+    local: float = 0.0  # share of batches made of neighbouring frames of one video (same scene, other tools)
+    presence: float = 1.0  # weight of the instrument-presence term (every instrument caption vs every image)
 
 
-CAPTION_KINDS: dict[str, float] = {"instrument": 0.4, "scene": 0.3, "action": 0.2, "world": 0.1}
+CAPTION_KINDS: dict[str, float] = {"instrument": 0.6, "scene": 0.2, "action": 0.2, "world": 0.0}
 
 
 def training_videos(world: Path, videos: list[str], holdout: float) -> tuple[list[str], list[str]]:
@@ -105,12 +110,74 @@ def contrastive_loss(
     return 0.5 * (loss_i + loss_t)
 
 
+def sigmoid_loss(
+    img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, positives: torch.Tensor
+) -> torch.Tensor:
+    """SigLIP's pairwise sigmoid loss (Zhai et al. 2023): every (image, caption) pair of the batch is a
+    binary decision, label +1 where the caption is true of the image and -1 elsewhere;
+    -Σ_ij log σ(z_ij (scale · cos_ij + bias)) / B. Suits frames with several true captions."""
+    logits = scale * F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T + bias
+    z = positives.float() * 2 - 1
+    return F.softplus(-z * logits).sum() / img.shape[0]
+
+
+def batch_loss(
+    kind: str, img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
+    positives: torch.Tensor,
+) -> torch.Tensor:  # fmt: skip
+    """The caption loss of a batch: ``softmax`` (multi-positive InfoNCE), ``sigmoid`` (SigLIP) or
+    ``both`` (InfoNCE keeps images apart, the pairwise term learns how often captions hold)."""
+    if kind == "sigmoid":
+        return sigmoid_loss(img, txt, scale, bias, positives)
+    loss = contrastive_loss(img, txt, scale, positives)
+    if kind == "both":
+        loss = loss + sigmoid_loss(img, txt, scale, bias, positives) / img.shape[0]
+    return loss
+
+
+class _Trained(torch.nn.Module):
+    """The CLIP model plus the training-only sigmoid bias (not part of the saved model).
+
+    ``forward`` encodes this process's images and captions (and the instrument-presence phrases)
+    in one call, so that under DDP every parameter's gradient is synchronised."""
+
+    def __init__(self, clip: torch.nn.Module, bias: bool):
+        super().__init__()
+        self.clip = clip
+        self.bias = torch.nn.Parameter(torch.tensor(-5.0)) if bias else None
+
+    def _text(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.clip.text_projection(
+            self.clip.text_model(input_ids=ids, attention_mask=mask).pooler_output
+        )
+
+    def forward(self, pixel_values, input_ids, attention_mask, presence_ids=None, presence_mask=None):
+        image = self.clip.visual_projection(self.clip.vision_model(pixel_values=pixel_values).pooler_output)
+        out = {"image": image, "text": self._text(input_ids, attention_mask)}
+        if presence_ids is not None:
+            out["presence"] = self._text(presence_ids, presence_mask)
+        return out
+
+
 def _batch(
     pairs, keep, texts, s: TrainSettings, step: int
 ) -> tuple[np.ndarray, list[int], np.ndarray, np.ndarray]:
     """The deterministic batch of a step: image indices, caption ids, positives, flips."""
     rng = np.random.default_rng([s.seed, step])  # per-step stream: a resumed run draws the same batches
-    idx = rng.choice(len(keep), size=min(s.batch_size, len(keep)), replace=False)
+    size = min(s.batch_size, len(keep))
+    if (
+        rng.random() < s.local
+    ):  # the frames of one video nearest to a random moment: the scene cannot tell them apart
+        centre = pairs[keep[rng.integers(len(keep))]]
+        same = [
+            j
+            for j, k in enumerate(keep)
+            if video_number(pairs[k].frame.video) == video_number(centre.frame.video)
+        ]
+        near = sorted(same, key=lambda j: (abs(pairs[keep[j]].seconds - centre.seconds), j))
+        idx = np.asarray(near[:size])
+    else:
+        idx = rng.choice(len(keep), size=size, replace=False)
     kinds, weights = list(CAPTION_KINDS), np.asarray(list(CAPTION_KINDS.values()))
     kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]  # one caption kind per batch
     chosen = []
@@ -165,6 +232,10 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
         raise SurgkitError(f"unknown CLIP size '{s.size}' (choose from {', '.join(SIZES)})")
     if not 0.0 <= s.flip <= 1.0:
         raise SurgkitError(f"flip must be a share in [0, 1], got {s.flip}")
+    if s.presence < 0 or not 0.0 <= s.local <= 1.0:
+        raise SurgkitError(f"presence must be >= 0 and local a share in [0, 1] (got {s.presence}, {s.local})")
+    if s.loss not in ("softmax", "sigmoid", "both"):
+        raise SurgkitError(f"unknown loss '{s.loss}' (softmax, sigmoid or both)")
     out = Path(out)
     pairs, source = load_pairs(world)
     train_v, held_v = training_videos(Path(world), [p.frame.video for p in pairs], s.holdout)
@@ -176,10 +247,14 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
         raise SurgkitError(f"{world}: no training frames")
     seed_everything(s.seed)
     tokenizer = build_tokenizer(tokenizer_corpus(pairs), vocab_size=600)
-    model = build_clip(tokenizer, s.size, seed=s.seed).train()
-    pre = official_preprocess(None, int(model.config.vision_config.image_size))
+    clip = build_clip(tokenizer, s.size, seed=s.seed)
+    pre = official_preprocess(None, int(clip.config.vision_config.image_size))
+    model = _Trained(clip, bias=s.presence > 0 or s.loss != "softmax").train()
     pixels = torch.cat([pre([pairs[k].frame.load_image()])[0] for k in keep])
-    texts_list = sorted({c.text for k in keep for caps in pairs[k].captions.values() for c in caps})
+    names = [normalise_label(i) for i in INSTRUMENTS]
+    presence_texts = [[p.format(i=n) for n in names] for p in INSTRUMENT_PHRASES]
+    texts_list = sorted({c.text for k in keep for caps in pairs[k].captions.values() for c in caps}
+                        | {t for row in presence_texts for t in row})  # fmt: skip
     texts = {c: j for j, c in enumerate(texts_list)}
     enc = tokenizer(texts_list, padding=True, truncation=True, max_length=77, return_tensors="pt")
 
@@ -228,13 +303,28 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
             if flips[mine].any():
                 x = torch.where(torch.as_tensor(flips[mine])[:, None, None, None], x.flip(-1), x)
             ids = torch.as_tensor(cap_ids)[mine]
+            phrase = presence_texts[
+                int(np.random.default_rng([s.seed, step, 1]).integers(len(presence_texts)))
+            ]
+            pid = torch.as_tensor([texts[t] for t in phrase]) if s.presence > 0 else None
             with acc.autocast():
-                enc_out = model(input_ids=enc["input_ids"][ids].to(dev), attention_mask=enc["attention_mask"][ids].to(dev),
-                                pixel_values=x.to(dev))  # through the DDP wrapper: gradients are synchronised  # fmt: skip
-                img = gather_global_batch(acc, enc_out.image_embeds, counts)
-                txt = gather_global_batch(acc, enc_out.text_embeds, counts)
-                scale = counted_once(acc, acc.unwrap_model(model).logit_scale.exp().clamp(max=100.0))
-                loss = contrastive_loss(img.float(), txt.float(), scale, torch.as_tensor(pos).to(dev))
+                out_ = model(pixel_values=x.to(dev), input_ids=enc["input_ids"][ids].to(dev),
+                             attention_mask=enc["attention_mask"][ids].to(dev),
+                             presence_ids=None if pid is None else enc["input_ids"][pid].to(dev),
+                             presence_mask=None if pid is None else enc["attention_mask"][pid].to(dev))  # fmt: skip
+                # through the DDP wrapper (gradients synchronised); the whole batch for the losses
+                img = gather_global_batch(acc, out_["image"], counts).float()
+                txt = gather_global_batch(acc, out_["text"], counts).float()
+                trained = acc.unwrap_model(model)
+                scale = counted_once(acc, trained.clip.logit_scale.exp().clamp(max=100.0))
+                bias = None if trained.bias is None else counted_once(acc, trained.bias)
+                loss = batch_loss(s.loss, img, txt, scale, bias, torch.as_tensor(pos).to(dev))
+                if pid is not None:  # every process computes the same phrase embeddings: count them once
+                    p_txt = counted_once(acc, out_["presence"].float())
+                    labels = torch.tensor([[n in pairs[keep[i]].instruments for n in names] for i in idx],
+                                          dtype=torch.float32)  # fmt: skip
+                    logits = scale * F.normalize(img, dim=-1) @ F.normalize(p_txt, dim=-1).T + bias
+                    loss = loss + s.presence * F.binary_cross_entropy_with_logits(logits, labels.to(dev))
             opt.zero_grad()
             acc.backward(loss * world)  # DDP averages: the update is d(loss)/d(weights) of the whole batch
             norm = grad_norm(acc, model.parameters())
@@ -248,7 +338,7 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
                 save_checkpoint(run_dir, step + 1, model, opt, sched, accelerator=acc,
                                 meta={"settings": dataclasses.asdict(s), "train_videos": train_v, "losses": losses})  # fmt: skip
     log.finish()
-    final = acc.unwrap_model(model).eval().cpu()
+    final = acc.unwrap_model(model).clip.eval().cpu()
     record = {
         "train_videos": train_v,
         "heldout_videos": held_v,
