@@ -36,6 +36,42 @@ def test_extract_jpg_and_array_agree_on_frames(clips, tmp_path):
     assert [read_index(f) for f in jpg] == list(range(0, 120, 6))
 
 
+@pytest.mark.parametrize("workers", [1, 2])  # one video: 2 workers = 2 conversion threads
+def test_array_store_holds_pyav_rgb_pixels_of_every_frame(clips, tmp_path, workers):
+    """Oracle: PyAV's own decode + to_ndarray('rgb24'); chunks of 7 reuse one buffer (last one partial)."""
+    import av
+
+    res = extract(clips["mp4_30"], tmp_path, fmt="array", chunk_size=7, workers=workers, progress=False)
+    assert res.ok and res.computed_items == {"h264_30": 90}
+    with av.open(str(clips["mp4_30"])) as container:
+        expected = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    seq = SequenceReader(tmp_path / "h264_30")
+    assert seq.read(0, len(seq)).tobytes() == expected.tobytes() and len(seq) == 90
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "png"])
+def test_image_files_do_not_depend_on_encoding_threads(clips, tmp_path, fmt):
+    runs = []
+    for workers in (1, 2):
+        out = tmp_path / str(workers)
+        assert extract(
+            clips["mp4_30"], out, fps=10, fmt=fmt, chunk_size=4, workers=workers, progress=False
+        ).ok
+        runs.append({p.name: p.read_bytes() for p in sorted((out / "h264_30").glob(f"*.{fmt}"))})
+    assert len(runs[0]) == 30 and runs[0] == runs[1]
+
+
+def test_new_video_hash_is_recorded_by_its_worker(clips, tmp_path):
+    """The input hash of a new video is computed while decoding and reaches manifest and sequence.json."""
+    from surgkit.utils.io import sha256_file
+
+    assert extract(clips["mp4_30"], tmp_path, fps=10, fmt="array", chunk_size=4, progress=False).ok
+    digest = sha256_file(clips["mp4_30"])
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["videos"]["h264_30"]["input_sha256"] == digest
+    assert SequenceReader(tmp_path / "h264_30").meta["source_sha256"] == digest
+
+
 def test_png_pattern_start_number_and_preset(clips, tmp_path):
     res = extract(clips["mp4_30"], tmp_path, preset="surgvista", start_number=1, progress=False)
     assert res.ok

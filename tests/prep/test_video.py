@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import numpy as np
 import pytest
 
-from surgkit.prep.video import TimestampSampler, VideoError, decode, probe
+from surgkit.prep.video import TimestampSampler, VideoError, decode, probe, to_rgb_array
 
 from .conftest import read_index
 
@@ -46,6 +47,27 @@ def test_sampler_ntsc_rate_exact():
         picks[k] = 99
     expect = {k: math.floor(Fraction(k, 10) * Fraction(30000, 1001)) for k in range(len(picks))}
     assert picks == expect and len(picks) == math.ceil(Fraction(100 * 1001, 30000) * 10)
+
+
+@pytest.mark.parametrize("fps", [Fraction(10), Fraction(30000, 1001), Fraction(7, 3)])
+def test_sampler_on_integer_pts_equals_the_seconds_rule(fps):
+    """decode() pushes integer pts in time-base units; the picks are those of exact seconds."""
+    time_base = Fraction(1, 90000)
+    pts = [0, 3003, 6006, 9010, 12012, 15015, 18018, 21022, 24024, 27027]
+    seconds, ticks = TimestampSampler(fps), TimestampSampler(fps, time_base)
+    a = [seconds.push(p * time_base) for p in pts] + [seconds.finish((pts[-1] + 3003) * time_base)]
+    b = [ticks.push(p) for p in pts] + [ticks.finish(pts[-1] + 3003)]
+    assert a == b and sum(len(x) for x in a) > 0
+    assert ticks.seconds_since_start(pts[3]) == float(Fraction(pts[3]) * time_base)
+
+
+def test_rgb_pixels_equal_pyav_to_ndarray(clips):
+    """to_rgb_array (one swscale context per thread) gives PyAV's own to_ndarray('rgb24') pixels."""
+    import av
+
+    with av.open(str(clips["avi_60"])) as container:
+        for frame in container.decode(video=0):
+            assert np.array_equal(to_rgb_array(frame), frame.to_ndarray(format="rgb24"))
 
 
 def test_skip_before_yields_indices_without_pixels(clips):

@@ -1,12 +1,20 @@
 """``surgkit prep frames``: decode videos, resample to a target fps, transform, write frames.
 
-Streaming: a worker holds at most two chunks of output frames (one being filled with decoded
-frames, one being converted to RGB, transformed and written by a background thread; ``chunk_size`` frames each, by default about 64 MiB of source
-frames, 8 to 256) plus two decoded frames, whatever the video length. Each chunk is written
+Streaming: per video, the worker's main thread decodes and selects frames while a background
+thread converts, transforms, encodes and writes the previous chunk (``chunk_size`` frames, by
+default about 64 MiB of source frames, 8 to 256), so a worker holds at most two chunks of decoded
+frames plus one chunk of output pixels, whatever the video length. Each chunk is written
 atomically and recorded in the manifest, so a killed run resumes from the first unfinished chunk
-(earlier frames are decoded to keep the timestamp rule exact, but not converted or written again). Finished videos are
-skipped when the input file hash and settings are unchanged. See :mod:`surgkit.prep.video` for the
-exact resampling rule and :mod:`surgkit.prep.transforms` for crop/resize options.
+(earlier frames are decoded to keep the timestamp rule exact, but not converted or written again).
+Finished videos are skipped when the input file hash and settings are unchanged. See
+:mod:`surgkit.prep.video` for the exact resampling rule and :mod:`surgkit.prep.transforms` for
+crop/resize options.
+
+Speed (``bench/prep.py``): per frame the work is decoding, one swscale conversion to RGB (one
+context per thread, not one per frame as ``VideoFrame.to_ndarray`` builds), the transform and one
+copy into the chunk buffer (array store) or one encode (JPEG/PNG). With fewer videos than workers
+each video's chunks are converted/encoded by ``workers // videos`` threads. A new video's input is
+hashed by a thread of its worker while it decodes, not by the main process before work starts.
 """
 
 from __future__ import annotations
@@ -90,9 +98,10 @@ class _Task:
     path: str
     out_dir: str
     settings: FrameSettings
-    input_sha256: str
+    input_sha256: str | None  # None: a new video; the worker hashes its input while decoding
     resume_from_chunk: int  # 0 = start over (the video folder is cleared)
     chunk_size: int  # effective frames per chunk
+    threads: int = 1  # conversion/encoding threads of this worker (workers // videos at once)
 
 
 def _first_gap(chunks: set[int]) -> int:
@@ -102,8 +111,124 @@ def _first_gap(chunks: set[int]) -> int:
     return k
 
 
+class _ChunkEncoder:
+    """Turn a chunk of decoded frames into output files (runs in the background writer thread).
+
+    Per frame: RGB conversion (one swscale context per thread, :func:`to_rgb_array`), the
+    transform, then
+
+    * ``array``: a copy into one reused ``[chunk, H, W, 3]`` buffer (the only copy; no per-chunk
+      allocation, no ``np.stack``), then one ``np.save`` of the chunk;
+    * ``jpg``/``png``: encoding and an atomic write of the frame's file.
+
+    With ``threads > 1`` the frames of a chunk are spread over that many threads (swscale, the
+    OpenCV transforms/encoders and NumPy copies release the GIL). The files do not depend on the
+    thread count.
+    """
+
+    def __init__(self, writer: SequenceWriter, transform, path: str, threads: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.writer, self.transform, self.path = writer, transform, path
+        self.identity = not transform.ops
+        self.threads = max(1, int(threads))
+        self.pool = ThreadPoolExecutor(self.threads - 1, "surgkit-prep-encode") if self.threads > 1 else None
+        self.buffer: np.ndarray | None = None
+        self.shape: tuple[int, ...] | None = None  # item shape of the first frame converted
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+    def _parallel(self, fn, n: int) -> None:
+        """Run ``fn(lo, hi)`` over ``threads`` contiguous parts of range(n); the caller does the first."""
+        if self.pool is None or n < 2:
+            fn(0, n)
+            return
+        bounds = np.linspace(0, n, min(self.threads, n) + 1).astype(int)
+        futures = [
+            self.pool.submit(fn, int(a), int(b)) for a, b in zip(bounds[1:-1], bounds[2:], strict=True)
+        ]
+        fn(0, int(bounds[1]))
+        for fut in futures:
+            fut.result()
+
+    def _image(self, raw: Any) -> np.ndarray:
+        rgb = to_rgb_array(raw)
+        return rgb if self.identity else self.transform(rgb)
+
+    def __call__(self, chunk_id: int, raws: list[Any]) -> int:
+        first = chunk_id * self.writer.chunk_size
+        image = self._image(raws[0])
+        if self.shape is None:
+            self.shape = image.shape
+        if self.writer.fmt == "array":
+            return self._array(chunk_id, raws, image)
+        self.writer.folder.mkdir(parents=True, exist_ok=True)
+        self.writer.write_item(first, image)
+
+        def encode(lo: int, hi: int) -> None:
+            for j in range(max(lo, 1), hi):
+                self.writer.write_item(first + j, self._image(raws[j]))
+
+        self._parallel(encode, len(raws))
+        return len(raws)
+
+    def _array(self, chunk_id: int, raws: list[Any], image: np.ndarray) -> int:
+        shape = self.shape
+        if self.buffer is None:
+            self.buffer = np.empty((self.writer.chunk_size, *shape), np.uint8)
+
+        def fill(lo: int, hi: int) -> None:
+            for j in range(lo, hi):
+                item = image if j == 0 else self._image(raws[j])
+                if item.shape != shape:
+                    raise VideoError(
+                        self.path,
+                        f"transformed frame has shape {item.shape}, earlier frames {shape}; "
+                        "the array store needs one size (add resize=WxH to the transform)",
+                        frame=chunk_id * self.writer.chunk_size + j,
+                    )
+                self.buffer[j] = item
+
+        self._parallel(fill, len(raws))
+        return self.writer.write_chunk(chunk_id, self.buffer[: len(raws)])
+
+
+class _BackgroundHash:
+    """SHA-256 of the input file in a thread, overlapping decoding (hashlib releases the GIL)."""
+
+    def __init__(self, path: str):
+        import threading
+
+        self.path = path
+        self.value: str | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(path,), name="surgkit-prep-hash", daemon=True)
+        self.thread.start()
+
+    def _run(self, path: str) -> None:
+        try:
+            self.value = sha256_file(path)
+        except BaseException as e:  # re-raised in the worker's thread by result()
+            self.error = e
+
+    def result(self) -> str:
+        self.thread.join()
+        if self.error is not None:
+            raise SurgkitError(f"{self.path}: cannot read the file ({self.error})") from self.error
+        assert self.value is not None
+        return self.value
+
+
 def extract_video(task: _Task, report) -> dict[str, Any]:
-    """Worker: decode one video and write its frames chunk by chunk; returns its summary."""
+    """Worker: decode one video and write its frames chunk by chunk; returns its summary.
+
+    The main thread decodes and selects frames (exact timestamps); a background thread converts,
+    transforms, encodes and writes each chunk (:class:`_ChunkEncoder`, ``task.threads`` threads),
+    so decoding and writing overlap. A new video's input hash is computed by a third thread and
+    reported before its first chunk, so the manifest never records a chunk without it.
+    """
     s = task.settings
     transform = parse_transform(s.transform)
     chunk = task.chunk_size
@@ -118,32 +243,27 @@ def extract_video(task: _Task, report) -> dict[str, Any]:
     )
     if task.resume_from_chunk == 0:
         writer.reset()
+    hasher = _BackgroundHash(task.path) if task.input_sha256 is None else None
+    digest = [task.input_sha256]
     warnings: list[str] = []
     source_index: list[int] = []
-    shape: list[Any] = [None]  # set by the writer thread from the first converted frame
     chunk_id = task.resume_from_chunk
     pending: list[Any] = []
 
-    def convert_and_write(cid: int, raws: list[Any]) -> int:
-        """Writer thread: RGB conversion (GIL released in FFmpeg), transform, stack, encode, write."""
-        images = [transform(to_rgb_array(r)) for r in raws]
-        for image in images:
-            if shape[0] is None:
-                shape[0] = image.shape
-            elif image.shape != shape[0] and s.fmt == "array":
-                raise VideoError(
-                    task.path,
-                    f"transformed frame has shape {image.shape}, earlier frames {shape[0]}; "
-                    "the array store needs one size (add resize=WxH to the transform)",
-                    frame=cid * chunk,
-                )
-        return writer.write_chunk(cid, np.stack(images) if s.fmt == "array" else images)
+    def digest_now() -> str:
+        if digest[0] is None:
+            assert hasher is not None
+            digest[0] = hasher.result()
+            report(("sha256", task.video_id, digest[0]))
+        return digest[0]
 
     def written(cid: int, n: int) -> None:
+        digest_now()  # the manifest learns the input hash before any chunk of a new video
         report(("chunk", task.video_id, cid, n))
         report(("items", task.video_id, n))
 
-    background = _BackgroundWriter(convert_and_write, written)
+    encoder = _ChunkEncoder(writer, transform, task.path, task.threads)
+    background = _BackgroundWriter(encoder, written)
     try:
         frames = decode(task.path, s.fps, skip_before=chunk_id * chunk, strict=s.strict, warnings=warnings,
                         to_rgb=False)  # fmt: skip
@@ -160,7 +280,8 @@ def extract_video(task: _Task, report) -> dict[str, Any]:
         background.close()
     finally:
         background.shutdown()
-    shape = shape[0]
+        encoder.close()
+    shape = encoder.shape
     if not source_index:
         raise VideoError(task.path, "no output frames (is the video shorter than one output period?)")
     if shape is None:  # every chunk was written by an earlier run: read the size back
@@ -170,7 +291,7 @@ def extract_video(task: _Task, report) -> dict[str, Any]:
     info = probe(task.path)
     meta = {
         "source": str(task.path),
-        "source_sha256": task.input_sha256,
+        "source_sha256": digest_now(),
         "source_fps": info.fps,
         "source_size": [info.width, info.height],
         "fps": float(parse_fps(s.fps)) if s.fps else info.fps,
@@ -271,7 +392,9 @@ def extract(
             vid = video_id_of(path)
             try:
                 info = probe(path)
-                digest = sha256_file(path)
+                # hash now only when an earlier run's entry must be matched; a new video's worker
+                # hashes its input while decoding (no serial pass over every file before work starts)
+                digest = sha256_file(path) if manifest.knows(vid) and not overwrite else None
             except (SurgkitError, OSError) as e:
                 result.failed[vid] = str(e)
                 manifest.video_failed(vid, str(e))
@@ -289,9 +412,15 @@ def extract(
                 ratio = float(parse_fps(settings.fps)) / info.fps if settings.fps else 1.0
                 bar.add_items_total(max(0, round(info.declared_frames * ratio) - start_chunk * chunk))
             tasks.append(_Task(vid, str(path), str(out), settings, digest, start_chunk, chunk))
+        n_workers = workers or default_workers()
+        # encoding spread over the workers: with fewer videos than workers, each gets more threads
+        threads = max(1, n_workers // max(1, min(n_workers, len(tasks))))
+        tasks = [dataclasses.replace(t, threads=threads) for t in tasks]
 
         def on_message(msg: tuple) -> None:
-            if msg[0] == "chunk":
+            if msg[0] == "sha256":
+                manifest.set_input_sha256(msg[1], msg[2])
+            elif msg[0] == "chunk":
                 manifest.chunk_done(msg[1], msg[2], msg[3])
                 result.computed_items[msg[1]] = result.computed_items.get(msg[1], 0) + msg[3]
             elif msg[0] == "items":
@@ -316,7 +445,7 @@ def extract(
             bar.advance_video()
 
         run_tasks(
-            tasks, extract_video, workers=workers or default_workers(),
+            tasks, extract_video, workers=n_workers,
             on_message=on_message, on_result=on_result, on_error=on_error,
         )  # fmt: skip
     manifest.save()

@@ -100,8 +100,21 @@ class Manifest:
             found.sort(key=lambda e: (e.get("status") == "done", len(e.get("chunks_done", []))))
             self.videos[video_id] = json.loads(json.dumps(found[-1]))
 
+    def knows(self, video_id: str) -> bool:
+        """Whether an earlier run (or another shard) left an entry for the video.
+
+        Only then does :meth:`plan` need the input hash now; for a new video the worker may hash
+        its input while it decodes and report it with :meth:`set_input_sha256`.
+        """
+        self._adopt(video_id)
+        return video_id in self.videos
+
+    def set_input_sha256(self, video_id: str, input_sha256: str) -> None:
+        """Record the input hash of a video planned with ``input_sha256=None`` (before its chunks)."""
+        self.videos[video_id]["input_sha256"] = input_sha256
+
     def plan(
-        self, video_id: str, source: str, input_sha256: str, overwrite: bool = False
+        self, video_id: str, source: str, input_sha256: str | None, overwrite: bool = False
     ) -> tuple[str, set[int]]:
         """Decide what to do: ("skip", _), ("resume", finished chunk ids) or ("start", {})."""
         self._adopt(video_id)

@@ -115,13 +115,19 @@ class SequenceWriter:
                 np.save(tmp, data, allow_pickle=False)
             return n
         for offset, item in enumerate(items):
-            names = self.file_names(start + offset)
-            planes = [item[..., 0], item[..., 1]] if self.kind == "flow" else [item]
-            for name, plane in zip(names, planes, strict=True):
-                _write_file(
-                    self.folder / name, _encode(np.ascontiguousarray(plane), self.fmt, self.jpeg_quality)
-                )
+            self.write_item(start + offset, item)
         return n
+
+    def write_item(self, index: int, item: np.ndarray) -> None:
+        """Encode and atomically write the image file(s) of item ``index`` (jpg/png layouts).
+
+        Items are independent files, so several threads may write different items of one chunk
+        (OpenCV's encoders release the GIL); the folder must exist.
+        """
+        names = self.file_names(index)
+        planes = [item[..., 0], item[..., 1]] if self.kind == "flow" else [item]
+        for name, plane in zip(names, planes, strict=True):
+            _write_file(self.folder / name, _encode(np.ascontiguousarray(plane), self.fmt, self.jpeg_quality))
 
     def sweep_temporary(self) -> None:
         """Remove the temporary files of interrupted atomic writes (never called while writing)."""

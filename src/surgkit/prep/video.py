@@ -18,6 +18,7 @@ own words. ``strict=False`` turns these into warnings (``VideoStream.warnings``)
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -150,37 +151,46 @@ class TimestampSampler:
 
     Feed source frames in presentation order with :meth:`push`; it returns the output indices the
     *previous* frame covers once the next frame's time is known. :meth:`finish` flushes the last.
+
+    Times are given in ``unit`` seconds (default 1; :func:`decode` passes the stream's time base so
+    that it can push integer pts): output ``k`` lies at ``t0 + k / fps`` seconds, i.e.
+    ``t0 + k / (fps * unit)`` units, and ``t_k < t`` is tested as the integer inequality
+    ``k * den < (t - t0) * num`` with ``num / den = fps * unit``: exact, and no Fraction per frame.
     """
 
-    def __init__(self, fps: Fraction | None):
+    def __init__(self, fps: Fraction | None, unit: Fraction | int = 1):
         self.fps = fps
+        self.unit = Fraction(unit)
+        rate = fps * self.unit if fps is not None else Fraction(1)  # output frames per time unit
+        self._num, self._den = rate.numerator, rate.denominator
         self.next_k = 0
-        self.t0: Fraction | None = None
-        self.prev_time: Fraction | None = None
+        self.t0: Fraction | int | None = None
+        self.prev_time: Fraction | int | None = None
 
-    def _out_time(self, k: int) -> Fraction:
-        assert self.t0 is not None and self.fps is not None
-        return self.t0 + Fraction(k) / self.fps
+    def _before(self, k: int, time: Fraction | int) -> bool:
+        """Whether output ``k``'s time ``t0 + k / fps`` is earlier than ``time``."""
+        assert self.t0 is not None
+        return k * self._den < (time - self.t0) * self._num
 
-    def push(self, time: Fraction) -> list[int]:
+    def push(self, time: Fraction | int) -> list[int]:
         """Register a source frame at ``time``; return output indices held by the previous frame."""
         if self.t0 is None:
             self.t0 = time
         if self.prev_time is not None and time <= self.prev_time:
-            raise ValueError(f"non-increasing presentation time {float(time):.6f}s")
+            raise ValueError(f"non-increasing presentation time {float(time * self.unit):.6f}s")
         out: list[int] = []
         if self.fps is None:
             if self.prev_time is not None:
                 out.append(self.next_k)
                 self.next_k += 1
         elif self.prev_time is not None:
-            while self._out_time(self.next_k) < time:
+            while self._before(self.next_k, time):
                 out.append(self.next_k)
                 self.next_k += 1
         self.prev_time = time
         return out
 
-    def finish(self, end_time: Fraction) -> list[int]:
+    def finish(self, end_time: Fraction | int) -> list[int]:
         """Indices held by the last source frame, whose display ends at ``end_time``."""
         if self.prev_time is None:
             return []
@@ -188,13 +198,21 @@ class TimestampSampler:
             self.next_k += 1
             return [self.next_k - 1]
         out = []
-        while self._out_time(self.next_k) < end_time:
+        while self._before(self.next_k, end_time):
             out.append(self.next_k)
             self.next_k += 1
         return out
 
     def time_of(self, k: int) -> float:
         return float(Fraction(k) / self.fps) if self.fps is not None else float("nan")
+
+    def seconds_since_start(self, time: Fraction | int) -> float:
+        """``time - t0`` in seconds (correctly rounded, as ``float(Fraction)``)."""
+        assert self.t0 is not None
+        delta = time - self.t0
+        if isinstance(delta, int):
+            return delta * self.unit.numerator / self.unit.denominator
+        return float(delta * self.unit)
 
 
 def decode(
@@ -234,27 +252,28 @@ def decode(
     stream.thread_count = 1
     time_base = stream.time_base
     rate = stream.average_rate or stream.guessed_rate
-    default_duration = Fraction(1) / Fraction(rate) if rate else None
-    sampler = TimestampSampler(target)
+    # times are integer pts (units of time_base): exact, and no Fraction per frame
+    default_duration = 1 / (Fraction(rate) * time_base) if rate else None
+    sampler = TimestampSampler(target, time_base)
     source_count = 0
-    prev = None  # (source index, av frame, time)
+    prev = None  # (source index, av frame, pts)
     last_duration = default_duration
     previous_level = av.logging.get_level()
     av.logging.set_level(av.logging.ERROR)
 
     def emit(indices: list[int], held) -> Iterator[Frame]:
-        src_index, vframe, time = held
+        src_index, vframe, pts = held
         image = None
         for k in indices:
             if k < skip_before:  # selected, but already written by an earlier run
                 yield Frame(index=k, time=sampler.time_of(k), source_index=src_index, image=None)
                 continue
-            t = sampler.time_of(k) if target is not None else float(time - sampler.t0)
+            t = sampler.time_of(k) if target is not None else sampler.seconds_since_start(pts)
             if not to_rgb:
                 yield Frame(index=k, time=t, source_index=src_index, image=None, raw=vframe)
                 continue
             if image is None:
-                image = vframe.to_ndarray(format="rgb24")
+                image = to_rgb_array(vframe)
             yield Frame(index=k, time=t, source_index=src_index, image=image)
 
     try:
@@ -268,19 +287,20 @@ def decode(
                 except av.error.FFmpegError as e:
                     reason = _ffmpeg_reason(e, logs)
                     raise VideoError(path, f"decoding failed ({reason})", frame=source_count) from e
-                _check_logs(path, logs, source_count, strict, warnings)
-                if vframe.pts is None:
+                if logs:
+                    _check_logs(path, logs, source_count, strict, warnings)
+                pts = vframe.pts
+                if pts is None:
                     raise VideoError(path, "frame without a timestamp", frame=source_count)
-                time = Fraction(vframe.pts) * time_base
                 if vframe.duration:
-                    last_duration = Fraction(vframe.duration) * time_base
+                    last_duration = vframe.duration
                 try:
-                    indices = sampler.push(time)
+                    indices = sampler.push(pts)
                 except ValueError as e:
                     raise VideoError(path, str(e), frame=source_count) from e
-                if prev is not None:
+                if prev is not None and indices:
                     yield from emit(indices, prev)
-                prev = (source_count, vframe, time)
+                prev = (source_count, vframe, pts)
                 source_count += 1
             _check_logs(path, logs, source_count, strict, warnings)
         if prev is None:
@@ -292,7 +312,7 @@ def decode(
                 raise VideoError(path, msg, frame=source_count)
             if warnings is not None:
                 warnings.append(msg)
-        end = prev[2] + (last_duration or Fraction(0))
+        end = prev[2] + (last_duration or 0)
         yield from emit(sampler.finish(end), prev)
     finally:
         av.logging.set_level(previous_level)
@@ -346,6 +366,20 @@ def video_id_of(path: str | Path) -> str:
     return safe_id(Path(path).stem, path, what="video id")
 
 
+_LOCAL = threading.local()
+
+
 def to_rgb_array(raw: Any) -> np.ndarray:
-    """RGB uint8 [H, W, 3] pixels of a decoded frame (``Frame.raw``)."""
-    return raw.to_ndarray(format="rgb24")
+    """RGB uint8 [H, W, 3] pixels of a decoded frame (``Frame.raw``).
+
+    The same pixels as ``raw.to_ndarray(format="rgb24")`` (same swscale conversion and flags), but
+    through one swscale context per thread: ``to_ndarray`` builds a new context (and its thread
+    pool) for every frame, which costs more than decoding a small frame. The array is a view of
+    the converted frame's buffer (no copy).
+    """
+    reformatter = getattr(_LOCAL, "reformatter", None)
+    if reformatter is None:
+        from av.video.reformatter import VideoReformatter
+
+        reformatter = _LOCAL.reformatter = VideoReformatter()
+    return reformatter.reformat(raw, format="rgb24", threads=1).to_ndarray()
