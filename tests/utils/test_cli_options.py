@@ -71,7 +71,8 @@ def test_trainer_specific_grad_accum_help():
     assert "global = batch x processes x this" in text and "--report-to" in text
 
 
-TRAINERS = [("skill", "train"), ("video", "pretrain"), ("video", "finetune"), ("ground", "train-clip")]
+TRAINERS = [("skill", "train"), ("video", "pretrain"), ("video", "finetune"), ("ground", "train-clip"),
+            ("reason", "sft"), ("reason", "grpo"), ("reason", "self-improve")]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", TRAINERS, ids=" ".join)

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from surgkit.utils.cli_options import launch_options
+from surgkit.utils.launch import LaunchOptions
+
 sub = typer.Typer(
     help="Surgical VQA/VQLA with three-level chain of thought: records, SFT → GRPO → self-improvement, strict eval.",
     no_args_is_help=True,
@@ -113,7 +116,14 @@ def _common_train(records: Path, split: str, allow_leakage: bool, limit: int):
     return load_train_records(records, split, allow_leakage, limit)
 
 
+GLOBAL_BATCH_HELP = (
+    "Global batch: samples per optimizer step over all processes and --grad-accum micro-batches "
+    "(each process takes batch / (processes x grad-accum))."
+)
+
+
 @sub.command("sft")
+@launch_options
 def sft_cmd(
     model: Path = typer.Option(..., help="HF vision-language model folder (Qwen2-VL family)."),
     records: Path = typer.Option(..., help="Records JSONL."),
@@ -125,7 +135,7 @@ def sft_cmd(
     epochs: float = typer.Option(3.0),
     max_steps: int = typer.Option(-1, help="Stop after N steps (-1: epochs decide)."),
     lr: float = typer.Option(5e-5),
-    batch_size: int = typer.Option(1),
+    batch_size: int = typer.Option(1, help=GLOBAL_BATCH_HELP),
     lora: bool = typer.Option(True, help="LoRA r32/α64 all-linear (off: train all weights)."),
     split: str = typer.Option("train", help="Records split to train on."),
     allow_leakage: bool = typer.Option(False, help="Allow training on test records."),
@@ -138,9 +148,13 @@ def sft_cmd(
     merge_lora: bool = typer.Option(False, help=MERGE_HELP),
     dtype: str = typer.Option("auto", help=DTYPE_HELP),
     gradient_checkpointing: bool = typer.Option(False, help=GC_HELP),
+    launch: LaunchOptions = None,
 ) -> None:
-    """Stage 1/2: supervised fine-tuning with TRL SFTTrainer."""
-    from surgkit.reasoning.train import SFTSettings, sft
+    """Stage 1/2: supervised fine-tuning with TRL SFTTrainer.
+
+    Multi-GPU / large models: accelerate launch --config_file $(surgkit recipes path deepspeed-zero3) -m surgkit reason sft ...
+    """
+    from surgkit.reasoning.train import SFTSettings, sft, with_launch
 
     recs = _common_train(records, split, allow_leakage, limit)
     s = SFTSettings(
@@ -157,7 +171,7 @@ def sft_cmd(
         dtype=dtype,
         gradient_checkpointing=gradient_checkpointing,
     )
-    typer.echo(f"model: {sft(model, recs, root, out, s, device, resume)}")
+    typer.echo(f"model: {sft(model, recs, root, out, with_launch(s, launch), device, resume)}")
 
 
 def _grpo_settings(**kw):
@@ -178,6 +192,7 @@ def _grpo_settings(**kw):
 
 
 @sub.command("grpo")
+@launch_options
 def grpo_cmd(
     model: Path = typer.Option(..., help="Model folder (usually the Stage-2 SFT output)."),
     records: Path = typer.Option(..., help="Records JSONL (answer-only ground truth is used)."),
@@ -189,7 +204,7 @@ def grpo_cmd(
     beta: float = typer.Option(0.04, help="KL coefficient (0: no reference model)."),
     loss_type: str = typer.Option("dapo", help="TRL loss_type: dapo, grpo, dr_grpo, bnpo, ..."),
     num_generations: int = typer.Option(6),
-    batch_size: int = typer.Option(6),
+    batch_size: int = typer.Option(6, help=GLOBAL_BATCH_HELP + " A multiple of --num-generations."),
     temperature: float = typer.Option(0.9),
     lr: float = typer.Option(1e-5),
     max_completion_length: int = typer.Option(1024),
@@ -218,9 +233,13 @@ def grpo_cmd(
     vllm_mode: str = typer.Option(
         "colocate", help="vLLM mode: colocate (same GPUs) or server (trl vllm-serve)."
     ),
+    launch: LaunchOptions = None,
 ) -> None:
-    """Stage 3: GRPO with rule-based rewards (TRL GRPOTrainer)."""
-    from surgkit.reasoning.train import grpo
+    """Stage 3: GRPO with rule-based rewards (TRL GRPOTrainer).
+
+    Multi-GPU / large models: accelerate launch --config_file $(surgkit recipes path deepspeed-zero3) -m surgkit reason grpo ...
+    """
+    from surgkit.reasoning.train import grpo, with_launch
 
     recs = _common_train(records, split, allow_leakage, limit)
     s = _grpo_settings(
@@ -247,10 +266,11 @@ def grpo_cmd(
         use_vllm=use_vllm,
         vllm_mode=vllm_mode,
     )
-    typer.echo(f"model: {grpo(model, recs, root, out, s, device, resume)}")
+    typer.echo(f"model: {grpo(model, recs, root, out, with_launch(s, launch), device, resume)}")
 
 
 @sub.command("self-improve")
+@launch_options
 def self_improve_cmd(
     model: Path = typer.Option(..., help="Model folder (after Stage 3)."),
     records: Path = typer.Option(...),
@@ -273,10 +293,13 @@ def self_improve_cmd(
     limit: int = typer.Option(0),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     box_frame: str = typer.Option("norm1000", help=BOX_FRAME_HELP),
+    launch: LaunchOptions = None,
 ) -> None:
-    """Stage 4: sample chains, keep validated ones (fallback: template), SFT + GRPO again, R rounds."""
+    """Stage 4: sample chains, keep validated ones (fallback: template), SFT + GRPO again, R rounds.
+
+    Under accelerate launch / torchrun the chains are sampled on shards of the questions and gathered."""
     from surgkit.reasoning.selfimprove import SelfImproveSettings, self_improve
-    from surgkit.reasoning.train import GRPOSettings, SFTSettings
+    from surgkit.reasoning.train import GRPOSettings, SFTSettings, with_launch
 
     recs = _common_train(records, split, allow_leakage, limit)
     final, hist = self_improve(
@@ -291,17 +314,27 @@ def self_improve_cmd(
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
         ),
-        SFTSettings(
-            max_steps=sft_steps, lora=lora, learning_rate=sft_lr, batch_size=batch_size, box_frame=box_frame
+        with_launch(
+            SFTSettings(
+                max_steps=sft_steps,
+                lora=lora,
+                learning_rate=sft_lr,
+                batch_size=batch_size,
+                box_frame=box_frame,
+            ),
+            launch,
         ),
-        GRPOSettings(
-            max_steps=grpo_steps,
-            lora=lora,
-            learning_rate=grpo_lr,
-            num_generations=num_generations,
-            batch_size=num_generations,
-            max_completion_length=max_completion_length,
-            box_frame=box_frame,
+        with_launch(
+            GRPOSettings(
+                max_steps=grpo_steps,
+                lora=lora,
+                learning_rate=grpo_lr,
+                num_generations=num_generations,
+                batch_size=num_generations,
+                max_completion_length=max_completion_length,
+                box_frame=box_frame,
+            ),
+            launch,
         ),
         device,
     )

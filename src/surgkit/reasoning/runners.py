@@ -135,34 +135,58 @@ def predict(
     """Answers of ``gen`` for the records not yet in ``out_path`` ({id: text}, {id: status}).
 
     The file is rewritten atomically after every chunk and after a failure, so an interrupted run
-    resumes where it stopped.
+    resumes where it stopped. Under ``accelerate launch``/``torchrun`` the chunks are shared out, one
+    per process per round; the main process merges each round into the file, so every process
+    returns all the answers, each generated once, in the same batches as one process would.
     """
+    from surgkit.utils.launch import process_state
     from surgkit.utils.progress import make_progress
 
+    state = process_state()
     out_path = Path(out_path)
     rows = read_prediction_rows(out_path, gen.key) if out_path.is_file() else {}
     todo = [r for r in records if r.id not in rows]
-    with make_progress() as prog:
+    chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
+    world, rank = state.num_processes, state.process_index
+    with make_progress(disable=not state.is_main_process) as prog:
         task = prog.add_task("generating answers", total=len(todo), unit="answers")
 
-        def keep(rec: Record, a: Answer) -> None:
-            rows[rec.id] = {
-                "id": rec.id,
-                "completion": a.text,
-                "status": a.status,
-                **({"detail": a.detail} if a.detail else {}),
-                "source": gen.label,
-                "source_key": gen.key,
-            }
-            prog.advance(task, 1)
+        def keep_in(target: dict[str, dict[str, Any]]) -> Callable[[Record, Answer], None]:
+            def keep(rec: Record, a: Answer) -> None:
+                target[rec.id] = {
+                    "id": rec.id,
+                    "completion": a.text,
+                    "status": a.status,
+                    **({"detail": a.detail} if a.detail else {}),
+                    "source": gen.label,
+                    "source_key": gen.key,
+                }
+                prog.advance(task, 1 if world == 1 else 0)
 
-        for i in range(0, len(todo), chunk):
+            return keep
+
+        for start in range(0, len(chunks), world):
+            mine = chunks[start + rank] if start + rank < len(chunks) else []
+            new: dict[str, dict[str, Any]] = {}
             try:
-                gen.answer(todo[i : i + chunk], keep)
+                if mine:
+                    gen.answer(mine, keep_in(new))
             except BaseException:
-                save_predictions(out_path, rows)  # partial results; the next run resumes after them
+                rows.update(new)
+                if state.is_main_process:
+                    save_predictions(out_path, rows)  # partial results; the next run resumes after them
                 raise
-            save_predictions(out_path, rows)
+            if world > 1:
+                from accelerate.utils import gather_object
+
+                for part in gather_object([new]):
+                    rows.update(part)
+                prog.advance(task, sum(len(c) for c in chunks[start : start + world]))
+            else:
+                rows.update(new)
+            if state.is_main_process:
+                save_predictions(out_path, rows)
+    state.wait_for_everyone()
     texts = {k: str(v.get("completion") or "") for k, v in rows.items()}
     statuses = {k: str(v.get("status", "ok")) for k, v in rows.items()}
     return texts, statuses
@@ -193,6 +217,7 @@ def run_eval(
     """Evaluate one model on ``records``: writes ``predictions.jsonl`` (resumable) and ``metrics.json``."""
     from surgkit.reasoning.evaluate import arena_score, compute_metrics, load_predictions
     from surgkit.utils.io import write_json
+    from surgkit.utils.launch import process_device, process_state
     from surgkit.utils.lock import output_lock
     from surgkit.utils.runinfo import check_resume
 
@@ -211,7 +236,7 @@ def run_eval(
             }
             source = f"predictions file {predictions}"
         elif model is not None:
-            gen = local_generator(model, image_root, box, generation, device, dtype)
+            gen = local_generator(model, image_root, box, generation, process_device(device), dtype)
             identity, source = gen.identity, gen.label
         else:
             gen = endpoint_generator(endpoint, image_root, box, generation.reasoning)
@@ -227,9 +252,10 @@ def run_eval(
             if endpoint is None
             else _endpoint_generation(endpoint, generation),
         }
-        state = check_resume(out, settings, overwrite, command="surgkit reason eval")
-        if state == "overwrite":
-            (out / PREDICTIONS).unlink(missing_ok=True)
+        with process_state().main_process_first():  # the main process records the run (and clears) first
+            state = check_resume(out, settings, overwrite, command="surgkit reason eval")
+            if state == "overwrite":
+                (out / PREDICTIONS).unlink(missing_ok=True)
         if gen is None:
             statuses: dict[str, str] = {}
             preds = load_predictions(predictions, statuses)
@@ -246,7 +272,8 @@ def run_eval(
         }
         if gen is not None and hasattr(gen, "client"):
             metrics["endpoint_retries"] = gen.client.retried
-        write_json(out / "metrics.json", metrics)
+        if process_state().is_main_process:
+            write_json(out / "metrics.json", metrics)
     return metrics
 
 

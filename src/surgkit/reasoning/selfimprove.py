@@ -96,6 +96,41 @@ def sample_chains(
     return accepted, fallback, stats
 
 
+def sample_chains_sharded(
+    model, processor, records: list[Record], image_root, settings: SelfImproveSettings, box: BoxSettings
+) -> tuple[list[Record], list[Record], dict[str, Any]]:
+    """:func:`sample_chains` under ``accelerate launch``/``torchrun``: each process samples a contiguous
+    share of the questions (whole generation batches) and every process gets all the chains, in order,
+    so the SFT that follows trains every process on the same data."""
+    from accelerate.utils import gather_object
+
+    from surgkit.utils.launch import process_state
+
+    state = process_state()
+    if state.num_processes == 1:
+        return sample_chains(model, processor, records, image_root, settings, box)
+    size = max(1, settings.batch_size)
+    chunks = [records[i : i + size] for i in range(0, len(records), size)]
+    with state.split_between_processes(chunks) as mine:
+        part = sample_chains(model, processor, [r for c in mine for r in c], image_root, settings, box)
+    parts = gather_object([part])
+    accepted = [r for a, _, _ in parts for r in a]
+    fallback = [r for _, f, _ in parts for r in f]
+    issues: dict[str, int] = {}
+    for _, _, st in parts:
+        for kind, n in st["rejections_by_kind"].items():
+            issues[kind] = issues.get(kind, 0) + n
+    stats = {
+        "questions": len(records),
+        "accepted_self": len(accepted),
+        "fallback_template": len(fallback),
+        "acceptance_rate": len(accepted) / max(1, len(records)),
+        "rejections_by_kind": issues,
+        "processes": state.num_processes,
+    }
+    return accepted, fallback, stats
+
+
 @locked("surgkit reason self-improve")  # one writer; each round's sft/grpo folder is guarded itself
 def self_improve(
     model_path: str | Path,
@@ -110,6 +145,7 @@ def self_improve(
     """R rounds of sample → validate → merge (A ∪ B) → SFT (+ Stage-1 slice) → GRPO. Returns the final model."""
     from surgkit.reasoning.vlm import load_vlm, resolve_device
     from surgkit.utils.io import write_json
+    from surgkit.utils.launch import process_device, process_state
 
     out = Path(out_dir)
     current = Path(model_path)
@@ -119,8 +155,8 @@ def self_improve(
         frame=sft_settings.box_frame, min_pixels=sft_settings.min_pixels, max_pixels=sft_settings.max_pixels
     )
     for r in range(settings.rounds):
-        model, processor = load_vlm(current, device=resolve_device(device), box=box)
-        accepted, fallback, stats = sample_chains(
+        model, processor = load_vlm(current, device=process_device(resolve_device(device)), box=box)
+        accepted, fallback, stats = sample_chains_sharded(
             model, processor, records, image_root, settings, processor.surgkit_box
         )
         del model
@@ -139,5 +175,8 @@ def self_improve(
         current = grpo(sft_dir, records, image_root, out / f"round{r + 1}" / "grpo", grpo_settings, device)
         stats.update(round=r + 1, stage1_slice=len(simple), model=str(current))
         history.append(stats)
-        write_json(out / "self_improve.json", {"settings": dataclasses.asdict(settings), "rounds": history})
+        if process_state().is_main_process:
+            write_json(
+                out / "self_improve.json", {"settings": dataclasses.asdict(settings), "rounds": history}
+            )
     return current, history

@@ -69,7 +69,11 @@ class SFTSettings:
     # small models: logits only where the loss is (completion_loss); images pre-resized (resized_images)
     completion_logits_only: bool = False
     cache_images: bool = False
-    report_to: str | None = "none"  # trackers (surgkit.utils.tracking); train_log.jsonl is always written
+    # launch options (--report-to/--mixed-precision; see surgkit.utils.launch.LaunchOptions): trackers, None =
+    # TensorBoard when installed (train_log.jsonl is always written); precision no|fp16|bf16|auto, None = the
+    # accelerate-launch config's, else auto (bf16 on GPUs that support it)
+    report_to: str | None = None
+    mixed_precision: str | None = None
 
 
 @dataclasses.dataclass
@@ -109,7 +113,20 @@ class GRPOSettings:
     warmup_ratio: float = 0.0
     scheduler: str = "linear"
     cache_images: bool = False
-    report_to: str | None = "none"
+    report_to: str | None = None  # as SFTSettings
+    mixed_precision: str | None = None
+
+
+def with_launch(settings: Any, launch: Any) -> Any:
+    """``settings`` with the command line's launch options (``--mixed-precision/--grad-accum/--report-to``)."""
+    if launch is None:
+        return settings
+    over: dict[str, Any] = {"report_to": launch.report_to}
+    if launch.grad_accum is not None:
+        over["grad_accum"] = int(launch.grad_accum)
+    if launch.mixed_precision is not None:
+        over["mixed_precision"] = launch.mixed_precision
+    return dataclasses.replace(settings, **over)
 
 
 def select_split(records: list[Record], split: str = "train", allow_leakage: bool = False) -> list[Record]:
@@ -125,16 +142,47 @@ def select_split(records: list[Record], split: str = "train", allow_leakage: boo
 
 
 def _env_offline() -> None:
-    os.environ.setdefault("WANDB_DISABLED", "true")
+    """No tokenizer threads; and refuse ``accelerate launch --cpu --num_processes N`` (it starts one
+    process; TRL builds its own Accelerator, so :func:`make_accelerator`'s check is made here).
+
+    transformers' own tracker integrations stay off through ``report_to=[]`` (trackers are opened once
+    by :mod:`surgkit.utils.hf_tracking`); ``WANDB_DISABLED`` is not set: wandb itself reads it, and it
+    would silently turn off ``--report-to wandb``.
+    """
+    from surgkit.utils.launch import check_launch_environment
+
+    check_launch_environment()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _device_kwargs(device: str) -> dict[str, Any]:
+def _device_kwargs(device: str, mixed_precision: str | None = None) -> dict[str, Any]:
+    """use_cpu / bf16 / fp16 of TrainingArguments; precision: the setting, else the launch config's, else auto
+    (bf16 on GPUs that support it)."""
+    import os
+
     import torch
 
+    from surgkit.utils.launch import resolve_mixed_precision
+
     cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    bf16 = (not cpu) and torch.cuda.is_bf16_supported()
-    return {"use_cpu": cpu, "bf16": bf16, "fp16": False}
+    mp = resolve_mixed_precision(
+        mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION") or "auto", cpu
+    )
+    return {"use_cpu": cpu, "bf16": mp == "bf16", "fp16": mp == "fp16"}
+
+
+def per_device_batch(global_batch: int, grad_accum: int, world: int | None = None) -> int:
+    """Samples per process and micro-step for a global batch (per optimizer step, all processes)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1")) if world is None else world
+    share = world * max(1, grad_accum)
+    if global_batch < share or global_batch % share:
+        raise SurgkitError(
+            f"batch size {global_batch} (the global batch) is not a multiple of processes x --grad-accum = "
+            f"{world} x {grad_accum}; choose a batch size divisible by {share}"
+        )
+    return global_batch // share
 
 
 def _with_images(rows: list[dict[str, Any]], processor=None, cache: Path | None = None):
@@ -224,15 +272,33 @@ def _start_model(model_path: Path, run: Path, resume: bool, dtype: str, lora_cfg
 
 
 def _finish(trainer, processor, out_dir: Path, meta: dict[str, Any], merge_lora: bool) -> Path:
-    """Save the stage's result (see the module docstring); returns the folder the next stage loads."""
+    """Save the stage's result (see the module docstring); returns the folder the next stage loads.
+
+    Under ``accelerate launch``/``torchrun`` the main process writes and the others wait for it; with
+    DeepSpeed ZeRO-3 or FSDP the full weights are first gathered from every process.
+    """
+    acc = trainer.accelerator
+    sharded = bool(
+        getattr(trainer, "is_deepspeed_enabled", False) or getattr(trainer, "is_fsdp_enabled", False)
+    )
+    state = acc.get_state_dict(trainer.model) if sharded else None  # a collective: every process joins
+    adapter_only = hasattr(trainer.model, "peft_config") and not merge_lora
+    result = out_dir / ("adapter" if adapter_only else "model")
+    if acc.is_main_process:
+        result = _save_stage(trainer, processor, out_dir, meta, merge_lora, state)
+    acc.wait_for_everyone()
+    return result
+
+
+def _save_stage(trainer, processor, out_dir: Path, meta: dict[str, Any], merge_lora: bool, state) -> Path:
     from surgkit.reasoning.vlm import save_vlm
     from surgkit.utils.io import write_json
 
-    model = trainer.model
+    model = trainer.accelerator.unwrap_model(trainer.model)
     result = None
     if hasattr(model, "peft_config"):
         adapter = out_dir / "adapter"
-        model.save_pretrained(adapter, safe_serialization=True)
+        model.save_pretrained(adapter, safe_serialization=True, **({"state_dict": state} if state else {}))
         processor.save_pretrained(adapter)
         from surgkit.reasoning.vlm import MARKER
 
@@ -241,9 +307,9 @@ def _finish(trainer, processor, out_dir: Path, meta: dict[str, Any], merge_lora:
         )
         result = adapter
         if merge_lora:
-            model = model.merge_and_unload()
+            model, state = model.merge_and_unload(), None
     if result is None or merge_lora:
-        result = save_vlm(model, processor, out_dir / "model", {"kind": "surgkit-reasoning", **meta})
+        result = save_vlm(model, processor, out_dir / "model", {"kind": "surgkit-reasoning", **meta}, state)
     write_json(
         out_dir / TRAINING_JSON, {**meta, "output": str(result), "log_history": trainer.state.log_history}
     )
@@ -267,7 +333,7 @@ def _trainer_args(settings: Any, out: Path, done: int, device: str) -> dict[str,
         num_train_epochs=settings.epochs,
         max_steps=_steps(settings.max_steps, done),
         learning_rate=settings.learning_rate,
-        per_device_train_batch_size=settings.batch_size,
+        per_device_train_batch_size=per_device_batch(settings.batch_size, settings.grad_accum),
         gradient_accumulation_steps=settings.grad_accum,
         gradient_checkpointing=settings.gradient_checkpointing,
         warmup_steps=settings.warmup_ratio,
@@ -280,7 +346,7 @@ def _trainer_args(settings: Any, out: Path, done: int, device: str) -> dict[str,
         seed=settings.seed,
         dataloader_num_workers=0,
         disable_tqdm=True,
-        **_device_kwargs(device),
+        **_device_kwargs(device, getattr(settings, "mixed_precision", None)),
     )
 
 

@@ -54,13 +54,17 @@ def image_only_processor_class(kind: str = "image-only-qwen2-vl"):
 
 
 # ------------------------------------------------------------------------------------- folders
-def save_vlm(model, processor, out_dir: str | Path, meta: dict[str, Any] | None = None) -> Path:
-    """Save model (safetensors) + processor; write the marker that says how to reload the processor."""
+def save_vlm(
+    model, processor, out_dir: str | Path, meta: dict[str, Any] | None = None, state_dict: Any = None
+) -> Path:
+    """Save model (safetensors) + processor; write the marker that says how to reload the processor.
+
+    ``state_dict``: the full weights gathered from a sharded (ZeRO-3 / FSDP) run."""
     from surgkit.utils.io import write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    model.save_pretrained(out, safe_serialization=True, **({"state_dict": state_dict} if state_dict else {}))
     processor.save_pretrained(out)
     kind = getattr(processor, "surgkit_kind", "auto")
     write_json(out / MARKER, {**(meta or {}), "processor": kind})
