@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from surgkit.errors import SurgkitError
-from surgkit.skill.attention import MASK_VALUE, DivergenceRegulatedAttention
+from surgkit.skill.attention import MASK_VALUE, DivergenceRegulatedAttention, FeatureFusion, main_pattern
 
 D = 16
 
@@ -105,11 +105,18 @@ def dra_numpy(attn: DivergenceRegulatedAttention, x, z, mask):
         delta = a - beta * m
         if attn.gamma_mode == "param":
             gamma = _softplus(_np(attn.rho)).reshape(1, h, 1, 1)
+        elif attn.gamma_mode == "divergence":  # κ_h (1 − cos(a_h, m))
+            cos = (a * m).sum(-1, keepdims=True) / (
+                np.linalg.norm(a, axis=-1, keepdims=True) * np.linalg.norm(m, axis=-1, keepdims=True) + attn.eps
+            )
+            gamma = _softplus(_np(attn.rho)).reshape(1, h, 1, 1) * (1 - cos)
         else:
             gamma = _softplus(lin(attn.gamma_gate, xs)).transpose(0, 2, 1)[..., None]
         regulated = a + gamma * delta
     if attn.final_norm == "softmax":
         w = _softmax(regulated / attn.final_temperature + m_add)
+    elif attn.final_norm == "renorm" and attn.final_temperature != 1.0:
+        w = _softmax(np.log(np.maximum(regulated, 1e-12)) / attn.final_temperature + m_add)
     elif attn.final_norm == "renorm":
         w = np.clip(regulated, 0, None)
         if mask is not None:
@@ -122,19 +129,24 @@ def dra_numpy(attn: DivergenceRegulatedAttention, x, z, mask):
 
 
 @pytest.mark.parametrize(
-    "main,final_norm,gamma,heads",
+    "main,final_norm,gamma,heads,temperature",
     [
-        ("mean", "softmax", "param", 4),
-        ("pca", "softmax", "param", 4),
-        ("mean", "renorm", "content", 2),
-        ("pca", "none", "content", 4),
-        ("mean", "none", "param", 1),
-        ("pca", "renorm", "param", 8),
+        ("pca", "renorm", "divergence", 2, 1.0),  # the defaults
+        ("pca", "renorm", "divergence", 4, 0.5),
+        ("mean", "renorm", "divergence", 2, 1.0),
+        ("mean", "softmax", "param", 4, 1.0),
+        ("pca", "softmax", "param", 4, 1.0),
+        ("mean", "renorm", "content", 2, 1.0),
+        ("pca", "none", "content", 4, 1.0),
+        ("mean", "none", "param", 1, 1.0),
+        ("pca", "renorm", "param", 8, 1.0),
     ],
 )
-def test_dra_matches_numpy_restatement(main, final_norm, gamma, heads):
+def test_dra_matches_numpy_restatement(main, final_norm, gamma, heads, temperature):
     torch.manual_seed(0)
-    attn = DivergenceRegulatedAttention(D, heads, main=main, final_norm=final_norm, gamma=gamma, dropout=0.0)
+    attn = DivergenceRegulatedAttention(
+        D, heads, main=main, final_norm=final_norm, gamma=gamma, final_temperature=temperature, dropout=0.0
+    )
     _randomise_gates(attn)
     attn.eval()
     x, z, mask = _inputs(lq=2)
@@ -236,6 +248,7 @@ def test_f_identical_heads_have_no_divergence(main):
             proj.weight.copy_(block_w.repeat(heads, 1))
             proj.bias.copy_(block_b.repeat(heads))
         attn.lambda_gate.weight.copy_(torch.randn(1, D).repeat(heads, 1))
+        attn.lambda_gate.bias.fill_(0.3)
     x, z, mask = _inputs()
     _, det = attn(x, z, mask, return_details=True)
     assert det.divergence.abs().max().item() < 1e-6
@@ -271,7 +284,7 @@ def test_h_permuting_keys_with_mask_leaves_output_unchanged(main):
         {"main": "mean"},
         {"main": "pca"},
         {"main": "pca", "gamma": "content", "final_norm": "renorm"},
-        {"space": "logit"},
+        {"space": "logit", "final_norm": "softmax"},
     ],
 )
 def test_i_gradients_are_finite(options):
@@ -287,17 +300,21 @@ def test_i_gradients_are_finite(options):
 
 
 def test_initial_lambda_and_gamma():
-    """λ starts at 0.5 (zero-initialised gate) and γ at 0.1 (softplus of ρ)."""
-    attn = DivergenceRegulatedAttention(D, 4, dropout=0.0)
+    """λ starts at σ(+1), σ(−1), σ(+1), … over the heads; param-γ at its γ₀; divergence-κ at 1."""
+    attn = DivergenceRegulatedAttention(D, 4, gamma="param", gamma_init=0.1, dropout=0.0)
     x, z, _ = _inputs()
     _, det = attn(x, z, return_details=True)
-    torch.testing.assert_close(det.lam, torch.full_like(det.lam, 0.5))
+    expected = torch.sigmoid(torch.tensor([1.0, -1.0, 1.0, -1.0])).view(1, 4, 1, 1).expand_as(det.lam)
+    torch.testing.assert_close(det.lam, expected)
     torch.testing.assert_close(det.gamma.flatten(), torch.full((4,), 0.1))
+    default = DivergenceRegulatedAttention(D, 2)
+    assert default.heads == 2 and default.main == "pca" and default.final_norm == "renorm"
+    torch.testing.assert_close(F.softplus(default.rho), torch.ones(2))
 
 
 def test_logit_space_with_even_mix_gives_uniform_weights_over_unmasked_keys():
     """space=logit mixes (2λ − 1)·S: with λ = 0.5 the logits vanish and W is uniform on the kept keys."""
-    attn = DivergenceRegulatedAttention(D, 2, space="logit", dropout=0.0)
+    attn = DivergenceRegulatedAttention(D, 2, space="logit", final_norm="softmax", lambda_init=0.0, dropout=0.0)
     x, z, mask = _inputs()
     _, w = attn(x, z, mask)
     kept = (mask > MASK_VALUE / 2).float()[:, None]
@@ -311,3 +328,96 @@ def test_bad_options_raise_clear_errors():
         DivergenceRegulatedAttention(D, 4, main="median")
     with pytest.raises(SurgkitError, match="final_norm"):
         DivergenceRegulatedAttention(D, 4, space="logit", final_norm="renorm")
+
+
+# -- the paper's DRA by default: sharp weights, exact reductions, responsive γ ---------------------
+def _pin_gates(attn: DivergenceRegulatedAttention, lam: float) -> None:
+    """λ ≡ lam (0 or 1: a saturated gate) and γ ≡ 0 (κ = softplus(−100) ≈ 4e-44) in the full module."""
+    with torch.no_grad():
+        attn.lambda_gate.weight.zero_()
+        attn.lambda_gate.bias.fill_(60.0 if lam == 1 else -60.0)
+        attn.rho.fill_(-100.0)
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4])
+@pytest.mark.parametrize("lam", [0, 1])
+def test_default_dra_reduces_exactly_to_negative_and_vanilla_attention(heads, lam):
+    """λ ≡ 0 / 1 with γ ≡ 0 under the *default* normalisation is MAQA's negative / vanilla attention."""
+    torch.manual_seed(20 + heads + lam)
+    attn = DivergenceRegulatedAttention(D, heads, dropout=0.0).eval()  # defaults: pca, divergence, renorm
+    _pin_gates(attn, lam)
+    x, z, mask = _inputs(lq=2)
+    out, det = attn(x, z, mask, return_details=True)
+    q, k, v = _projections(attn, x, z)
+    ref = F.scaled_dot_product_attention(q if lam else -q, k, v, attn_mask=mask[:, None])
+    assert (out - ref.transpose(1, 2).reshape(out.shape)).abs().max().item() < 1e-6
+    assert det.gamma.abs().max().item() < 1e-30
+
+
+def test_renorm_keeps_a_sharp_map_sharp_where_softmax_over_probabilities_flattens_it():
+    """A row 0.9 / 0.05 / 0.05 stays 0.9 / 0.05 / 0.05 (renorm, default) instead of ≈ 0.54 / 0.23 / 0.23."""
+    sharp = torch.tensor([[[[0.9, 0.05, 0.05]]]])
+    renorm = DivergenceRegulatedAttention(D, 1, final_norm="renorm")
+    torch.testing.assert_close(renorm._final(sharp, None), sharp)
+    flat = DivergenceRegulatedAttention(D, 1, final_norm="softmax")._final(sharp, None)
+    torch.testing.assert_close(flat, torch.softmax(sharp, -1))
+    assert flat.max().item() < 0.55
+    colder = DivergenceRegulatedAttention(D, 1, final_norm="renorm", final_temperature=0.5)._final(sharp, None)
+    torch.testing.assert_close(colder, sharp.square() / sharp.square().sum(-1, keepdim=True))
+
+
+def test_divergence_gamma_is_zero_on_the_principal_direction_and_grows_away_from_it():
+    """γ_h = κ_h (1 − cos(a_h, m)): 0 for a head on m, larger for the head further from m."""
+    attn = DivergenceRegulatedAttention(D, 2)
+    rows = torch.tensor([[[[0.7, 0.2, 0.1]], [[0.7, 0.2, 0.1]]]])  # [1, H=2, Lq=1, N=3]
+    m = torch.tensor([[[[0.7, 0.2, 0.1]]]])
+    same = attn._gamma(None, rows, m)
+    assert same.abs().max().item() < 1e-6
+    apart = torch.tensor([[[[0.8, 0.1, 0.1]], [[0.1, 0.1, 0.8]]]])
+    main = main_pattern(apart, "pca")
+    gamma = attn._gamma(None, apart, main).flatten()
+    cos = (apart * main).sum(-1).flatten() / (apart.norm(dim=-1).flatten() * main.norm())
+    torch.testing.assert_close(gamma, 1 - cos)  # κ = 1 at initialisation
+    assert (gamma > 0.05).all()
+
+
+def test_gamma_scale_receives_gradient():
+    """κ (ρ) is trained: the regression loss reaches it through γ δ (it stayed at 0.1 before)."""
+    attn = DivergenceRegulatedAttention(D, 2, dropout=0.0)
+    _randomise_gates(attn)
+    x, z, mask = _inputs(b=8)
+    out, _ = attn(x, z, mask)
+    out.square().sum().backward()
+    assert attn.rho.grad.abs().min().item() > 0
+
+
+def test_lambda_at_one_half_is_a_saddle_that_the_signed_initialisation_breaks():
+    """With S = 0 and λ = 0.5 the mixed map is even in S: no gradient reaches W_Q. λ = σ(±1) has one."""
+    grads = {}
+    for b0 in (0.0, 1.0):
+        attn = DivergenceRegulatedAttention(D, 2, lambda_init=b0, dropout=0.0)
+        with torch.no_grad():
+            attn.q_proj.weight.zero_()
+            attn.q_proj.bias.zero_()
+        x, z, _ = _inputs(b=8, masked=False)
+        out, _ = attn(x, z)
+        (out * torch.randn_like(out)).sum().backward()
+        grads[b0] = attn.q_proj.weight.grad.abs().max().item()
+    assert grads[0.0] < 1e-7 < 1e-3 < grads[1.0]
+
+
+def test_avg_and_cat_fusions_replace_attention_with_feature_fusion():
+    """AVG: mean of the unmasked tokens; CAT: FC of the concatenated tokens, masked ones zeroed."""
+    x, z, mask = _inputs(b=6, n=4)
+    avg, _ = FeatureFusion(D, 4, "avg")(x, z, mask)
+    kept = (mask > MASK_VALUE / 2).float()  # [B, 1, N]
+    torch.testing.assert_close(avg, (kept @ z) / kept.sum(-1, keepdim=True))
+    cat_fusion = FeatureFusion(D, 4, "cat")
+    cat, _ = cat_fusion(x, z, mask)
+    ref = cat_fusion.fc((z * kept.transpose(1, 2)).reshape(6, 1, -1))
+    torch.testing.assert_close(cat, ref)
+    # the PolicyNet's straight-through term, carried by the mask, reaches the output
+    st = torch.zeros_like(mask, requires_grad=True)
+    out, _ = FeatureFusion(D, 4, "avg")(x, z, mask + st)
+    out.sum().backward()
+    assert st.grad.abs().sum() > 0

@@ -10,7 +10,8 @@ import torch
 
 from surgkit.errors import SurgkitError
 from surgkit.skill.config import ExperimentConfig, FusionConfig, load_experiment, shipped_configs
-from surgkit.skill.model import SurgFusionNet, UnimodalBranch, policy_mask
+from surgkit.skill.attention import FeatureFusion
+from surgkit.skill.model import SurgFusionNet, UnimodalBranch, annealed_tau, policy_mask
 
 SMALL = {
     "d_model": 16,
@@ -82,7 +83,7 @@ def test_every_table3_row_builds_and_runs(name):
     out = model(_x(2, 10, mods))
     assert out.score.shape == (2, 1)
     assert set(out.unimodal_scores) == set(mods)
-    if cfg.strategy not in ("unimodal", "avg", "cat"):
+    if cfg.strategy != "unimodal":
         assert all(w.shape[-1] == len(mods) for w in out.csfb_attention)
         assert len(out.policy_choice) == (3 if cfg.use_dfb else 0)
 
@@ -95,10 +96,20 @@ def test_shipped_configs_cover_tables_three_to_five():
     assert load_experiment("table4_negative_ca").model.strategy == "negative"
 
 
-def test_avg_and_unimodal_strategies_use_the_branch_heads():
-    model = SurgFusionNet(FusionConfig(**{**SMALL, "strategy": "avg"})).eval()
-    out = model(_x(2, 8))
-    torch.testing.assert_close(out.score, torch.stack(list(out.unimodal_scores.values())).mean(0))
+def test_avg_and_cat_fuse_features_in_place_of_dra_and_unimodal_uses_its_head():
+    """Table IV: AVG / CAT replace DRA inside CSFB and DFB (feature fusion, trained in phase 2)."""
+    for strategy in ("avg", "cat"):
+        model = SurgFusionNet(FusionConfig(**{**SMALL, "strategy": strategy})).eval()
+        assert model.config.needs_phase2 and model.head is not None and len(model.stages) == 3
+        for stage in model.stages:
+            assert isinstance(stage.csfb.attn, FeatureFusion) and stage.csfb.attn.mode == strategy
+            assert isinstance(stage.dfb.attn, FeatureFusion) and stage.dfb.attn.tokens == SMALL["num_fusionnets"]
+        out = model(_x(2, 8))
+        assert out.score.shape == (2, 1)
+        for w in out.csfb_attention:  # the average weighs the three modalities equally
+            torch.testing.assert_close(w, torch.full_like(w, 1 / 3))
+    with pytest.raises(SurgkitError, match="temporal"):
+        FusionConfig(**{**SMALL, "strategy": "cat", "csfb_kv": "temporal"})
     uni = SurgFusionNet(
         FusionConfig(**{**SMALL, "modalities": ("flow",), "input_dims": (12,), "strategy": "unimodal"})
     )
@@ -158,6 +169,7 @@ def test_phase2_step_leaves_frozen_branches_untouched():
     model = SurgFusionNet(FusionConfig(**SMALL))
     model.freeze_branches()
     model.train()
+    model.set_training_progress(0, 10)
     before = {k: v.clone() for k, v in model.branches.state_dict().items()}
     body, head = model.fusion_parameters()
     opt = torch.optim.AdamW(body + head, lr=1e-2)
@@ -168,7 +180,7 @@ def test_phase2_step_leaves_frozen_branches_untouched():
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN running stats
     assert not model.branches.training
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in body)
-    assert model.tau.grad is not None
+    assert all(stage.dfb.policy.weight.grad.abs().sum() > 0 for stage in model.stages)  # straight-through
 
 
 def test_save_and_load_pretrained_round_trip(tmp_path):
@@ -200,3 +212,77 @@ def test_config_validation_and_experiment_round_trip(tmp_path):
     with pytest.raises(SurgkitError, match="unknown train fields"):
         ExperimentConfig.from_dict({"train": {"epochs": 3}})
     assert np.isclose(again.train.phase2.lr, 5e-4)
+
+
+def test_annealed_policy_temperature_makes_training_choices_agree_with_evaluation():
+    """policy_tau=anneal: k* ~ softmax(π/τ); τ goes τ₀ → τ₁ over the phase and, at τ₁, the training draws
+    are (almost) the argmax evaluation takes; MAQA's unscaled hard draw ignores τ altogether."""
+    assert annealed_tau(1.0, 0.05, 0, 30) == 1.0 and np.isclose(annealed_tau(1.0, 0.05, 29, 30), 0.05)
+    assert np.isclose(annealed_tau(1.0, 0.04, 1, 3), 0.2)  # geometric: 1 → 0.2 → 0.04
+    torch.manual_seed(0)
+    logits = torch.randn(64, 4, 50)
+    best = logits.argmax(1)
+    agree = {}
+    for tau in (5.0, 1.0, 0.05):
+        _, chosen = policy_mask(logits, torch.tensor(tau), sample=True, scaled=True)
+        agree[tau] = (chosen == best).float().mean().item()
+        expected = torch.softmax(logits / tau, 1).max(1).values.mean().item()  # P(draw == argmax)
+        assert abs(agree[tau] - expected) < 0.03
+    assert agree[5.0] < 0.45 < agree[1.0] < 0.8 < 0.95 < agree[0.05]
+    _, unscaled = policy_mask(logits, torch.tensor(0.05), sample=True, scaled=False)
+    assert (unscaled == best).float().mean().item() < 0.8  # τ does not sharpen MAQA's hard draw
+    model = SurgFusionNet(FusionConfig(**SMALL))
+    assert "tau" in dict(model.named_buffers()) and not any(n == "tau" for n, _ in model.named_parameters())
+    model.set_training_progress(9, 10)
+    assert np.isclose(model.tau.item(), model.config.tau_final)
+    maqa = SurgFusionNet(FusionConfig(**{**SMALL, "policy_tau": "learnable", "tau_init": 10.0}))
+    maqa.set_training_progress(9, 10)
+    assert isinstance(maqa.tau, torch.nn.Parameter) and maqa.tau.item() == 10.0
+
+
+def _dfb_inputs(cfg, length=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    d = cfg.d_model
+    c, s = torch.randn(2, d, length, generator=g), torch.randn(2, d, length, generator=g)
+    feats = [torch.randn(2, d, 2 * length, generator=g) for _ in cfg.modalities]
+    return c, s, feats
+
+
+def test_dfb_query_uses_the_csfb_output():
+    """§2.4: the DFB query is W_p [C_i; S_i]; changing only the CSFB output S_i changes the DFB output,
+    and the query the attention receives equals W_p applied to the concatenation."""
+    from surgkit.skill.model import _pool_half
+
+    cfg = FusionConfig(**{**SMALL, "dra_final_norm": "none"})
+    dfb = SurgFusionNet(cfg).stages[0].dfb.eval()
+    c, s, feats = _dfb_inputs(cfg)
+    tau = torch.tensor(1.0)
+    seen = {}
+
+    def keep_query(module, args, output):
+        seen.setdefault("q", args[0])
+
+    dfb.attn.register_forward_hook(keep_query)
+    out, _ = dfb(c, s, feats, _pool_half, tau)
+    expected_q = dfb.query(torch.cat([c, s], 1)).transpose(1, 2).reshape(-1, 1, cfg.d_model)
+    torch.testing.assert_close(seen["q"], expected_q)
+    out2, _ = dfb(c, s + 1.0, feats, _pool_half, tau)
+    assert (out2 - out).abs().max().item() > 1e-4
+
+
+def test_fusionnet_weights_are_a_softmax_over_modalities():
+    """§2.4: α_{m,k,t} sums to 1 over the modalities m (not over the K FusionNets) and X̃_k = Σ_m α X_m."""
+    cfg = FusionConfig(**{**SMALL, "num_fusionnets": 4})
+    dfb = SurgFusionNet(cfg).stages[0].dfb.eval()
+    _, _, feats = _dfb_inputs(cfg)
+    alpha = dfb.modality_weights(feats)  # [B, N, K, L]
+    assert alpha.shape == (2, 3, 4, 12)
+    torch.testing.assert_close(alpha.sum(1), torch.ones(2, 4, 12))
+    assert (alpha.sum(2) - 1).abs().max().item() > 0.1  # not normalised over K
+    logits = torch.stack([g[1](g[0](x)) for g, x in zip(dfb.weight_heads, feats, strict=True)], 1)
+    manual = torch.softmax(logits, dim=1)
+    torch.testing.assert_close(alpha, manual)
+    fused = sum(manual[:, m, :, None] * feats[m][:, None] for m in range(3))  # [B, K, d, L]
+    flat = fused.reshape(2, -1, 12)
+    expected = torch.nn.functional.avg_pool1d(flat + dfb.refine(flat), 2, 2).reshape(2, 4, cfg.d_model, -1)
+    torch.testing.assert_close(dfb.fusion_nets(feats, lambda t: torch.nn.functional.avg_pool1d(t, 2, 2)), expected)

@@ -16,8 +16,9 @@ force sensitivity, robotic control; each 1-5, total 5-25). Two equivalent encodi
           {"name": "suturing_1", "start": 120.0, "end": 410.5,
            "ratings": [{"rater": "R1", "items": {"depth_perception": 3, ...}, "score": 16}]}]}]}
 
-``scale`` is optional (default M-GEARS); ``score`` is optional and, when given, must equal the sum of
-the items; ``start``/``end`` are seconds (optional).
+``scale`` is optional (default M-GEARS); it may declare ``score_range`` ([lo, hi] of a video or segment
+score, default items × item range, e.g. 6-30 for a 6-item M-GEARS); ``score`` is optional and, when
+given, must equal the sum of the items; ``start``/``end`` are seconds (optional).
 
 **CSV** (``videos.csv`` + ``ratings.csv`` in ``root``)::
 
@@ -52,6 +53,7 @@ class Scale:
     name: str = "M-GEARS"
     items: tuple[str, ...] = MGEARS_ITEMS
     item_range: tuple[float, float] = (1.0, 5.0)
+    score_range: tuple[float, float] | None = None  # None: items × item range
 
 
 def load(root: str | Path, require_media: bool = True, scale: Scale | None = None) -> Dataset:
@@ -153,8 +155,18 @@ def _load_json(path: Path, root: Path, require: bool) -> Dataset:
     if data.get("format", FORMAT) != FORMAT:
         raise DataFormatError(f"unsupported format {data.get('format')!r} (expected {FORMAT})", path=path)
     sc = data.get("scale") or {}
+    score_range = sc.get("score_range")
+    if score_range is not None:
+        ok = isinstance(score_range, list) and len(score_range) == 2
+        ok = ok and all(isinstance(v, (int, float)) for v in score_range) and score_range[0] < score_range[1]
+        if not ok:
+            raise DataFormatError(f"scale.score_range must be [lo, hi] with lo < hi, got {score_range!r}", path=path)
+        score_range = (float(score_range[0]), float(score_range[1]))
     scale = Scale(
-        sc.get("name", "M-GEARS"), tuple(sc.get("items", MGEARS_ITEMS)), tuple(sc.get("item_range", (1, 5)))
+        sc.get("name", "M-GEARS"),
+        tuple(sc.get("items", MGEARS_ITEMS)),
+        tuple(sc.get("item_range", (1, 5))),
+        score_range,
     )
     ds = Dataset(name="clinical_skill", root=root, split_scheme="kfold-by-surgeon")
     segments: dict[str, list[ScoredSegment]] = {}

@@ -5,15 +5,25 @@ Per head h, with query tokens x [B', Lq, d], key/value tokens z [B', N, d] and a
 1. Q = x W_Q + b_Q, K = z W_K + b_K, V = z W_V + b_V, split into H heads of d_h = d / H.
 2. S_h = Q_h K_hᵀ / √d_h.
 3. A⁺_h = softmax_N(S_h + M) (vanilla) and A⁻_h = softmax_N(−S_h + M) (MAQA's negative attention).
-4. λ_h = σ(w_hᵀ x + b_h) (one Linear(d → H), zero-initialised so λ = 0.5);
-   A_h = λ_h A⁺_h + (1 − λ_h) A⁻_h.
-5. main pattern m over heads: mean of the rows a_h, or the first right-singular vector of [a_1; …; a_H]
-   (``main="pca"``, sign fixed so Σ m ≥ 0).
-6. β_h = ⟨a_h, m⟩ / (⟨m, m⟩ + ε), δ_h = a_h − β_h m (orthogonal to m).
-7. γ_h = softplus(ρ_h) (``gamma="param"``, initialised to γ = 0.1) or softplus(Linear(x)) (``"content"``);
-   Â_h = A_h + γ_h δ_h.
-8. W_h = softmax_N(Â_h / τ_f + M) (``final_norm="softmax"``), or clamp-at-0 and renormalise
-   (``"renorm"``), or Â_h itself (``"none"``); attention dropout on W.
+4. λ_h = σ(w_hᵀ x + b_h) (one Linear(d → H); w = 0 and b_h = ±b₀ alternating over the heads at
+   initialisation, b₀ = 1: λ = 0.73 / 0.27, [R]); A_h = λ_h A⁺_h + (1 − λ_h) A⁻_h. At λ = 0.5 the mixed
+   map is even in S, so its gradient with respect to the queries and keys vanishes at S = 0 and the
+   attention cannot leave the uniform map it starts from; leaning the heads towards the positive and
+   the negative map breaks that saddle and starts them apart.
+5. main pattern m over heads ("based on principal components", Eq. 14): the first right-singular vector
+   of the uncentred H×N matrix [a_1; …; a_H] (``main="pca"``, default; sign fixed so Σ m ≥ 0), or the
+   mean of the rows (``main="mean"``).
+6. β_h = ⟨a_h, m⟩ / (⟨m, m⟩ + ε), δ_h = a_h − β_h m (orthogonal to m; Eqs. 15–16).
+7. diversity factor γ_h (Eq. 15, [R]): ``gamma="divergence"`` (default)
+   γ_h = κ_h · (1 − ⟨a_h, m⟩ / (‖a_h‖ ‖m‖ + ε)) with κ_h = softplus(ρ_h) learnable (κ₀ = 1): zero for a head on
+   the principal direction, growing as the head turns away from it ("when a_h is similar to m, smaller
+   values of δ_h and γ_h provide modest diversity promotion"); ``"param"``: γ_h = softplus(ρ_h) alone;
+   ``"content"``: γ_h = softplus(Linear(x)). Â_h = A_h + γ_h δ_h (Eq. 17).
+8. softmax-weighted aggregation (Eq. 18): ``final_norm="renorm"`` (default) W_h = softmax_N(log Â⁺_h / τ_f + M)
+   with Â⁺ = max(Â, 0), i.e. Â⁺ renormalised over the unmasked keys (Â⁺^{1/τ_f} for τ_f ≠ 1). Â is already a
+   probability-like map, so this keeps it sharp and makes λ ≡ 0 / λ ≡ 1 with γ ≡ 0 reduce *exactly* to
+   negative / vanilla attention. ``"softmax"`` (softmax over the probabilities themselves, which flattens a
+   0.9/0.05/0.05 row to about 0.52/0.24/0.24) and ``"none"`` (Â itself) are ablations. Attention dropout on W.
 9. O_h = W_h V_h, heads concatenated; optional output projection (off, as in MAQA).
 
 The baselines are configurations of the same module (§2.6): ``mix="positive", diversity=False,
@@ -38,9 +48,10 @@ MASK_VALUE = -1e9  # additive value for disabled keys (finite: a fully masked ro
 PCA_GRAD_STEPS = 3
 
 MIX_MODES = ("content", "positive", "negative")
-MAIN_MODES = ("mean", "pca")
-GAMMA_MODES = ("param", "content")
-FINAL_NORMS = ("softmax", "renorm", "none")
+MAIN_MODES = ("pca", "mean")
+GAMMA_MODES = ("divergence", "param", "content")
+FINAL_NORMS = ("renorm", "softmax", "none")
+LOG_FLOOR = 1e-12  # log(max(Â, floor)) in the tempered renormalisation
 SPACES = ("prob", "logit")
 
 
@@ -104,40 +115,50 @@ def divergence(rows: torch.Tensor, main: torch.Tensor, eps: float) -> tuple[torc
     return beta, rows - beta * main
 
 
+def misalignment(rows: torch.Tensor, main: torch.Tensor, eps: float) -> torch.Tensor:
+    """1 − cos(a_h, m) = 1 − ⟨a_h, m⟩ / (‖a_h‖ ‖m‖ + ε), [B', H, Lq, 1]: 0 on the principal direction."""
+    dot = (rows * main).sum(-1, keepdim=True)
+    return 1.0 - dot / (rows.norm(dim=-1, keepdim=True) * main.norm(dim=-1, keepdim=True) + eps)
+
+
 class DivergenceRegulatedAttention(nn.Module):
     """Multi-head cross-attention mixing positive and negative maps and promoting head diversity.
 
     Args:
         dim: model width d (query, key and value tokens are projected to d; d % heads == 0).
-        heads: number of heads H.
+        heads: number of heads H (2: the paper's best, Table V).
         kv_dim: width of the key/value tokens (default d).
         mix: ``content`` (λ = σ(Linear(x)), the DRA), ``positive`` (λ ≡ 1) or ``negative`` (λ ≡ 0).
         diversity: apply the divergence step (γ δ); off means γ ≡ 0.
-        main: ``mean`` or ``pca`` main pattern (§2.5 step 5).
-        gamma: ``param`` (one learnable scalar per head) or ``content`` (softplus(Linear(x))).
-        gamma_init: initial γ (0.1).
-        final_norm: ``softmax`` (default), ``renorm`` or ``none`` (§2.5 step 8).
-        final_temperature: τ_f of the final softmax.
+        main: ``pca`` (default) or ``mean`` main pattern (§2.5 step 5).
+        gamma: ``divergence`` (γ = κ·(1 − cos(a_h, m)), default), ``param`` (one learnable scalar per
+            head) or ``content`` (softplus(Linear(x))).
+        gamma_init: initial κ (``divergence``) or γ (``param``, ``content``).
+        lambda_init: b₀, the initial |logit| of λ; head h starts at σ(+b₀) (even h) or σ(−b₀) (odd h).
+            0 gives λ = 0.5 everywhere (a saddle, see step 4).
+        final_norm: ``renorm`` (default), ``softmax`` or ``none`` (§2.5 step 8).
+        final_temperature: τ_f of the final normalisation.
         space: ``prob`` (mix softmax maps, default) or ``logit`` (mix logits: (2λ − 1) S, diversity on
             logits, then a softmax).
         dropout: attention dropout on W (0.1 as in MAQA).
         out_proj: add a d→d output projection (off, as in MAQA).
         negate_query_input: feed −x to the query projection (MAQA's cross-modal decoder quirk, §4 item 2).
-        eps: ε of the projection coefficient.
+        eps: ε of the projection coefficient and of the cosine.
     """
 
     def __init__(
         self,
         dim: int,
-        heads: int = 4,
+        heads: int = 2,
         *,
         kv_dim: int | None = None,
         mix: str = "content",
         diversity: bool = True,
-        main: str = "mean",
-        gamma: str = "param",
-        gamma_init: float = 0.1,
-        final_norm: str = "softmax",
+        main: str = "pca",
+        gamma: str = "divergence",
+        gamma_init: float = 1.0,
+        lambda_init: float = 1.0,
+        final_norm: str = "renorm",
         final_temperature: float = 1.0,
         space: str = "prob",
         dropout: float = 0.1,
@@ -168,11 +189,13 @@ class DivergenceRegulatedAttention(nn.Module):
         self.lambda_gate = nn.Linear(dim, heads) if mix == "content" else None
         if self.lambda_gate is not None:
             nn.init.zeros_(self.lambda_gate.weight)
-            nn.init.zeros_(self.lambda_gate.bias)
+            signs = torch.tensor([1.0 if h % 2 == 0 else -1.0 for h in range(heads)])
+            with torch.no_grad():
+                self.lambda_gate.bias.copy_(float(lambda_init) * signs)
         rho0 = _inverse_softplus(gamma_init) if gamma_init > 0 else -20.0
         self.rho: nn.Parameter | None = None
         self.gamma_gate: nn.Linear | None = None
-        if diversity and gamma == "param":
+        if diversity and gamma in ("param", "divergence"):
             self.rho = nn.Parameter(torch.full((heads,), rho0))
         elif diversity:
             self.gamma_gate = nn.Linear(dim, heads)
@@ -184,12 +207,12 @@ class DivergenceRegulatedAttention(nn.Module):
     # -- presets (the ablation baselines of §2.6) ---------------------------------------------------
     @classmethod
     def vanilla(cls, dim: int, heads: int = 1, **kwargs: Any) -> DivergenceRegulatedAttention:
-        """softmax(S + M) V: DRA with λ ≡ 1, γ ≡ 0, final_norm none."""
+        """softmax(S + M) V: DRA with λ ≡ 1, γ ≡ 0 (any final normalisation but softmax is then exact)."""
         return cls(dim, heads, mix="positive", diversity=False, final_norm="none", **kwargs)
 
     @classmethod
     def negative(cls, dim: int, heads: int = 1, **kwargs: Any) -> DivergenceRegulatedAttention:
-        """softmax(−S + M) V (MAQA): DRA with λ ≡ 0, γ ≡ 0, final_norm none."""
+        """softmax(−S + M) V (MAQA): DRA with λ ≡ 0, γ ≡ 0."""
         return cls(dim, heads, mix="negative", diversity=False, final_norm="none", **kwargs)
 
     # -- pieces ------------------------------------------------------------------------------------
@@ -202,12 +225,14 @@ class DivergenceRegulatedAttention(nn.Module):
             return None
         return torch.sigmoid(self.lambda_gate(x)).transpose(1, 2).unsqueeze(-1)  # [B', H, Lq, 1]
 
-    def _gamma(self, x: torch.Tensor) -> torch.Tensor | None:
-        if self.rho is not None:
-            return F.softplus(self.rho).view(1, -1, 1, 1)
+    def _gamma(self, x: torch.Tensor, rows: torch.Tensor, main: torch.Tensor) -> torch.Tensor:
+        """γ [B', H, Lq, 1] (or broadcastable) for the configured ``gamma`` mode."""
         if self.gamma_gate is not None:
             return F.softplus(self.gamma_gate(x)).transpose(1, 2).unsqueeze(-1)
-        return None
+        kappa = F.softplus(self.rho).view(1, -1, 1, 1)
+        if self.gamma_mode == "param":
+            return kappa
+        return kappa * misalignment(rows, main, self.eps)
 
     def _mixed(
         self, scores: torch.Tensor, mask: torch.Tensor | None, lam: torch.Tensor | None
@@ -229,6 +254,9 @@ class DivergenceRegulatedAttention(nn.Module):
             return regulated
         if self.final_norm == "softmax":
             logits = regulated / self.final_temperature
+            return torch.softmax(logits if mask is None else logits + mask, dim=-1)
+        if self.final_temperature != 1.0:  # softmax(log Â⁺ / τ_f + M) = Â⁺^{1/τ_f} renormalised
+            logits = torch.log(regulated.clamp_min(LOG_FLOOR)) / self.final_temperature
             return torch.softmax(logits if mask is None else logits + mask, dim=-1)
         w = regulated.clamp_min(0.0)
         if mask is not None:
@@ -261,12 +289,12 @@ class DivergenceRegulatedAttention(nn.Module):
         scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # [B', H, Lq, N]
         lam = self._lambda(x)
         mixed = self._mixed(scores, add_mask, lam)
-        gamma = self._gamma(x) if self.diversity else None
-        main = beta = delta = None
+        main = beta = delta = gamma = None
         regulated = mixed
-        if gamma is not None:
+        if self.diversity:
             main = main_pattern(mixed, self.main)
             beta, delta = divergence(mixed, main, self.eps)
+            gamma = self._gamma(x, mixed, main)
             regulated = mixed + gamma * delta
         weights = self._final(regulated, add_mask)
         out = self.attn_dropout(weights) @ v  # [B', H, Lq, d_h]
@@ -277,6 +305,44 @@ class DivergenceRegulatedAttention(nn.Module):
             details = AttentionDetails(scores, mixed, main, beta, delta, regulated, weights, lam, gamma)
             return out, details
         return out, weights
+
+
+class FeatureFusion(nn.Module):
+    """AVG / CAT fusion of the key/value tokens in place of DRA (paper §IV-D2, Table IV).
+
+    Same call as :class:`DivergenceRegulatedAttention` (the query is not used): ``avg`` averages the tokens
+    over the unmasked keys, O = softmax_N(M) z ("the average of the modality features"); ``cat``
+    concatenates them and reduces with a fully connected layer, O = FC([g_1 z_1; …; g_N z_N]) with
+    g = exp(M) (1 for enabled keys, 0 for masked ones). Both route the PolicyNet's straight-through term
+    (carried by M) into the output, like the attention they replace. Weights returned: softmax_N(M).
+    """
+
+    def __init__(self, dim: int, tokens: int, mode: str = "avg", *, kv_dim: int | None = None):
+        super().__init__()
+        if mode not in ("avg", "cat"):
+            raise SurgkitError(f"feature fusion: unknown mode '{mode}' (avg or cat)")
+        kv_dim = dim if kv_dim is None else kv_dim
+        if mode == "avg" and kv_dim != dim:
+            raise SurgkitError(f"feature fusion avg: token width {kv_dim} must equal the model width {dim}")
+        self.mode, self.tokens, self.dim = mode, tokens, dim
+        self.fc = nn.Linear(tokens * kv_dim, dim) if mode == "cat" else None
+
+    def forward(
+        self, x: torch.Tensor, z: torch.Tensor, mask: torch.Tensor | None = None, return_details: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` [B', Lq, d] (only its shape is used), ``z`` [B', N, d], ``mask`` [B', Lq, N] → [B', Lq, d]."""
+        b, lq, n = x.shape[0], x.shape[1], z.shape[1]
+        if n != self.tokens:
+            raise SurgkitError(f"feature fusion {self.mode}: built for {self.tokens} tokens, got {n}")
+        add_mask = additive_mask(mask, z.dtype)
+        logits = z.new_zeros(b, lq, n) if add_mask is None else add_mask.expand(b, lq, n)
+        weights = torch.softmax(logits, dim=-1)  # [B', Lq, N]
+        if self.fc is None:
+            out = weights @ z
+        else:
+            gate = torch.exp(logits)  # 1 enabled (+ the policy's straight-through term), 0 masked
+            out = self.fc((gate.unsqueeze(-1) * z.unsqueeze(1)).reshape(b, lq, -1))
+        return out, weights.unsqueeze(1)
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -48,8 +48,9 @@ class FusionConfig(ModelConfig):
     """SurgFusion-Net fusion model (§2.2–2.6); holds its frozen unimodal branches.
 
     ``strategy``: ``dra`` (SurgFusion-Net), ``vanilla`` / ``negative`` (CSFB and DFB with vanilla or
-    MAQA negative cross-attention), ``avg`` (mean of the unimodal heads), ``cat`` (concat U³ + head),
-    ``unimodal`` (one modality, phase 1 only: a single-modality row of Table III).
+    MAQA negative cross-attention), ``avg`` / ``cat`` (CSFB and DFB fuse their tokens by averaging, or by
+    concatenation + a fully connected layer, in place of DRA: Table IV), ``unimodal`` (one modality,
+    phase 1 only: a single-modality row of Table III).
     """
 
     model_type: ClassVar[str] = "surgfusion"
@@ -64,13 +65,14 @@ class FusionConfig(ModelConfig):
     strategy: str = "dra"
     use_csfb: bool = True
     use_dfb: bool = True  # False: the DFB output is a zero placeholder (Table III "CSFB" rows)
-    heads_csfb: int = 4  # [R] paper's best H unknown to the spec; Table V suggests 2
-    heads_dfb: int = 4
+    heads_csfb: int = 2  # [P] Table V: H = 2 is best (and Table IV's DRA row equals Table V's H = 2 row)
+    heads_dfb: int = 2
     num_fusionnets: int = 10  # K [P]
-    dra_main: str = "mean"  # [R] mean | pca
-    dra_gamma: str = "param"  # [R] param | content
-    dra_gamma_init: float = 0.1  # [R]
-    dra_final_norm: str = "softmax"  # [R] softmax | renorm | none
+    dra_main: str = "pca"  # [P] "based on principal components" | mean
+    dra_gamma: str = "divergence"  # [R] divergence: κ·(1 − cos(a_h, m)) | param | content
+    dra_gamma_init: float = 1.0  # [R] κ₀ (divergence) or γ₀ (param, content)
+    dra_lambda_init: float = 1.0  # [R] λ logits start at ±1 (alternating heads); 0: λ = 0.5 (a saddle)
+    dra_final_norm: str = "renorm"  # [R] renorm (softmax over log Â) | softmax | none
     dra_final_temperature: float = 1.0  # [R] τ_f
     dra_space: str = "prob"  # [R] prob | logit
     attn_dropout: float = 0.1  # [M]
@@ -82,7 +84,9 @@ class FusionConfig(ModelConfig):
     head_dropout: float = 0.5  # [M]
     policy_mask: str = "prefix"  # [R] prefix | onehot
     policy_eval: str = "argmax"  # [R] argmax (deterministic) | gumbel (MAQA samples at eval)
-    tau_init: float = 10.0  # [M] learnable Gumbel temperature
+    policy_tau: str = "anneal"  # [R] anneal: τ from tau_init to tau_final over phase 2 | learnable ([M], τ₀ = 10)
+    tau_init: float = 1.0  # anneal: start (sampling ∝ softmax(π/τ)); learnable: initial value
+    tau_final: float = 0.05  # anneal: end of phase 2 (≈ argmax, what evaluation uses)
     maqa_exact: bool = False  # [M] reproduce MAQA's DFB query quirk (§4 item 2)
 
     def __post_init__(self) -> None:
@@ -106,21 +110,22 @@ class FusionConfig(ModelConfig):
 
     @property
     def needs_phase2(self) -> bool:
-        return self.strategy not in ("unimodal", "avg")
+        return self.strategy != "unimodal"
 
 
 def validate_fusion_config(cfg: FusionConfig) -> None:
     """Raise SurgkitError for inconsistent model settings (named field, allowed values)."""
     choices = {
         "strategy": (cfg.strategy, STRATEGIES),
-        "dra_main": (cfg.dra_main, ("mean", "pca")),
-        "dra_gamma": (cfg.dra_gamma, ("param", "content")),
-        "dra_final_norm": (cfg.dra_final_norm, ("softmax", "renorm", "none")),
+        "dra_main": (cfg.dra_main, ("pca", "mean")),
+        "dra_gamma": (cfg.dra_gamma, ("divergence", "param", "content")),
+        "dra_final_norm": (cfg.dra_final_norm, ("renorm", "softmax", "none")),
         "dra_space": (cfg.dra_space, ("prob", "logit")),
         "csfb_kv": (cfg.csfb_kv, ("tokens", "temporal")),
         "fusion_activation": (cfg.fusion_activation, ("relu", "gelu")),
         "policy_mask": (cfg.policy_mask, ("prefix", "onehot")),
         "policy_eval": (cfg.policy_eval, ("argmax", "gumbel")),
+        "policy_tau": (cfg.policy_tau, ("anneal", "learnable")),
     }
     for name, (value, allowed) in choices.items():
         if value not in allowed:
@@ -142,6 +147,10 @@ def validate_fusion_config(cfg: FusionConfig) -> None:
         heads = getattr(cfg, name)
         if heads < 1 or cfg.d_model % heads:
             raise SurgkitError(f"model.{name}={heads} must divide d_model={cfg.d_model}")
+    if cfg.csfb_kv == "temporal" and cfg.strategy in ("avg", "cat"):
+        raise SurgkitError("model.csfb_kv=temporal needs an attention strategy (dra, vanilla or negative)")
+    if cfg.tau_init <= 0 or cfg.tau_final <= 0:
+        raise SurgkitError(f"model.tau_init / tau_final must be > 0 (got {cfg.tau_init}, {cfg.tau_final})")
     if cfg.num_fusionnets < 1:
         raise SurgkitError("model.num_fusionnets must be >= 1")
     if cfg.min_length < 4:
@@ -189,6 +198,7 @@ class TrainConfig:
     checkpoint_every: int = 25  # epochs between resumable checkpoints
     seed: int = 0
     view: str = "capture1"  # [J] JIGSAWS camera used by MUSDL/CoRe
+    unit: str = "video"  # video | segment (clinical: each scored segment is a unit, e.g. RAH phases)
 
     def __post_init__(self) -> None:
         if isinstance(self.phase1, dict):
@@ -205,6 +215,8 @@ class TrainConfig:
             raise SurgkitError(f"train.target: unknown '{self.target}' (score or items)")
         if self.mae_unit not in ("points", "normalised"):
             raise SurgkitError(f"train.mae_unit: unknown '{self.mae_unit}' (points or normalised)")
+        if self.unit not in ("video", "segment"):
+            raise SurgkitError(f"train.unit: unknown '{self.unit}' (video or segment)")
         if not 0.0 <= self.loss_alpha <= 1.0:
             raise SurgkitError(f"train.loss_alpha must be in [0, 1] (got {self.loss_alpha})")
 

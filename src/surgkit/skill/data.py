@@ -107,7 +107,7 @@ def load_video(
 ) -> ScoredVideo:
     """Load and validate one scored video (all modalities must exist and share T)."""
     target = scale.normalise(item)
-    sid = resolve_store_id(store, item.id, view)
+    sid = resolve_store_id(store, item.video_id, view)
     have = store.info(sid).get("modalities", [])
     missing = [m for m in modalities if m not in have]
     if missing:
@@ -119,7 +119,22 @@ def load_video(
         valid = store.load_valid(sid, modalities[0])
         keep = int(valid.sum()) if not valid.all() and valid.any() else len(valid)
         feats = {m: a[:keep] for m, a in feats.items()}
+    if item.start_s is not None or item.end_s is not None:
+        keep = segments_in(store, len(next(iter(feats.values()))), item.start_s, item.end_s)
+        if not keep.any():
+            raise SurgkitError(
+                f"unit '{item.id}': no feature segment of '{sid}' lies in {item.start_s}-{item.end_s} s"
+            )
+        feats = {m: a[keep] for m, a in feats.items()}
     return ScoredVideo(item.id, sid, item.surgeon, feats, item.score, target, dict(item.items))
+
+
+def segments_in(store: FeatureStore, count: int, start_s: float | None, end_s: float | None) -> np.ndarray:
+    """Bool [count]: feature segments whose centre time lies in [start_s, end_s) (a scored segment)."""
+    centre = (np.arange(count) * store.stride_frames + store.segment_frames / 2) / store.fps
+    lo = -np.inf if start_s is None else start_s
+    hi = np.inf if end_s is None else end_s
+    return (centre >= lo) & (centre < hi)
 
 
 def load_videos(

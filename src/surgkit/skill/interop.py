@@ -19,18 +19,30 @@ import numpy as np
 from surgkit.errors import SurgkitError
 from surgkit.vocab import JIGSAWS_TASKS
 
-SCHEMES = ("LOSO", "LOUO", "4fold", "kfold")
+SCHEMES = ("LOSO", "LOUO", "4fold", "kfold", "random_kfold")
+UNITS = ("video", "segment")
 
 
 @dataclasses.dataclass
 class SkillItem:
-    """One scored video: a JIGSAWS trial or a clinical video."""
+    """One scored unit: a JIGSAWS trial, a clinical video, or one scored segment of a clinical video.
+
+    ``video`` is the video whose features hold the unit (default: ``id``); ``start_s`` / ``end_s``
+    (seconds) cut a scored segment out of it (None: the whole video).
+    """
 
     id: str
     task: str
     surgeon: str
     score: float
     items: dict[str, float] = dataclasses.field(default_factory=dict)
+    video: str | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+
+    @property
+    def video_id(self) -> str:
+        return self.video or self.id
 
 
 @dataclasses.dataclass
@@ -53,10 +65,21 @@ class SkillLabels:
 
 
 # -- labels ------------------------------------------------------------------------------------------
-def load_labels(data_dir: str | Path, dataset: str = "auto", view: str = "capture1") -> SkillLabels:
+def load_labels(
+    data_dir: str | Path, dataset: str = "auto", view: str = "capture1", unit: str = "video"
+) -> SkillLabels:
     """Skill labels under ``data_dir``: a JIGSAWS root (task folders with ``meta_file_<Task>.txt``,
     read by :func:`surgkit.data.jigsaws.load`) or the generic clinical format
-    (:func:`surgkit.data.clinical_skill.load`; one "task" per procedure)."""
+    (:func:`surgkit.data.clinical_skill.load`; one "task" per procedure).
+
+    ``unit``: ``video`` (one score per video: JIGSAWS GRS, or the clinical video score = mean of its
+    segment scores) or ``segment`` (clinical only: every scored segment, e.g. each suturing phase of a
+    RAH video, is a unit with its own M-GEARS score, cut from the video's features by its times).
+    The score range is the data's own scale: its ``score_range`` when the scale declares one, else
+    items × item range (M-GEARS with 6 items: 6-30); a score outside it is an error naming the unit.
+    """
+    if unit not in UNITS:
+        raise SurgkitError(f"unknown scoring unit '{unit}' (video or segment)")
     root = Path(data_dir)
     if not root.is_dir() and not root.is_file():
         raise SurgkitError(f"{root}: data folder not found")
@@ -67,6 +90,8 @@ def load_labels(data_dir: str | Path, dataset: str = "auto", view: str = "captur
             else "clinical"
         )
     if dataset == "jigsaws":
+        if unit != "video":
+            raise SurgkitError("JIGSAWS has one GRS per trial: scoring unit 'segment' is for clinical data")
         from surgkit.data import jigsaws
         from surgkit.vocab import GRS_RANGE, OSATS_ITEMS
 
@@ -82,16 +107,33 @@ def load_labels(data_dir: str | Path, dataset: str = "auto", view: str = "captur
         scale = ds.meta.get("scale", {})
         names = tuple(scale.get("items", ds.classes.get("items", ())))
         ilo, ihi = (float(v) for v in scale.get("item_range", (1.0, 5.0)))
-        items = [_item(ds, vid, str(ds.videos[vid].extra.get("procedure") or "clinical")) for vid in ds.skill]
+        lo, hi = (float(v) for v in (scale.get("score_range") or (len(names) * ilo, len(names) * ihi)))
+        items = []
+        for vid in ds.skill:
+            task = str(ds.videos[vid].extra.get("procedure") or "clinical")
+            items += [_item(ds, vid, task)] if unit == "video" else _segment_items(ds, vid, task, names)
+        bad = [f"{it.id} ({it.score:g})" for it in items if not lo <= it.score <= hi]
+        if bad:
+            raise SurgkitError(
+                f"{root}: score outside the scale's range [{lo:g}, {hi:g}] ({scale.get('name', 'M-GEARS')}, "
+                f"{len(names)} items of {ilo:g}-{ihi:g}): {', '.join(bad[:5])}"
+            )
         return SkillLabels(
-            "clinical",
-            items,
-            (len(names) * ilo, len(names) * ihi),
-            names,
-            (ilo, ihi),
-            source="surgkit.data.clinical_skill",
+            "clinical", items, (lo, hi), names, (ilo, ihi), source=f"surgkit.data.clinical_skill (unit {unit})"
         )
     raise SurgkitError(f"unknown skill dataset '{dataset}' (jigsaws, clinical or auto)")
+
+
+def _segment_items(ds: Any, vid: str, task: str, names: tuple[str, ...]) -> list[SkillItem]:
+    """One unit per scored segment of a clinical video: id ``<video>@<segment>``, score = mean over raters."""
+    rec, subject = ds.skill[vid], ds.videos[vid].subject
+    surgeon = str(subject) if subject is not None else f"?{vid}"
+    out = []
+    for seg in rec.segments:
+        items = {k: float(np.mean([r.items[k] for r in seg.ratings])) for k in names}
+        unit = SkillItem(f"{vid}@{seg.name}", task, surgeon, float(seg.score), items, vid, seg.start_s, seg.end_s)
+        out.append(unit)
+    return out
 
 
 def _item(ds: Any, vid: str, task: str) -> SkillItem:
@@ -112,7 +154,9 @@ class Fold:
 
 def make_folds(items: list[SkillItem], scheme: str, k: int = 4, seed: int = 0) -> list[Fold]:
     """Folds over the items of one task from :mod:`surgkit.data.splits` (§1.2): LOSO, LOUO and the
-    MUSDL 4-fold lists for JIGSAWS; random k-fold grouped by surgeon for any dataset."""
+    MUSDL 4-fold lists for JIGSAWS; random k-fold grouped by surgeon (``kfold``) for any dataset; random
+    k-fold grouped by video (``random_kfold``: the paper's random 4-fold on RAH-/RARP-skill; the scored
+    segments of one video stay on one side, a surgeon may be on both)."""
     from surgkit.data import splits
 
     if scheme not in SCHEMES:
@@ -124,8 +168,10 @@ def make_folds(items: list[SkillItem], scheme: str, k: int = 4, seed: int = 0) -
         found = splits.jigsaws_louo(ids)
     elif scheme == "4fold":
         found = splits.jigsaws_4fold(ids, items[0].task)
-    else:
+    elif scheme == "kfold":
         found = splits.kfold(ids, {it.id: it.surgeon for it in items}, k=k, seed=seed)
+    else:
+        found = splits.kfold(ids, {it.id: it.video_id for it in items}, k=k, seed=seed)
     return [
         Fold(re.sub(r"[^A-Za-z0-9_.-]+", "_", s.name), list(s.train), list(s.test)) for s in found if s.test
     ]

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from surgkit.errors import SurgkitError
-from surgkit.skill.attention import MASK_VALUE, DivergenceRegulatedAttention
+from surgkit.skill.attention import MASK_VALUE, DivergenceRegulatedAttention, FeatureFusion
 from surgkit.skill.config import FusionConfig, UnimodalConfig
 from surgkit.utils.modeling import PretrainedModel
 
@@ -250,8 +250,13 @@ class UnimodalBranch(PretrainedModel):
         return UnimodalOutput(score=score, features=feats, masks=masks)
 
 
-def make_attention(cfg: FusionConfig, heads: int, block: str) -> DivergenceRegulatedAttention:
-    """The attention of a CSFB or DFB for ``cfg.strategy`` (dra, vanilla or negative)."""
+def make_attention(
+    cfg: FusionConfig, heads: int, block: str, tokens: int
+) -> DivergenceRegulatedAttention | FeatureFusion:
+    """The token fusion of a CSFB or DFB for ``cfg.strategy``: DRA, vanilla or negative attention, or
+    the AVG / CAT feature fusions that replace it in Table IV (``tokens``: N, needed by CAT's FC)."""
+    if cfg.strategy in ("avg", "cat"):
+        return FeatureFusion(cfg.d_model, tokens, cfg.strategy)
     common = {"dropout": cfg.attn_dropout, "out_proj": cfg.attn_out_proj}
     quirk = cfg.maqa_exact and block == "dfb"
     if cfg.strategy == "vanilla":
@@ -266,6 +271,7 @@ def make_attention(cfg: FusionConfig, heads: int, block: str) -> DivergenceRegul
         main=cfg.dra_main,
         gamma=cfg.dra_gamma,
         gamma_init=cfg.dra_gamma_init,
+        lambda_init=cfg.dra_lambda_init,
         final_norm=cfg.dra_final_norm,
         final_temperature=cfg.dra_final_temperature,
         space=cfg.dra_space,
@@ -306,15 +312,21 @@ class CrossStageFusionBlock(nn.Module):
         self.mode = cfg.csfb_kv
         self.query = nn.Conv1d(d, d, 1)
         self.kv = nn.Conv1d(len(cfg.modalities) * d, d, 1) if self.mode == "temporal" else None
-        self.attn = make_attention(cfg, cfg.heads_csfb, "csfb")
+        self.attn = make_attention(cfg, cfg.heads_csfb, "csfb", len(cfg.modalities))
 
-    def forward(self, c: torch.Tensor, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns S [B, d, L] and head-averaged weights ([B, L, N] for tokens, [B, L, L] temporal)."""
+    def forward(
+        self, c: torch.Tensor, feats: list[torch.Tensor], mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns S [B, d, L] and head-averaged weights ([B, L, N] for tokens, [B, L, L] temporal).
+
+        ``mask`` [B, 1, L]: valid timesteps; with ``csfb_kv="temporal"`` padded timesteps are masked out
+        of the keys (token mode attends within one timestep, so padding never mixes in)."""
         b, d, length = c.shape
         q = self.query(c)
         if self.kv is not None:
             kv = self.kv(torch.cat(feats, dim=1)).transpose(1, 2)  # [B, L, d]
-            out, w = self.attn(q.transpose(1, 2), kv)
+            keep = None if mask is None else mask.bool()  # [B, 1, L]: broadcast over the L queries
+            out, w = self.attn(q.transpose(1, 2), kv, keep)
             return out.transpose(1, 2), w.mean(1)
         out, w = self.attn(q.transpose(1, 2).reshape(b * length, 1, d), tokens_per_step(feats))
         s = out.reshape(b, length, d).transpose(1, 2)
@@ -322,21 +334,35 @@ class CrossStageFusionBlock(nn.Module):
 
 
 def policy_mask(
-    logits: torch.Tensor, tau: torch.Tensor, sample: bool, mode: str = "prefix"
+    logits: torch.Tensor, tau: torch.Tensor, sample: bool, mode: str = "prefix", scaled: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """PolicyNet mask (§2.4): 1-out-of-K choice k* per timestep turned into an additive mask [B, L, K].
 
-    ``sample``: Gumbel-softmax (hard, straight-through) with temperature τ; otherwise argmax.
-    ``prefix`` enables FusionNets 1…k* (MAQA's ranked FusionNets), ``onehot`` only k*. The value
-    y − stopgrad(y) (zero) is added so gradients reach the policy logits. Returns (mask, k*).
+    ``sample``: a hard straight-through Gumbel-softmax draw; otherwise argmax (evaluation).
+    ``scaled`` (``policy_tau="anneal"``): k* ~ softmax(π / τ), drawn as argmax(π / τ + g), so the
+    temperature sets how random training choices are and τ → 0 approaches the argmax that evaluation
+    takes. Unscaled (MAQA): F.gumbel_softmax(π, τ), whose hard draw argmax(π + g) does not depend on τ
+    (τ only shapes the straight-through gradient). ``prefix`` enables FusionNets 1…k* (MAQA's ranked
+    FusionNets), ``onehot`` only k*. The value y − stopgrad(y) (zero) is added so gradients reach the
+    policy logits. Returns (mask, k*).
     """
-    if sample:
+    if sample and scaled:
+        y = F.gumbel_softmax(logits / tau.clamp_min(1e-4), tau=1.0, hard=True, dim=1)
+    elif sample:
         y = F.gumbel_softmax(logits, tau=tau.clamp_min(1e-2), hard=True, dim=1)
     else:
         y = F.one_hot(logits.argmax(1), logits.shape[1]).transpose(1, 2).to(logits.dtype)
     enabled = y.flip(1).cumsum(1).flip(1) if mode == "prefix" else y
     mask = (1.0 - enabled.detach()) * MASK_VALUE + (y - y.detach())
     return mask.transpose(1, 2), y.argmax(1)
+
+
+def annealed_tau(start: float, end: float, epoch: int, epochs: int) -> float:
+    """Exponential schedule τ_e = τ₀ (τ₁/τ₀)^{e/(E−1)}: τ₀ at the first epoch, τ₁ at the last."""
+    if epochs <= 1:
+        return float(end)
+    frac = min(max(epoch / (epochs - 1), 0.0), 1.0)
+    return float(start * (end / start) ** frac)
 
 
 class DynamicFusionBlock(nn.Module):
@@ -351,6 +377,7 @@ class DynamicFusionBlock(nn.Module):
         d, k, n = cfg.d_model, cfg.num_fusionnets, len(cfg.modalities)
         self.k, self.policy_mode = k, cfg.policy_mask
         self.sample_at_eval = cfg.policy_eval == "gumbel"
+        self.scaled_policy = cfg.policy_tau == "anneal"
         self.weight_heads = nn.ModuleList(
             [nn.Sequential(conv_bn_act(d, d, 1, "relu"), nn.Conv1d(d, k, 1)) for _ in range(n)]
         )
@@ -360,18 +387,26 @@ class DynamicFusionBlock(nn.Module):
         )
         self.policy = nn.Conv1d(n * d, k, 1)
         self.query = nn.Conv1d(2 * d, d, 1)
-        self.attn = make_attention(cfg, cfg.heads_dfb, "dfb")
+        self.attn = make_attention(cfg, cfg.heads_dfb, "dfb", k)
 
-    def fusion_nets(self, feats: list[torch.Tensor], pool, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """E_k = Pool(X̃_k + h_k(X̃_k)), X̃_k = Σ_m softmax_m(G_m(X_m))_k ⊙ X_m; returns [B, K, d, L]."""
+    def modality_weights(self, feats: list[torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        """α [B, N, K, L']: per FusionNet k and timestep, softmax over the N modalities of G_m(X_m)_k."""
         logits = torch.stack(
             [g[1](g[0](x, mask)) for g, x in zip(self.weight_heads, feats, strict=True)], dim=1
         )
-        alpha = torch.softmax(logits, dim=1)  # [B, N, K, L'] softmax over modalities
+        return torch.softmax(logits, dim=1)
+
+    def fusion_nets(self, feats: list[torch.Tensor], pool, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """E_k = Pool(X̃_k + h_k(X̃_k)), X̃_k = Σ_m α_{m,k} ⊙ X_m; returns [B, K, d, L]."""
+        alpha = self.modality_weights(feats, mask)  # [B, N, K, L'] (sums to 1 over N)
         fused = torch.einsum("bnkl,bndl->bkdl", alpha, torch.stack(feats, dim=1))
         b, k, d, length = fused.shape
         flat = fused.reshape(b, k * d, length)
         return pool(flat + self.refine(flat, mask)).reshape(b, k, d, -1)
+
+    def policy_logits(self, feats: list[torch.Tensor], pool) -> torch.Tensor:
+        """PolicyNet logits π = Pool(P([X_1; X_2; X_3])), [B, K, L_i]."""
+        return pool(self.policy(torch.cat(feats, dim=1)))
 
     def forward(
         self,
@@ -386,8 +421,9 @@ class DynamicFusionBlock(nn.Module):
         ``pool`` maps their length to L_i (a masked global mean at stage 3)."""
         b, d, length = c.shape
         experts = self.fusion_nets(feats, pool, mask)  # [B, K, d, L]
-        logits = pool(self.policy(torch.cat(feats, dim=1)))  # [B, K, L]
-        mask, chosen = policy_mask(logits, tau, self.training or self.sample_at_eval, self.policy_mode)
+        logits = self.policy_logits(feats, pool)  # [B, K, L]
+        sample = self.training or self.sample_at_eval
+        mask, chosen = policy_mask(logits, tau, sample, self.policy_mode, self.scaled_policy)
         q = self.query(torch.cat([c, s], dim=1)).transpose(1, 2).reshape(b * length, 1, d)
         keys = experts.permute(0, 3, 1, 2).reshape(b * length, self.k, d)
         out, _ = self.attn(q, keys, mask.reshape(b * length, 1, self.k))
@@ -441,17 +477,24 @@ class SurgFusionNet(PretrainedModel):
         self.branches = nn.ModuleDict({m: UnimodalBranch(cfg.unimodal(m)) for m in cfg.modalities})
         self.feature_dropout = nn.Dropout(cfg.feature_dropout)
         self.stages = nn.ModuleList()
-        self.tau: nn.Parameter | None = None
         self.head: nn.Module | None = None
-        if cfg.strategy in ("dra", "vanilla", "negative"):
+        tau = None
+        if cfg.strategy != "unimodal":
             self.stages = nn.ModuleList([FusionStage(cfg) for _ in range(3)])
-            if cfg.use_dfb:
-                self.tau = nn.Parameter(torch.tensor(float(cfg.tau_init)))
+            tau = torch.tensor(float(cfg.tau_init)) if cfg.use_dfb else None
+        if tau is not None and cfg.policy_tau == "learnable":
+            self.tau = nn.Parameter(tau)  # [M] trained by the optimiser
+        else:
+            self.register_buffer("tau", tau)  # annealed by set_training_progress (None without a DFB)
+        if cfg.strategy != "unimodal":
             self.head = regression_head(3 * d, d, cfg.head_reduction, cfg.head_dropout, cfg.num_outputs)
-        elif cfg.strategy == "cat":
-            self.head = regression_head(
-                len(cfg.modalities) * d, d, cfg.head_reduction, cfg.head_dropout, cfg.num_outputs
-            )
+
+    def set_training_progress(self, epoch: int, epochs: int) -> None:
+        """Called by the trainer at the start of every phase-2 epoch (0-based): anneals the PolicyNet
+        temperature from ``tau_init`` to ``tau_final`` (``policy_tau="anneal"``); a learnable τ is left alone."""
+        cfg = self.config
+        if self.tau is not None and cfg.policy_tau == "anneal":
+            self.tau.fill_(annealed_tau(cfg.tau_init, cfg.tau_final, epoch, epochs))
 
     # -- branch handling ------------------------------------------------------------------------------
     def load_branch(self, modality: str, branch: UnimodalBranch) -> None:
@@ -498,12 +541,7 @@ class SurgFusionNet(PretrainedModel):
         uni = {m: o.score for m, o in outs.items()}
         if cfg.strategy == "unimodal":
             return FusionOutput(score=uni[cfg.modalities[0]], unimodal_scores=uni)
-        if cfg.strategy == "avg":
-            return FusionOutput(score=torch.stack(list(uni.values())).mean(0), unimodal_scores=uni)
         feats = {m: [self.feature_dropout(u.detach()) for u in o.features] for m, o in outs.items()}
-        if cfg.strategy == "cat":
-            z = torch.cat([feats[m][3] for m in cfg.modalities], dim=1)
-            return FusionOutput(score=torch.sigmoid(self.head(z)).flatten(1), unimodal_scores=uni)
         return self._fuse(feats, uni, outs[cfg.modalities[0]].masks)
 
     def _fuse(
@@ -524,7 +562,7 @@ class SurgFusionNet(PretrainedModel):
             c = stage.res(z_in, masks[i])
             s = torch.zeros_like(c)
             if stage.csfb is not None:
-                s, w = stage.csfb(c, [feats[m][i] for m in mods])
+                s, w = stage.csfb(c, [feats[m][i] for m in mods], masks[i])
                 out.csfb_attention.append(w)
             f = torch.zeros_like(c)
             if stage.dfb is not None:

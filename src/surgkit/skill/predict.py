@@ -18,13 +18,13 @@ import torch
 
 from surgkit.errors import SurgkitError
 from surgkit.prep.store import FeatureStore
-from surgkit.skill.data import LabelScale
+from surgkit.skill.data import LabelScale, resample
 from surgkit.skill.model import SurgFusionNet, UnimodalBranch
 from surgkit.skill.train import STATE_NAME
 
 
 def load_trained(folder: str | Path, device: str = "cpu") -> tuple[Any, LabelScale]:
-    """(model in eval mode, label scale) from a trained model folder."""
+    """(model in eval mode, label scale) from a trained model folder (see :func:`inference_settings`)."""
     folder = Path(folder)
     cfg_path, state_path = folder / "config.json", folder / STATE_NAME
     if not cfg_path.is_file() or not state_path.is_file():
@@ -43,6 +43,22 @@ def load_trained(folder: str | Path, device: str = "cpu") -> tuple[Any, LabelSca
     return cls.from_pretrained(folder, map_location=device).eval(), scale
 
 
+def inference_settings(folder: str | Path) -> dict[str, Any]:
+    """How the model saw a video at evaluation: ``length_policy`` (``resample`` brings every video to
+    ``resample_length`` segments, as training did) and ``drop_partial_tail``. Read from the model's
+    train_state.json; for folders saved before these were recorded, from the run's experiment.json."""
+    folder = Path(folder)
+    state = json.loads((folder / STATE_NAME).read_text())
+    if "length_policy" in state:
+        return {k: state[k] for k in ("length_policy", "resample_length", "drop_partial_tail") if k in state}
+    for parent in list(folder.parents)[:4]:
+        exp = parent / "experiment.json"
+        if exp.is_file():
+            train = json.loads(exp.read_text()).get("experiment", {}).get("train", {})
+            return {k: train[k] for k in ("length_policy", "resample_length", "drop_partial_tail") if k in train}
+    return {"length_policy": "pad"}
+
+
 def model_modalities(model: Any) -> tuple[str, ...]:
     cfg = model.config
     return tuple(cfg.modalities) if hasattr(cfg, "modalities") else (cfg.modality,)
@@ -54,7 +70,7 @@ def predict_features(
     features_dir: str | Path,
     video_ids: Sequence[str] | None = None,
     device: str = "cpu",
-    drop_partial_tail: bool = True,
+    drop_partial_tail: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Score every video of a feature store (or ``video_ids``); one dict per video.
 
@@ -62,6 +78,10 @@ def predict_features(
     fusion models also report each unimodal branch's score under ``unimodal``.
     """
     model, scale = load_trained(checkpoint, device)
+    settings = inference_settings(checkpoint)
+    resample_to = int(settings["resample_length"]) if settings.get("length_policy") == "resample" else None
+    if drop_partial_tail is None:  # as the run did
+        drop_partial_tail = bool(settings.get("drop_partial_tail", True))
     store = FeatureStore(features_dir)
     mods = model_modalities(model)
     ids = list(video_ids) if video_ids else store.video_ids
@@ -72,13 +92,16 @@ def predict_features(
             valid = store.load_valid(vid, mods[0])
             if valid.any() and not valid.all():
                 feats = {m: a[: int(valid.sum())] for m, a in feats.items()}
+        segments = int(len(feats[mods[0]]))
+        if resample_to is not None:  # the run evaluated (and trained) on resampled videos
+            feats = {m: resample(a, resample_to) for m, a in feats.items()}
         x = {m: torch.from_numpy(np.ascontiguousarray(a)).unsqueeze(0).to(device) for m, a in feats.items()}
         res = model(x)
         pred = res.score.float().cpu().numpy()
         row: dict[str, Any] = {
             "video": vid,
             "score": float(scale.to_score(pred)[0]),
-            "segments": int(len(feats[mods[0]])),
+            "segments": segments,
         }
         if scale.target == "items":
             row["items"] = dict(

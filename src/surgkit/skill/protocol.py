@@ -32,6 +32,7 @@ from surgkit.utils.io import sha256_json, write_json, write_text
 
 RUN_FORMAT = "surgkit-skill-run/1"
 MAIN = "fusion"
+LENGTH_ONLY = "length_only"  # the skeptic's baseline: a linear fit of the score on the video length
 
 
 @dataclasses.dataclass
@@ -73,7 +74,12 @@ def protocol_notes(exp: ExperimentConfig, scheme: str) -> list[str]:
         ),  # fmt: skip
         f"model {m.strategy} on {'+'.join(m.modalities)}; CSFB {'on' if m.use_csfb else 'off'}, DFB {'on' if m.use_dfb else 'off'}, "
         f"heads {m.heads_csfb}/{m.heads_dfb}, DRA main={m.dra_main}, gamma={m.dra_gamma}, final_norm={m.dra_final_norm}",
+        f"policy temperature: {m.policy_tau}"
+        + (f" {m.tau_init:g} → {m.tau_final:g} over phase 2" if m.policy_tau == "anneal" else f" (τ₀ = {m.tau_init:g})"),
+        f"scoring unit: {t.unit}",
     ]
+    if scheme == "random_kfold":
+        notes.append("random k-fold grouped by video: a surgeon may be on both sides (the paper's clinical protocol)")
     if t.select == "best_test":
         notes.append(
             "TEST-SET SELECTION: epochs chosen on the test fold (select=best_test), as in the literature; optimistic"
@@ -89,9 +95,15 @@ def protocol_notes(exp: ExperimentConfig, scheme: str) -> list[str]:
     return notes
 
 
-def check_leakage(fold: interop.Fold, scheme: str, surgeons: dict[str, str], allow: bool) -> None:
-    """Refuse a fold whose test videos are in its training set (or, under LOUO/kfold, share a surgeon)."""
+def check_leakage(
+    fold: interop.Fold, scheme: str, surgeons: dict[str, str], allow: bool, videos: dict[str, str] | None = None
+) -> None:
+    """Refuse a fold whose test units are in its training set, whose test videos lend a scored segment to
+    training, or (LOUO, kfold) whose test surgeons also operate in training."""
     both = sorted(set(fold.train) & set(fold.test))
+    if videos:
+        shared_videos = {videos[u] for u in fold.train} & {videos[u] for u in fold.test}
+        both += [f"video {v}" for v in sorted(shared_videos)]
     if scheme in ("LOUO", "kfold"):
         shared = {surgeons[v] for v in fold.train} & {surgeons[v] for v in fold.test}
         both += [f"surgeon {s}" for s in sorted(shared)]
@@ -106,7 +118,7 @@ class CrossValidationRun:
 
     def __init__(self, exp: ExperimentConfig, opts: RunOptions):
         self.exp, self.opts = exp, opts
-        self.labels = interop.load_labels(opts.data_dir, opts.dataset, exp.train.view)
+        self.labels = interop.load_labels(opts.data_dir, opts.dataset, exp.train.view, exp.train.unit)
         self.scale = LabelScale.from_labels(self.labels, exp.train.target)
         self.store = FeatureStore(opts.features_dir)
         self.model_cfg = self._resolve_model_config()
@@ -199,16 +211,20 @@ class CrossValidationRun:
                     if not folds:
                         raise SurgkitError(f"{task}: none of the folds {list(self.opts.only_folds)} exist")
                 surgeons = {it.id: it.surgeon for it in items}
+                units_video = {it.id: it.video_id for it in items}
                 fold_results = []
                 ftask = progress.add_task(f"{task} {self.opts.scheme}", total=len(folds), unit="folds")
                 for fold in folds:
-                    check_leakage(fold, self.opts.scheme, surgeons, self.opts.allow_leakage)
+                    check_leakage(fold, self.opts.scheme, surgeons, self.opts.allow_leakage, units_video)
                     fold_results.append(self._run_fold(task, fold, videos, accelerator, progress))
                     progress.update(ftask, advance=1)
                 per_task[task] = {
                     "folds": fold_results,
                     "summary": summarise_folds(fold_results, self.scale.score_range, self.exp.train.mae_unit),
                 }
+        for task, done in self._finished_tasks(exclude=set(per_task)).items():
+            per_task[task] = done  # tasks finished by earlier `--task` runs into the same folder
+        per_task = {t: per_task[t] for t in sorted(per_task)}
         header = self._header()
         if self.opts.only_folds:
             header["protocol"].append(f"PARTIAL RUN: only folds {', '.join(self.opts.only_folds)} were run")
@@ -222,6 +238,34 @@ class CrossValidationRun:
         write_predictions_csv(self.out / "predictions.csv", per_task)
         self.log.finish()
         return results
+
+    def _inference_settings(self) -> dict[str, Any]:
+        """What scoring a new video with a saved model needs (read by :mod:`surgkit.skill.predict`)."""
+        t = self.exp.train
+        return {
+            "label_scale": self.scale.to_dict(),
+            "length_policy": t.length_policy,
+            "resample_length": t.resample_length,
+            "drop_partial_tail": t.drop_partial_tail,
+        }
+
+    def _finished_tasks(self, exclude: set[str]) -> dict[str, Any]:
+        """Tasks of this run folder (same config, by ``_claim_run_dir``) whose every fold finished in an
+        earlier invocation, e.g. ``--task Suturing`` then ``--task Knot_Tying`` into one ``--out``: their
+        fold records are read back so results.json keeps every task and the across-task Fisher-z row."""
+        out: dict[str, Any] = {}
+        if self.opts.only_folds:
+            return out
+        for task in self.labels.tasks:
+            if task in exclude or not (self.out / task).is_dir():
+                continue
+            folds = interop.make_folds(self.labels.for_task(task), self.opts.scheme, self.opts.k, self.opts.split_seed)
+            files = [self.out / task / f.name / "predictions.json" for f in folds]
+            if folds and all(f.is_file() for f in files):
+                records = [json.loads(f.read_text()) for f in files]
+                summary = summarise_folds(records, self.scale.score_range, self.exp.train.mae_unit)
+                out[task] = {"folds": records, "summary": summary}
+        return out
 
     def _run_fold(
         self, task: str, fold: interop.Fold, videos: dict[str, ScoredVideo], accelerator, progress
@@ -253,6 +297,7 @@ class CrossValidationRun:
                 fold_dir, model, train, test, accelerator, progress, f"{task} {fold.name} fusion"
             )
         preds[MAIN] = predict(model, test, tcfg, accelerator.device)
+        preds[LENGTH_ONLY] = length_only_predictions(train, test)
         record = fold_record(fold, test, preds, self.scale, tcfg.mae_unit, selected)
         write_json(pred_file, record)
         return record
@@ -294,7 +339,7 @@ class CrossValidationRun:
             out_dir,
             branch,
             res,
-            {"modality": modality, "fold": fold.name, "task": task, "label_scale": self.scale.to_dict()},
+            {"modality": modality, "fold": fold.name, "task": task, **self._inference_settings()},
         )
         return branch, res.selected_epoch
 
@@ -324,8 +369,18 @@ class CrossValidationRun:
             description=desc,
             log=self.log,
         )
-        finish_phase(work, out_dir, model, res, {"label_scale": self.scale.to_dict()})
+        finish_phase(work, out_dir, model, res, self._inference_settings())
         return model, res.selected_epoch
+
+
+def length_only_predictions(train: list[ScoredVideo], test: list[ScoredVideo]) -> np.ndarray:
+    """Normalised predictions of the length-only baseline: least squares y = a + b·T (T = segments) fitted
+    on the training fold, applied to the test fold. Where length carries the score (experts finish sooner)
+    this baseline is hard to beat; a model that does not beat it has not shown it sees skill."""
+    lengths = np.array([[1.0, v.length] for v in train])
+    targets = np.stack([v.target for v in train]).astype(np.float64)
+    coef, *_ = np.linalg.lstsq(lengths, targets, rcond=None)
+    return np.array([[1.0, v.length] for v in test]) @ coef
 
 
 def part_seed(seed: int, *parts: str) -> None:
@@ -377,7 +432,8 @@ def summarise_folds(
     per-fold SCC (undefined folds excluded and counted) and MAE, plus pooled out-of-fold SCC/MAE."""
     out = {}
     unit = 1.0 if mae_unit == "points" else float(score_range[1] - score_range[0])
-    for name in folds[0]["models"] if folds else []:
+    names = [n for n in folds[0]["models"] if all(n in f["models"] for f in folds)] if folds else []
+    for name in names:
         rows = [
             {"name": f["name"], "pred": f["models"][name]["pred"], "true": f["true"], "ids": f["test"]}
             for f in folds

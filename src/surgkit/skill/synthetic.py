@@ -27,7 +27,7 @@ USERS = "BCDEFGHI"
 def make_synthetic_skill_data(
     root: str | Path,
     *,
-    task: str = "Suturing",
+    task: str | tuple[str, ...] = "Suturing",
     users: int = 5,
     trials_per_user: int = 4,
     dim: int = 16,
@@ -42,8 +42,10 @@ def make_synthetic_skill_data(
 ) -> tuple[Path, Path]:
     """Write ``<root>/jigsaws/<task>/meta_file_<task>.txt`` and a feature store ``<root>/features``.
 
+    ``task``: one JIGSAWS task or several (each gets the same surgeons, with its own trials).
     Returns (data_dir, features_dir). Store ids are ``<trial>_<view>`` as for JIGSAWS videos.
     """
+    tasks = (task,) if isinstance(task, str) else tuple(task)
     if not 1 <= users <= len(USERS):
         raise ValueError(f"users must be in 1..{len(USERS)}")
     rng = np.random.default_rng(seed)
@@ -52,15 +54,15 @@ def make_synthetic_skill_data(
     directions = {m: _unit(rng.normal(size=dim)) for m in ("rgb", "flow", "mask")}
     gains = {"flow": flow_signal, "mask": mask_signal, "rgb": rgb_signal}
     skills = np.linspace(0.05, 0.95, users)[rng.permutation(users)]
-    lines = []
+    lines: dict[str, list[str]] = {t: [] for t in tasks}
     with FeatureStoreWriter(feat_dir, backbone="synthetic", fps=10.0, segment_frames=32) as writer:
-        for u in range(users):
+        for task, u in ((t, u) for t in tasks for u in range(users)):
             for trial in range(1, trials_per_user + 1):
                 trial_id = f"{task}_{USERS[u]}{trial:03d}"
                 s = float(np.clip(skills[u] + rng.normal(0, 0.08), 0, 1))
                 items = np.clip(np.rint(1 + 4 * s + rng.normal(0, 0.4, size=6)), 1, 5).astype(int)
                 level = "N" if s < 0.4 else ("I" if s < 0.7 else "E")
-                lines.append(f"{trial_id}\t\t{level}\t{int(items.sum())}\t\t" + "\t".join(map(str, items)))
+                lines[task].append(f"{trial_id}\t\t{level}\t{int(items.sum())}\t\t" + "\t".join(map(str, items)))
                 t = int(rng.integers(length[0], length[1] + 1))
                 camera = _unit(rng.normal(size=dim)) * camera_motion * rng.uniform(0.5, 1.5)
                 for m in ("rgb", "flow", "mask"):
@@ -76,7 +78,8 @@ def make_synthetic_skill_data(
                         num_frames=t * 32,
                         source="synthetic",
                     )
-    write_text(data_dir / task / f"meta_file_{task}.txt", "\n".join(lines) + "\n")
+    for task in tasks:
+        write_text(data_dir / task / f"meta_file_{task}.txt", "\n".join(lines[task]) + "\n")
     return data_dir, feat_dir
 
 

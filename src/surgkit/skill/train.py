@@ -185,8 +185,11 @@ def train_phase(
     )
     world = accelerator.num_processes
     steps = start * len(balanced_batches(len(train_videos), phase.batch_size, np.random.default_rng(0)))
+    progress_hook = getattr(model, "set_training_progress", None)  # e.g. the PolicyNet's τ schedule
     for epoch in range(start, phase.epochs):
         pmodel.train()
+        if progress_hook is not None:
+            progress_hook(epoch, phase.epochs)
         rng = np.random.default_rng([tcfg.seed, epoch])
         losses = []
         for batch in balanced_batches(len(train_videos), phase.batch_size, rng):

@@ -41,8 +41,12 @@ def plot_attention_curves(
     path: str | Path,
     title: str = "",
     step_seconds: float | None = None,
+    spans: Sequence[tuple[float, float, str, str]] = (),
 ) -> Path:
-    """Write a PNG of the per-modality attention weights over time (matplotlib, Agg backend)."""
+    """Write a PNG of the per-modality attention weights over time (matplotlib, Agg backend).
+
+    ``spans``: (start, end, label, colour) intervals to shade, in the x unit (seconds with
+    ``step_seconds``), e.g. known camera moves; each label appears once in the legend."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -52,6 +56,10 @@ def plot_attention_curves(
     steps = np.arange(weights.shape[0])
     x = (steps + 0.5) * step_seconds if step_seconds else steps
     fig, ax = plt.subplots(figsize=(7.0, 2.6), dpi=110)
+    labelled: set[str] = set()
+    for start, end, label, colour in spans:
+        ax.axvspan(start, end, color=colour, alpha=0.18, label=None if label in labelled else label, lw=0)
+        labelled.add(label)
     for j, m in enumerate(modalities):
         ax.plot(
             x, weights[:, j], label=m, color=COLORS.get(m), linewidth=1.8, marker="o" if len(x) < 30 else None
@@ -61,7 +69,7 @@ def plot_attention_curves(
     ax.set_ylabel("attention weight")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8, ncol=len(modalities))
+    ax.legend(loc="upper right", fontsize=7, ncol=len(modalities) + len(labelled))
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

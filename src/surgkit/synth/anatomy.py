@@ -242,17 +242,36 @@ def build_lap_anatomy(rng: np.random.Generator, size: int) -> LapAnatomy:
 BENCH_LABELS: tuple[str, ...] = ("background", "pad", "incision", "target_mark", "ring")
 
 
+STAIN_RGB = (125, 28, 38)  # tissue damage (slips, tears) left on a bench pad
+
+
 @dataclasses.dataclass
 class BenchScene:
-    """A suturing pad on a table: a vertical incision with entry/exit marks (and rings for needle passing)."""
+    """A suturing pad on a table: a vertical incision with entry/exit marks (and rings for needle passing).
+
+    ``stains`` (n, 4): frame, x, y, radius (world px) of the damage a trial leaves on the pad, in frame
+    order; the canvas of key stage n shows the first n (the plan's ``key_index`` counts them per frame).
+    """
 
     size: int
     image: np.ndarray  # uint8 RGB canvas
     labels: np.ndarray  # uint8, BENCH_LABELS index
     marks: np.ndarray  # (n, 2, 2): per stitch, (left, right) mark positions in world px
+    stains: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    _drawn: tuple[int, np.ndarray] | None = dataclasses.field(default=None, init=False, repr=False)
 
     def canvas(self, key: CanvasKey | None = None) -> np.ndarray:
-        return self.image
+        """The pad with the first ``key.stage`` stains (drawn incrementally; frames come in order)."""
+        n = 0 if key is None else min(int(key.stage), len(self.stains))
+        if n == 0:
+            return self.image
+        done, img = self._drawn if self._drawn is not None and self._drawn[0] <= n else (0, self.image)
+        if done < n:
+            img = img.copy()
+            for _, x, y, r in self.stains[done:n]:
+                cv2.circle(img, (int(round(x)), int(round(y))), max(1, int(round(r))), STAIN_RGB, -1, cv2.LINE_AA)
+            self._drawn = (n, img)
+        return img
 
     def label_map(self, stage: int = 0) -> np.ndarray:
         return self.labels

@@ -40,6 +40,25 @@ class MotionStyle:
     error_rate: float  # expected errors per acted goal
 
     @classmethod
+    def from_profile(cls, profile, world_size: int) -> MotionStyle:
+        """Motion parameters from a :class:`~surgkit.synth.skill.SkillProfile` (bench trials): economy sets
+        speed and detours, smoothness overshoot and tremor, flow pauses and wandering, handling errors.
+        With every component equal to s this is exactly :meth:`from_skill` (s)."""
+        ue, us, uf, uh = (1.0 - float(np.clip(v, 0.0, 1.0)) for v in profile.values())
+        return cls(
+            skill=float(profile.mean),
+            speed=world_size * (0.35 + 0.55 * (1 - ue)),
+            p_detour=0.75 * ue,
+            detour_gain=0.15 + 0.45 * ue,
+            overshoot=0.3 * us,
+            tremor_px=world_size * (0.0008 + 0.006 * us),
+            p_pause=0.7 * uf,
+            pause_s=0.3 + 1.8 * uf,
+            p_wander=0.35 * uf**1.5,
+            error_rate=0.3 * uh**2,
+        )
+
+    @classmethod
     def from_skill(cls, skill: float, world_size: int) -> MotionStyle:
         """Map latent skill (0 novice .. 1 expert) to motion parameters."""
         u = 1.0 - float(np.clip(skill, 0.0, 1.0))

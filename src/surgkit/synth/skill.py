@@ -12,6 +12,20 @@ then derived from the **motion actually generated** (:class:`SkillMetrics`), not
 * M-GEARS items (:data:`surgkit.vocab.MGEARS_ITEMS`) are derived the same way with their own
   metric groups (sum 5..25);
 * the self-proclaimed level N/I/E follows the latent skill with some mismatch, as in JIGSAWS.
+
+**Bench (JIGSAWS) trials** use a :class:`SkillProfile`: four components of motion quality, each the
+surgeon's latent skill plus a persistent per-surgeon deviation (sd :data:`COMPONENT_SD`), so that a
+surgeon can be fast but rough, or smooth but hesitant:
+
+* ``economy``: transit speed, detours, time spent per gesture (path length, time and motion);
+* ``smoothness``: overshoot + corrective sub-movements and tremor (jerk, corrections);
+* ``flow``: idle pauses before moves and wandering out of the view (idle time, out-of-view time);
+* ``handling``: slips and tissue tears, which leave visible damage on the pad (errors, respect for tissue).
+
+Their rater items (:data:`BENCH_OSATS_GROUPS`) each look at a few of these, so the GRS needs all of
+them, while RGB (damage on the pad, tools), flow (speed, jerk, idle) and tool masks (positions at 1 fps,
+out-of-view, idle) each see only part of them. Bench trials are fixed-duration recordings whose length
+does not depend on skill (see :mod:`surgkit.synth.bench`).
 """
 
 from __future__ import annotations
@@ -24,19 +38,22 @@ from surgkit.vocab import MGEARS_ITEMS, OSATS_ITEMS
 
 RATER_SD = 0.35
 TRIAL_SD = 0.04
+COMPONENT_SD = 0.22  # per-surgeon deviation of each bench skill component from the latent skill
+COMPONENTS = ("economy", "smoothness", "flow", "handling")
 
 # kind -> metric -> (novice value, expert value); goodness = linear ramp between them, clipped to [0, 1].
 # Calibrated on the generator: about the mean metric of surgeons with s < 0.2 and s > 0.8.
 METRIC_REFS: dict[str, dict[str, tuple[float, float]]] = {
     "bench": {
-        "seconds_per_goal": (3.2, 0.7),
-        "path_ratio": (9.0, 1.9),
-        "log_jerk": (11.0, 9.6),
-        "tremor": (0.0085, 0.0024),
+        "seconds_per_goal": (3.0, 0.65),
+        "path_ratio": (9.3, 2.1),
+        "log_jerk": (11.0, 9.7),
+        "tremor": (0.0084, 0.0025),
         "idle_fraction": (0.11, 0.0),
-        "out_of_view_fraction": (0.08, 0.01),
-        "errors_per_goal": (0.24, 0.0),
-        "corrections_per_goal": (2.0, 0.7),
+        "out_of_view_fraction": (0.07, 0.01),
+        "errors_per_goal": (0.33, 0.0),
+        "corrections_per_goal": (1.9, 0.8),
+        "damage_per_minute": (4.9, 0.0),
     },
     "lap": {
         "seconds_per_goal": (3.7, 0.9),
@@ -66,7 +83,24 @@ MGEARS_GROUPS: dict[str, tuple[str, ...]] = {
     "force_sensitivity": ("errors_per_goal", "tremor"),
     "robotic_control": ("log_jerk", "out_of_view_fraction"),
 }
+# Bench trials: each item looks at a few metrics, and the metrics come from different skill components.
+BENCH_OSATS_GROUPS: dict[str, tuple[str, ...]] = {
+    "respect_for_tissue": ("damage_per_minute", "errors_per_goal"),
+    "suture_needle_handling": ("errors_per_goal", "corrections_per_goal", "log_jerk"),
+    "time_and_motion": ("seconds_per_goal", "path_ratio"),
+    "flow_of_operation": ("idle_fraction", "out_of_view_fraction"),
+    "overall_performance": tuple(METRIC_REFS["bench"]),
+    "quality_of_final_product": ("damage_per_minute", "tremor", "corrections_per_goal"),
+}
+BENCH_MGEARS_GROUPS: dict[str, tuple[str, ...]] = {
+    "depth_perception": ("out_of_view_fraction", "corrections_per_goal"),
+    "bimanual_dexterity": ("idle_fraction", "path_ratio"),
+    "efficiency": ("seconds_per_goal", "path_ratio"),
+    "force_sensitivity": ("damage_per_minute", "errors_per_goal"),
+    "robotic_control": ("log_jerk", "tremor"),
+}
 assert tuple(OSATS_GROUPS) == OSATS_ITEMS and tuple(MGEARS_GROUPS) == MGEARS_ITEMS
+assert tuple(BENCH_OSATS_GROUPS) == OSATS_ITEMS and tuple(BENCH_MGEARS_GROUPS) == MGEARS_ITEMS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +128,39 @@ def make_surgeons(rng: np.random.Generator, count: int, names: list[str] | None 
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class SkillProfile:
+    """Skill components of one surgeon (or one trial) in [0, 1]; see the module docstring."""
+
+    economy: float
+    smoothness: float
+    flow: float
+    handling: float
+
+    @classmethod
+    def uniform(cls, skill: float) -> SkillProfile:
+        """Every component equal to ``skill`` (what :meth:`MotionStyle.from_skill` assumes)."""
+        return cls(skill, skill, skill, skill)
+
+    @classmethod
+    def of_surgeon(cls, surgeon: Surgeon, rng: np.random.Generator) -> SkillProfile:
+        """The surgeon's persistent profile: latent skill + N(0, COMPONENT_SD) per component, clipped."""
+        dev = rng.normal(0.0, COMPONENT_SD, len(COMPONENTS))
+        return cls(*(float(np.clip(surgeon.skill + d, 0.0, 1.0)) for d in dev))
+
+    def trial(self, rng: np.random.Generator) -> SkillProfile:
+        """This profile on one day: one shared N(0, TRIAL_SD) offset, clipped."""
+        d = rng.normal(0.0, TRIAL_SD)
+        return SkillProfile(*(float(np.clip(v + d, 0.0, 1.0)) for v in self.values()))
+
+    def values(self) -> tuple[float, ...]:
+        return tuple(getattr(self, c) for c in COMPONENTS)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values()))
+
+
 @dataclasses.dataclass
 class SkillMetrics:
     """Motion metrics measured on the generated trajectories of one video."""
@@ -115,6 +182,15 @@ class SkillMetrics:
         for name, (bad, good) in METRIC_REFS[self.kind].items():
             g[name] = float(np.clip((getattr(self, name) - bad) / (good - bad), 0.0, 1.0))
         return g
+
+
+@dataclasses.dataclass
+class BenchMetrics(SkillMetrics):
+    """Bench-trial metrics: the common ones plus the damage left on the pad."""
+
+    damage_per_minute: float = 0.0  # stains (slips + tears) per minute of trial
+    damage: int = 0
+    kind: str = "bench"
 
 
 @dataclasses.dataclass
@@ -140,8 +216,9 @@ def _rate(
 def score(metrics: SkillMetrics, rng: np.random.Generator) -> SkillScores:
     """OSATS items + GRS and M-GEARS items + total from measured metrics, with rater noise."""
     g = metrics.goodness()
-    osats = _rate(g, OSATS_GROUPS, rng)
-    mgears = _rate(g, MGEARS_GROUPS, rng)
+    bench = isinstance(metrics, BenchMetrics)
+    osats = _rate(g, BENCH_OSATS_GROUPS if bench else OSATS_GROUPS, rng)
+    mgears = _rate(g, BENCH_MGEARS_GROUPS if bench else MGEARS_GROUPS, rng)
     return SkillScores(osats, sum(osats.values()), mgears, sum(mgears.values()))
 
 

@@ -17,7 +17,7 @@ from surgkit.synth.bench import plan_bench_trial
 from surgkit.synth.lap import plan_lap_video
 from surgkit.synth.plan import VideoPlan
 from surgkit.synth.render import Renderer
-from surgkit.synth.skill import Surgeon, make_surgeons
+from surgkit.synth.skill import SkillProfile, Surgeon, make_surgeons
 
 JIGSAWS_LETTERS = string.ascii_uppercase[1:]  # B..Z, as JIGSAWS users start at B
 
@@ -42,6 +42,9 @@ class Preset:
     pace: float = 1.0  # > 1 speeds up all motion (tiny only: short test videos; skill scores then run high)
     lap_fps: float = 25.0
     jig_fps: float = 30.0
+    # fixed JIGSAWS trial lengths (s): each surgeon's trials take these lengths in a per-surgeon random
+    # order, so length carries no skill (None: a trial lasts until its stitches are done)
+    jig_seconds: tuple[float, ...] | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -55,13 +58,27 @@ PRESETS: dict[str, Preset] = {
         ("Suturing",),
         3,
         2,
-        1,
+        3,
         (160, 120),
         jig_tempo=0.4,
         lap_short=True,
         pace=2.0,
+        jig_seconds=(6.0, 8.0),
     ),
-    "demo": Preset("demo", 6, 70.0, (224, 224), 0.8, 4, ("Suturing",), 8, 4, 2, (320, 240)),
+    "demo": Preset(
+        "demo",
+        6,
+        70.0,
+        (224, 224),
+        0.8,
+        4,
+        ("Suturing",),
+        8,
+        5,
+        6,
+        (320, 240),
+        jig_seconds=(20.0, 25.0, 30.0, 35.0, 40.0),
+    ),
     "small": Preset(
         "small",
         10,
@@ -72,8 +89,9 @@ PRESETS: dict[str, Preset] = {
         ("Suturing", "Knot_Tying", "Needle_Passing"),
         8,
         5,
-        2,
+        6,
         (320, 240),
+        jig_seconds=(20.0, 25.0, 30.0, 35.0, 40.0),
     ),
     "full": Preset(
         "full",
@@ -85,8 +103,9 @@ PRESETS: dict[str, Preset] = {
         ("Suturing", "Knot_Tying", "Needle_Passing"),
         8,
         5,
-        4,
+        10,
         (320, 240),
+        jig_seconds=(45.0, 60.0, 75.0, 90.0, 105.0),
     ),
 }
 
@@ -180,6 +199,23 @@ class World:
             for k in range(1, pr.jig_trials + 1)
         ]
 
+    def skill_profile(self, surgeon: Surgeon) -> SkillProfile:
+        """A JIGSAWS surgeon's persistent skill components (the same in every task and trial)."""
+        return SkillProfile.of_surgeon(surgeon, np.random.default_rng([self.seed, 4, surgeon.index]))
+
+    def trial_seconds(self, spec: TrialSpec) -> float | None:
+        """Length of a fixed-length trial: the preset's levels in a per-(task, surgeon) random order,
+        jittered by ±0.5 s; None when the preset has no fixed lengths."""
+        levels = self.preset.jig_seconds
+        if not levels:
+            return None
+        ti = ("Suturing", "Knot_Tying", "Needle_Passing").index(spec.task)
+        rng = np.random.default_rng([self.seed, 5, ti, spec.surgeon.index])
+        order = rng.permutation(len(levels))
+        jitter = rng.uniform(-0.5, 0.5, len(levels))
+        k = (spec.trial - 1) % len(levels)
+        return float(levels[order[k]] + jitter[k])
+
     def bench_plan(self, spec: TrialSpec) -> VideoPlan:
         pr = self.preset
         ti = ("Suturing", "Knot_Tying", "Needle_Passing").index(spec.task)
@@ -195,6 +231,8 @@ class World:
             fps=pr.jig_fps,
             tempo=pr.jig_tempo,
             pace=pr.pace,
+            seconds=self.trial_seconds(spec),
+            profile=self.skill_profile(spec.surgeon),
         )
 
     def bench_plans(self) -> Iterator[VideoPlan]:
