@@ -82,7 +82,7 @@ def test_run_outputs_state_protocol_and_are_consistent(learning_run):
     assert fusion["mae"] == pytest.approx(np.abs(pred - true).mean())
     assert np.all((pred >= 6) & (pred <= 30))
     lines = (out / "predictions.csv").read_text().splitlines()
-    assert len(lines) == 1 + 4 * 24  # header + (3 branches + fusion) × test videos
+    assert len(lines) == 1 + 5 * 24  # header + (3 branches + fusion + length-only baseline) × test videos
     saved = json.loads((out / "results.json").read_text())
     assert saved["tasks"]["Suturing"]["summary"]["fusion"]["scc_mean"] == pytest.approx(fusion["scc"])
     assert (out / "Suturing" / "fold_0" / "fusion" / "model.safetensors").is_file()
@@ -241,14 +241,27 @@ def test_demo_step_tiny(synthetic_skill, tmp_path):
     )
     section = demo_step(ctx)
     assert section.key == "skill"
-    assert {"scc_rgb", "scc_flow", "scc_mask", "scc_fusion", "mae_fusion"} <= set(section.metrics)
+    assert {"scc_rgb", "scc_flow", "scc_mask", "scc_fusion", "mae_fusion", "scc_pooled_length_only"} <= set(
+        section.metrics
+    )
     assert [r[0] for r in section.tables[0][2]] == [
+        "Fusion (CSFB + DFB, DRA)",
         "RGB only",
         "Flow only",
         "Mask only",
-        "Fusion (CSFB + DFB, DRA)",
+        "Length only (skeptic's baseline)",
     ]
-    assert section.figures and all(p.is_file() for p, _ in section.figures)
+    learning = section.metrics["learning"]
+    assert set(learning) == {"scc_fusion_vs_best_single", "mae_fusion_vs_best_single", "scc_fusion_vs_length"}
+    singles = [section.metrics[f"scc_pooled_{m}"] for m in ("rgb", "flow", "mask")]
+    entry = learning["scc_fusion_vs_best_single"]
+    assert entry["model"] == pytest.approx(section.metrics["scc_pooled_fusion"], abs=1e-4)
+    assert entry["baseline"] == pytest.approx(max(singles), abs=1e-4) and entry["n"] == 6
+    assert learning["scc_fusion_vs_length"]["baseline"] == pytest.approx(
+        section.metrics["scc_pooled_length_only"], abs=1e-4
+    )
+    stats = section.metrics["attention"]
+    assert 0 <= stats["csfb_weight_min"] <= stats["csfb_weight_max"] <= 1 and "policy_tau" in stats
     assert any("LOUO" in n for n in section.notes)
 
 

@@ -20,7 +20,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "demo": {
         "fps": 10,
         "transform": "resize=112x112",
-        "segment": 32,
+        "segment": 16,
         "image": 64,
         "frames": 8,
         "seg_steps": 150,

@@ -80,9 +80,15 @@ def demo_experiment(size: str, seed: int):
 def learning_entries(summary: dict[str, Any], n: int) -> dict[str, Any]:
     """``scc_fusion_vs_best_single`` and ``scc_fusion_vs_length`` (pooled out-of-fold SCC; the house
     convention of DEVELOPERS.md), plus the MAE of the fusion vs the best single modality."""
+    import math
+
     singles = {k: v for k, v in summary.items() if k.startswith("unimodal:")}
-    best = max(singles, key=lambda k: singles[k]["scc_pooled"])
-    best_mae = min(singles, key=lambda k: singles[k]["mae_pooled"])
+
+    def finite(value: float, worst: float) -> float:
+        return value if math.isfinite(value) else worst
+
+    best = max(singles, key=lambda k: finite(singles[k]["scc_pooled"], -math.inf))
+    best_mae = min(singles, key=lambda k: finite(singles[k]["mae_pooled"], math.inf))
     fusion = summary["fusion"]
     out = {
         "scc_fusion_vs_best_single": learning_entry(
@@ -115,7 +121,7 @@ def demo_step(ctx: DemoContext) -> DemoSection:
     seconds = time.perf_counter() - t0
     task = next(iter(results["tasks"]))
     summary = results["tasks"][task]["summary"]
-    order = ["fusion", *sorted(k for k in summary if k.startswith("unimodal:")), "length_only"]
+    order = ["fusion", *(f"unimodal:{m}" for m in exp.model.modalities), "length_only"]
     rows = [
         [MODEL_LABELS.get(name, name), f"{s['scc_mean']:.3f} ± {s['scc_std']:.3f}", f"{s['scc_pooled']:.3f}",
          f"{s['mae_mean']:.2f} ± {s['mae_std']:.2f}", f"{s['mae_pooled']:.2f}", f"{s['n_folds']} ({s['nan_folds']} NaN)"]

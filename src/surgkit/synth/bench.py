@@ -36,7 +36,7 @@ from surgkit.synth.plan import (
 from surgkit.synth.skill import BenchMetrics, SkillProfile, Surgeon, measure, score
 from surgkit.synth.workflow import gesture_sequence
 
-CAMERA_MOVE_EVERY_S = 12.0  # mean time between camera re-positionings
+CAMERA_MOVE_EVERY_S = 15.0  # mean time between camera re-positionings
 PULLS = ("pull",)  # action patterns that strain the tissue (a rough hand may tear it)
 
 
@@ -117,7 +117,7 @@ def plan_bench_trial(
         b.hold(lead)
     gestures: list[tuple[int, int, str]] = []
     tears: list[tuple[int, str]] = []
-    p_tear = 0.6 * (1.0 - prof.handling) ** 1.5
+    p_tear = 0.9 * (1.0 - prof.handling) ** 1.2
     for g, k in gesture_sequence(task, r_work, repeats):
         start = len(hands["left"])
         if budget is not None and start >= budget:
@@ -126,7 +126,7 @@ def plan_bench_trial(
             b = hands[hand]
             if goal is not None:
                 d = b.here - centre
-                b.move_to(goal, d / max(float(np.linalg.norm(d)), 1e-6), 0.5 * BENCH_VIEW * world)
+                b.move_to(goal, d / max(float(np.linalg.norm(d)), 1e-6), 0.7 * BENCH_VIEW * world)
             direction = b.here - centre
             direction = direction / max(float(np.linalg.norm(direction)), 1e-6)
             if pattern == "close":
@@ -171,7 +171,7 @@ def plan_bench_trial(
     damage = sorted([(f, h, "slip") for f, h in slips] + [(f, h, "tear") for f, h in tears if f < frames])
     slot_of = {t.name: k for k, t in enumerate(tracks)}
     stains = np.array(
-        [[f, *tracks[slot_of[h]].tip[f], r_scene.uniform(0.018, 0.03) * world] for f, h, _ in damage],
+        [[f, *tracks[slot_of[h]].tip[f], r_scene.uniform(0.04, 0.06) * world] for f, h, _ in damage],
         np.float32,
     ).reshape(-1, 4)
     scene = dataclasses.replace(scene, stains=stains)

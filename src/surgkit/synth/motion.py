@@ -43,7 +43,8 @@ class MotionStyle:
     def from_profile(cls, profile, world_size: int) -> MotionStyle:
         """Motion parameters from a :class:`~surgkit.synth.skill.SkillProfile` (bench trials): economy sets
         speed and detours, smoothness overshoot and tremor, flow pauses and wandering, handling errors.
-        With every component equal to s this is exactly :meth:`from_skill` (s)."""
+        The ranges are those of :meth:`from_skill` except tremor (2x), wandering and errors, which are
+        stronger so that a camera at the bench-top's distance sees them."""
         ue, us, uf, uh = (1.0 - float(np.clip(v, 0.0, 1.0)) for v in profile.values())
         return cls(
             skill=float(profile.mean),
@@ -51,11 +52,11 @@ class MotionStyle:
             p_detour=0.75 * ue,
             detour_gain=0.15 + 0.45 * ue,
             overshoot=0.3 * us,
-            tremor_px=world_size * (0.0008 + 0.006 * us),
+            tremor_px=world_size * (0.0008 + 0.012 * us),
             p_pause=0.7 * uf,
             pause_s=0.3 + 1.8 * uf,
-            p_wander=0.35 * uf**1.5,
-            error_rate=0.3 * uh**2,
+            p_wander=0.6 * uf**1.5,
+            error_rate=0.45 * uh**1.5,
         )
 
     @classmethod

@@ -45,15 +45,15 @@ COMPONENTS = ("economy", "smoothness", "flow", "handling")
 # Calibrated on the generator: about the mean metric of surgeons with s < 0.2 and s > 0.8.
 METRIC_REFS: dict[str, dict[str, tuple[float, float]]] = {
     "bench": {
-        "seconds_per_goal": (3.0, 0.65),
-        "path_ratio": (9.3, 2.1),
-        "log_jerk": (11.0, 9.7),
-        "tremor": (0.0084, 0.0025),
-        "idle_fraction": (0.11, 0.0),
-        "out_of_view_fraction": (0.07, 0.01),
-        "errors_per_goal": (0.33, 0.0),
-        "corrections_per_goal": (1.9, 0.8),
-        "damage_per_minute": (4.9, 0.0),
+        "seconds_per_goal": (4.5, 0.7),
+        "path_ratio": (13.0, 2.6),
+        "log_jerk": (11.5, 10.0),
+        "tremor": (0.0156, 0.0033),
+        "idle_fraction": (0.07, 0.0),
+        "out_of_view_fraction": (0.145, 0.02),
+        "errors_per_goal": (0.54, 0.02),
+        "corrections_per_goal": (1.77, 0.85),
+        "damage_per_minute": (4.9, 1.2),
     },
     "lap": {
         "seconds_per_goal": (3.7, 0.9),
