@@ -107,7 +107,8 @@ def dra_numpy(attn: DivergenceRegulatedAttention, x, z, mask):
             gamma = _softplus(_np(attn.rho)).reshape(1, h, 1, 1)
         elif attn.gamma_mode == "divergence":  # κ_h (1 − cos(a_h, m))
             cos = (a * m).sum(-1, keepdims=True) / (
-                np.linalg.norm(a, axis=-1, keepdims=True) * np.linalg.norm(m, axis=-1, keepdims=True) + attn.eps
+                np.linalg.norm(a, axis=-1, keepdims=True) * np.linalg.norm(m, axis=-1, keepdims=True)
+                + attn.eps
             )
             gamma = _softplus(_np(attn.rho)).reshape(1, h, 1, 1) * (1 - cos)
         else:
@@ -314,7 +315,9 @@ def test_initial_lambda_and_gamma():
 
 def test_logit_space_with_even_mix_gives_uniform_weights_over_unmasked_keys():
     """space=logit mixes (2λ − 1)·S: with λ = 0.5 the logits vanish and W is uniform on the kept keys."""
-    attn = DivergenceRegulatedAttention(D, 2, space="logit", final_norm="softmax", lambda_init=0.0, dropout=0.0)
+    attn = DivergenceRegulatedAttention(
+        D, 2, space="logit", final_norm="softmax", lambda_init=0.0, dropout=0.0
+    )
     x, z, mask = _inputs()
     _, w = attn(x, z, mask)
     kept = (mask > MASK_VALUE / 2).float()[:, None]
@@ -362,7 +365,9 @@ def test_renorm_keeps_a_sharp_map_sharp_where_softmax_over_probabilities_flatten
     flat = DivergenceRegulatedAttention(D, 1, final_norm="softmax")._final(sharp, None)
     torch.testing.assert_close(flat, torch.softmax(sharp, -1))
     assert flat.max().item() < 0.55
-    colder = DivergenceRegulatedAttention(D, 1, final_norm="renorm", final_temperature=0.5)._final(sharp, None)
+    colder = DivergenceRegulatedAttention(D, 1, final_norm="renorm", final_temperature=0.5)._final(
+        sharp, None
+    )
     torch.testing.assert_close(colder, sharp.square() / sharp.square().sum(-1, keepdim=True))
 
 

@@ -58,7 +58,8 @@ def test_runs_split_by_task_keep_every_task_and_the_fisher_z_row(two_tasks, tmp_
     out = tmp_path / "run"
     for task in ("Suturing", "Knot_Tying"):
         res = run_cross_validation(
-            tiny_experiment(), RunOptions(data, feats, out, scheme="kfold", k=2, tasks=(task,), progress=False)
+            tiny_experiment(),
+            RunOptions(data, feats, out, scheme="kfold", k=2, tasks=(task,), progress=False),
         )
     saved = json.loads((out / "results.json").read_text())
     assert sorted(saved["tasks"]) == ["Knot_Tying", "Suturing"] == sorted(res["tasks"])
@@ -71,7 +72,9 @@ def test_runs_split_by_task_keep_every_task_and_the_fisher_z_row(two_tasks, tmp_
 
 # -- mistake: Fisher z replaced by an arithmetic mean --------------------------------------------------
 def test_across_task_scc_is_the_fisher_z_mean_not_the_arithmetic_mean():
-    per_task = {t: {"summary": {"fusion": {"scc_mean": r, "mae_mean": 1.0}}} for t, r in (("a", 0.9), ("b", 0.1))}
+    per_task = {
+        t: {"summary": {"fusion": {"scc_mean": r, "mae_mean": 1.0}}} for t, r in (("a", 0.9), ("b", 0.1))
+    }
     got = across_tasks(per_task)["fusion"]["scc_fisher_z"]
     assert got == pytest.approx(math.tanh((math.atanh(0.9) + math.atanh(0.1)) / 2), abs=1e-12)  # 0.6558
     assert abs(got - 0.5) > 0.1
@@ -154,7 +157,9 @@ def _clinical(tmp_path, items=6, score_range=None):
                              "ratings": [{"rater": "R1", "items": vals}]})  # fmt: skip
             videos.append({"id": vid, "surgeon": f"S{i % 4}", "procedure": "vault_closure", "segments": segs})
             for m in ("rgb", "flow", "mask"):
-                writer.write(vid, m, rng.normal(size=(30, 4)).astype(np.float32), num_frames=60, source="synthetic")
+                writer.write(
+                    vid, m, rng.normal(size=(30, 4)).astype(np.float32), num_frames=60, source="synthetic"
+                )
     scale = {"name": "M-GEARS", "items": names, "item_range": [1, 5]}
     if score_range:
         scale["score_range"] = score_range
@@ -250,7 +255,11 @@ def maqa_prefix_mask(one_hot: torch.Tensor) -> torch.Tensor:
 
 def _load_maqa_weights(ours: DivergenceRegulatedAttention, ref: MaqaAttention) -> None:
     names = {"q_proj": 0, "k_proj": 1, "v_proj": 2}
-    state = {f"linear_layers.{i}.{p}": getattr(getattr(ours, n), p) for n, i in names.items() for p in ("weight", "bias")}
+    state = {
+        f"linear_layers.{i}.{p}": getattr(getattr(ours, n), p)
+        for n, i in names.items()
+        for p in ("weight", "bias")
+    }
     ref.load_state_dict(state)
 
 
@@ -281,7 +290,9 @@ def test_negative_csfb_matches_maqa_modality_fusion():
     values the stacked modality tokens of that timestep, negative attention; our CSFB with
     strategy=negative computes the same."""
     torch.manual_seed(0)
-    cfg = FusionConfig(**{**SMALL_MODEL, "input_dims": (8, 8, 8), "strategy": "negative", "attn_dropout": 0.0})
+    cfg = FusionConfig(
+        **{**SMALL_MODEL, "input_dims": (8, 8, 8), "strategy": "negative", "attn_dropout": 0.0}
+    )
     csfb = CrossStageFusionBlock(cfg).eval()
     ref = MaqaAttention(2, 16)
     _load_maqa_weights(csfb.attn, ref)
@@ -292,3 +303,14 @@ def test_negative_csfb_matches_maqa_modality_fusion():
     tokens = torch.stack(feats, 2).permute(0, 3, 2, 1).reshape(10, 3, 16)
     expected = ref(q, tokens, tokens).reshape(2, 5, 16).permute(0, 2, 1)
     assert (s - expected).abs().max().item() < 1e-6
+
+
+def test_folds_in_worker_processes_give_the_sequential_records(synthetic_skill, tmp_path):
+    """--workers 2 trains folds in spawned processes; every fold seeds itself, so records are identical."""
+    data, feats = synthetic_skill
+    exp = tiny_experiment(2, 1)
+    seq = run_cross_validation(exp, RunOptions(data, feats, tmp_path / "a", scheme="kfold", k=2, progress=False))
+    par = run_cross_validation(
+        exp, RunOptions(data, feats, tmp_path / "b", scheme="kfold", k=2, progress=False, workers=2)
+    )
+    assert par["tasks"]["Suturing"]["folds"] == seq["tasks"]["Suturing"]["folds"]

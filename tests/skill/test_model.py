@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from surgkit.errors import SurgkitError
-from surgkit.skill.config import ExperimentConfig, FusionConfig, load_experiment, shipped_configs
 from surgkit.skill.attention import FeatureFusion
+from surgkit.skill.config import ExperimentConfig, FusionConfig, load_experiment, shipped_configs
 from surgkit.skill.model import SurgFusionNet, UnimodalBranch, annealed_tau, policy_mask
 
 SMALL = {
@@ -103,7 +103,9 @@ def test_avg_and_cat_fuse_features_in_place_of_dra_and_unimodal_uses_its_head():
         assert model.config.needs_phase2 and model.head is not None and len(model.stages) == 3
         for stage in model.stages:
             assert isinstance(stage.csfb.attn, FeatureFusion) and stage.csfb.attn.mode == strategy
-            assert isinstance(stage.dfb.attn, FeatureFusion) and stage.dfb.attn.tokens == SMALL["num_fusionnets"]
+            assert (
+                isinstance(stage.dfb.attn, FeatureFusion) and stage.dfb.attn.tokens == SMALL["num_fusionnets"]
+            )
         out = model(_x(2, 8))
         assert out.score.shape == (2, 1)
         for w in out.csfb_attention:  # the average weighs the three modalities equally
@@ -285,4 +287,6 @@ def test_fusionnet_weights_are_a_softmax_over_modalities():
     fused = sum(manual[:, m, :, None] * feats[m][:, None] for m in range(3))  # [B, K, d, L]
     flat = fused.reshape(2, -1, 12)
     expected = torch.nn.functional.avg_pool1d(flat + dfb.refine(flat), 2, 2).reshape(2, 4, cfg.d_model, -1)
-    torch.testing.assert_close(dfb.fusion_nets(feats, lambda t: torch.nn.functional.avg_pool1d(t, 2, 2)), expected)
+    torch.testing.assert_close(
+        dfb.fusion_nets(feats, lambda t: torch.nn.functional.avg_pool1d(t, 2, 2)), expected
+    )

@@ -160,7 +160,9 @@ def _load_json(path: Path, root: Path, require: bool) -> Dataset:
         ok = isinstance(score_range, list) and len(score_range) == 2
         ok = ok and all(isinstance(v, (int, float)) for v in score_range) and score_range[0] < score_range[1]
         if not ok:
-            raise DataFormatError(f"scale.score_range must be [lo, hi] with lo < hi, got {score_range!r}", path=path)
+            raise DataFormatError(
+                f"scale.score_range must be [lo, hi] with lo < hi, got {score_range!r}", path=path
+            )
         score_range = (float(score_range[0]), float(score_range[1]))
     scale = Scale(
         sc.get("name", "M-GEARS"),

@@ -65,6 +65,9 @@ def train(
     allow_leakage: bool = typer.Option(
         False, "--allow-leakage", help="Run even if a test video/surgeon is in training."
     ),
+    workers: int = typer.Option(
+        1, "--workers", help="Train folds in parallel in this many processes (CPU; one torch thread each)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print results.json instead of the table."),
     launch: LaunchOptions = None,
 ) -> None:
@@ -79,7 +82,8 @@ def train(
     exp = load_experiment(config, overrides)
     opts = RunOptions(data_dir=data, features_dir=features, out_dir=out, scheme=scheme, tasks=tuple(task) if task else None,
                       dataset=dataset, k=k, split_seed=split_seed, device=device, unimodal_from=unimodal_from,
-                      allow_leakage=allow_leakage, only_folds=tuple(fold) if fold else None, launch=launch)  # fmt: skip
+                      allow_leakage=allow_leakage, only_folds=tuple(fold) if fold else None, launch=launch,
+                      workers=workers)  # fmt: skip
     results = run_cross_validation(exp, opts)
     if as_json:
         _echo_json(results)

@@ -84,7 +84,9 @@ class FusionConfig(ModelConfig):
     head_dropout: float = 0.5  # [M]
     policy_mask: str = "prefix"  # [R] prefix | onehot
     policy_eval: str = "argmax"  # [R] argmax (deterministic) | gumbel (MAQA samples at eval)
-    policy_tau: str = "anneal"  # [R] anneal: τ from tau_init to tau_final over phase 2 | learnable ([M], τ₀ = 10)
+    policy_tau: str = (
+        "anneal"  # [R] anneal: τ from tau_init to tau_final over phase 2 | learnable ([M], τ₀ = 10)
+    )
     tau_init: float = 1.0  # anneal: start (sampling ∝ softmax(π/τ)); learnable: initial value
     tau_final: float = 0.05  # anneal: end of phase 2 (≈ argmax, what evaluation uses)
     maqa_exact: bool = False  # [M] reproduce MAQA's DFB query quirk (§4 item 2)

@@ -60,7 +60,10 @@ def attention_statistics(model, videos: Sequence[dict[str, np.ndarray]]) -> dict
     weights, agree, chosen = [], [], []
     try:
         for feats in videos:
-            x = {m: torch.from_numpy(np.ascontiguousarray(feats[m])).unsqueeze(0).to(device) for m in cfg.modalities}
+            x = {
+                m: torch.from_numpy(np.ascontiguousarray(feats[m])).unsqueeze(0).to(device)
+                for m in cfg.modalities
+            }
             out = model(x)
             weights += [w[0].cpu().numpy() for w in out.csfb_attention]
             chosen += [c.flatten().cpu().numpy() for c in out.policy_choice]
@@ -82,12 +85,16 @@ def attention_statistics(model, videos: Sequence[dict[str, np.ndarray]]) -> dict
         stats["csfb_weight_min"] = float(w.min())
         stats["csfb_weight_max"] = float(w.max())
         stats["csfb_weight_p05_p95"] = [float(np.quantile(w, 0.05)), float(np.quantile(w, 0.95))]
-        stats["csfb_weight_mean_per_modality"] = dict(zip(cfg.modalities, w.mean(0).round(4).tolist(), strict=True))
+        stats["csfb_weight_mean_per_modality"] = dict(
+            zip(cfg.modalities, w.mean(0).round(4).tolist(), strict=True)
+        )
     for key in sorted(captured):
         v = np.concatenate([a.reshape(-1) for a in captured[key]])
         stats[key] = {"min": float(v.min()), "mean": float(v.mean()), "max": float(v.max())}
     kappa = [
-        torch.nn.functional.softplus(a.rho).cpu().numpy() for _, a in dras if getattr(a, "rho", None) is not None
+        torch.nn.functional.softplus(a.rho).cpu().numpy()
+        for _, a in dras
+        if getattr(a, "rho", None) is not None
     ]
     if kappa:
         k = np.concatenate(kappa)
@@ -98,7 +105,9 @@ def attention_statistics(model, videos: Sequence[dict[str, np.ndarray]]) -> dict
     if agree:
         stats["train_eval_choice_agreement"] = float(np.concatenate(agree).mean())
     if chosen:
-        stats["eval_choice_histogram"] = np.bincount(np.concatenate(chosen), minlength=cfg.num_fusionnets).tolist()
+        stats["eval_choice_histogram"] = np.bincount(
+            np.concatenate(chosen), minlength=cfg.num_fusionnets
+        ).tolist()
     return stats
 
 

@@ -119,7 +119,12 @@ def load_labels(
                 f"{len(names)} items of {ilo:g}-{ihi:g}): {', '.join(bad[:5])}"
             )
         return SkillLabels(
-            "clinical", items, (lo, hi), names, (ilo, ihi), source=f"surgkit.data.clinical_skill (unit {unit})"
+            "clinical",
+            items,
+            (lo, hi),
+            names,
+            (ilo, ihi),
+            source=f"surgkit.data.clinical_skill (unit {unit})",
         )
     raise SurgkitError(f"unknown skill dataset '{dataset}' (jigsaws, clinical or auto)")
 
@@ -131,7 +136,9 @@ def _segment_items(ds: Any, vid: str, task: str, names: tuple[str, ...]) -> list
     out = []
     for seg in rec.segments:
         items = {k: float(np.mean([r.items[k] for r in seg.ratings])) for k in names}
-        unit = SkillItem(f"{vid}@{seg.name}", task, surgeon, float(seg.score), items, vid, seg.start_s, seg.end_s)
+        unit = SkillItem(
+            f"{vid}@{seg.name}", task, surgeon, float(seg.score), items, vid, seg.start_s, seg.end_s
+        )
         out.append(unit)
     return out
 

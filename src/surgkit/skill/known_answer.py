@@ -27,7 +27,9 @@ def trial_truth(world: str | Path, trial: str) -> dict[str, Any]:
     base = Path(world) / "truth" / trial
     meta_path, arrays_path = base.with_suffix(".json"), base.with_suffix(".safetensors")
     if not meta_path.is_file() or not arrays_path.is_file():
-        raise SurgkitError(f"{meta_path}: no truth files for trial '{trial}' (generate the world with the truth layout)")
+        raise SurgkitError(
+            f"{meta_path}: no truth files for trial '{trial}' (generate the world with the truth layout)"
+        )
     meta = json.loads(meta_path.read_text())
     frames = int(meta["frames"])
     moving = np.zeros(frames, bool)
@@ -35,7 +37,12 @@ def trial_truth(world: str | Path, trial: str) -> dict[str, Any]:
         if e.get("type") == "camera_move":
             moving[int(e["frame"]) : int(e["end"]) + 1] = True
     visible = load_file(str(arrays_path))["slot_visible"].astype(bool)  # [T, K]
-    return {"fps": float(meta["fps"]), "frames": frames, "camera_moving": moving, "tool_hidden": ~visible.all(1)}
+    return {
+        "fps": float(meta["fps"]),
+        "frames": frames,
+        "camera_moving": moving,
+        "tool_hidden": ~visible.all(1),
+    }
 
 
 def step_fractions(truth: dict[str, Any], steps: int, step_seconds: float, key: str) -> np.ndarray:

@@ -55,7 +55,9 @@ def inference_settings(folder: str | Path) -> dict[str, Any]:
         exp = parent / "experiment.json"
         if exp.is_file():
             train = json.loads(exp.read_text()).get("experiment", {}).get("train", {})
-            return {k: train[k] for k in ("length_policy", "resample_length", "drop_partial_tail") if k in train}
+            return {
+                k: train[k] for k in ("length_policy", "resample_length", "drop_partial_tail") if k in train
+            }
     return {"length_policy": "pad"}
 
 

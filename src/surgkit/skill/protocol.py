@@ -53,6 +53,7 @@ class RunOptions:
     progress: bool = True
     only_folds: tuple[str, ...] | None = None  # run a subset of the folds (quick checks; stated in results)
     launch: Any = None  # surgkit.utils.launch.LaunchOptions: precision, accumulation, trackers
+    workers: int = 1  # folds trained in parallel by this many processes (one torch thread each; 1 process)
 
 
 def protocol_notes(exp: ExperimentConfig, scheme: str) -> list[str]:
@@ -75,11 +76,17 @@ def protocol_notes(exp: ExperimentConfig, scheme: str) -> list[str]:
         f"model {m.strategy} on {'+'.join(m.modalities)}; CSFB {'on' if m.use_csfb else 'off'}, DFB {'on' if m.use_dfb else 'off'}, "
         f"heads {m.heads_csfb}/{m.heads_dfb}, DRA main={m.dra_main}, gamma={m.dra_gamma}, final_norm={m.dra_final_norm}",
         f"policy temperature: {m.policy_tau}"
-        + (f" {m.tau_init:g} → {m.tau_final:g} over phase 2" if m.policy_tau == "anneal" else f" (τ₀ = {m.tau_init:g})"),
+        + (
+            f" {m.tau_init:g} → {m.tau_final:g} over phase 2"
+            if m.policy_tau == "anneal"
+            else f" (τ₀ = {m.tau_init:g})"
+        ),
         f"scoring unit: {t.unit}",
     ]
     if scheme == "random_kfold":
-        notes.append("random k-fold grouped by video: a surgeon may be on both sides (the paper's clinical protocol)")
+        notes.append(
+            "random k-fold grouped by video: a surgeon may be on both sides (the paper's clinical protocol)"
+        )
     if t.select == "best_test":
         notes.append(
             "TEST-SET SELECTION: epochs chosen on the test fold (select=best_test), as in the literature; optimistic"
@@ -96,7 +103,11 @@ def protocol_notes(exp: ExperimentConfig, scheme: str) -> list[str]:
 
 
 def check_leakage(
-    fold: interop.Fold, scheme: str, surgeons: dict[str, str], allow: bool, videos: dict[str, str] | None = None
+    fold: interop.Fold,
+    scheme: str,
+    surgeons: dict[str, str],
+    allow: bool,
+    videos: dict[str, str] | None = None,
 ) -> None:
     """Refuse a fold whose test units are in its training set, whose test videos lend a scored segment to
     training, or (LOUO, kfold) whose test surgeons also operate in training."""
@@ -216,6 +227,9 @@ class CrossValidationRun:
                 ftask = progress.add_task(f"{task} {self.opts.scheme}", total=len(folds), unit="folds")
                 for fold in folds:
                     check_leakage(fold, self.opts.scheme, surgeons, self.opts.allow_leakage, units_video)
+                if self.opts.workers > 1 and accelerator.num_processes == 1 and len(folds) > 1:
+                    fold_results = self._run_folds_in_workers(task, folds, progress, ftask)
+                for fold in folds if not fold_results else []:
                     fold_results.append(self._run_fold(task, fold, videos, accelerator, progress))
                     progress.update(ftask, advance=1)
                 per_task[task] = {
@@ -239,6 +253,24 @@ class CrossValidationRun:
         self.log.finish()
         return results
 
+    def _run_folds_in_workers(self, task: str, folds: list[interop.Fold], progress, ftask) -> list[dict]:
+        """Train the folds of ``task`` in ``opts.workers`` spawned processes (they die with this one).
+        Every fold seeds itself from (seed, task, fold, part), so the records equal a sequential run's."""
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        from surgkit.utils.workers import init_worker, main_identity
+
+        opts = dataclasses.replace(self.opts, workers=1, progress=False)
+        jobs = [(self.exp, opts, task, fold) for fold in folds]
+        records = []
+        with ProcessPoolExecutor(max_workers=min(self.opts.workers, len(folds)), mp_context=mp.get_context("spawn"),
+                                 initializer=init_worker, initargs=main_identity()) as pool:  # fmt: skip
+            for record in pool.map(_fold_job, jobs):
+                records.append(record)
+                progress.update(ftask, advance=1)
+        return records
+
     def _inference_settings(self) -> dict[str, Any]:
         """What scoring a new video with a saved model needs (read by :mod:`surgkit.skill.predict`)."""
         t = self.exp.train
@@ -259,7 +291,9 @@ class CrossValidationRun:
         for task in self.labels.tasks:
             if task in exclude or not (self.out / task).is_dir():
                 continue
-            folds = interop.make_folds(self.labels.for_task(task), self.opts.scheme, self.opts.k, self.opts.split_seed)
+            folds = interop.make_folds(
+                self.labels.for_task(task), self.opts.scheme, self.opts.k, self.opts.split_seed
+            )
             files = [self.out / task / f.name / "predictions.json" for f in folds]
             if folds and all(f.is_file() for f in files):
                 records = [json.loads(f.read_text()) for f in files]
@@ -381,6 +415,23 @@ def length_only_predictions(train: list[ScoredVideo], test: list[ScoredVideo]) -
     targets = np.stack([v.target for v in train]).astype(np.float64)
     coef, *_ = np.linalg.lstsq(lengths, targets, rcond=None)
     return np.array([[1.0, v.length] for v in test]) @ coef
+
+
+def _fold_job(job: tuple) -> dict:
+    """One fold in a worker process (see :meth:`CrossValidationRun._run_folds_in_workers`)."""
+    import torch
+
+    from surgkit.utils.tracking import RunLogger
+    from surgkit.utils.training import make_accelerator
+
+    exp, opts, task, fold = job
+    torch.set_num_threads(1)
+    run = CrossValidationRun(exp, opts)
+    run.log = RunLogger(run.out, [], active=False, note="")  # the parent process logs the run
+    items = [it for it in run.labels.for_task(task) if it.id in set(fold.train) | set(fold.test)]
+    cfg, t = run.model_cfg, exp.train
+    videos = load_videos(run.store, items, cfg.modalities, run.scale, t.view, t.drop_partial_tail)
+    return run._run_fold(task, fold, videos, make_accelerator(opts.device), None)
 
 
 def part_seed(seed: int, *parts: str) -> None:

@@ -62,7 +62,9 @@ def make_synthetic_skill_data(
                 s = float(np.clip(skills[u] + rng.normal(0, 0.08), 0, 1))
                 items = np.clip(np.rint(1 + 4 * s + rng.normal(0, 0.4, size=6)), 1, 5).astype(int)
                 level = "N" if s < 0.4 else ("I" if s < 0.7 else "E")
-                lines[task].append(f"{trial_id}\t\t{level}\t{int(items.sum())}\t\t" + "\t".join(map(str, items)))
+                lines[task].append(
+                    f"{trial_id}\t\t{level}\t{int(items.sum())}\t\t" + "\t".join(map(str, items))
+                )
                 t = int(rng.integers(length[0], length[1] + 1))
                 camera = _unit(rng.normal(size=dim)) * camera_motion * rng.uniform(0.5, 1.5)
                 for m in ("rgb", "flow", "mask"):

@@ -269,7 +269,9 @@ class BenchScene:
         if done < n:
             img = img.copy()
             for _, x, y, r in self.stains[done:n]:
-                cv2.circle(img, (int(round(x)), int(round(y))), max(1, int(round(r))), STAIN_RGB, -1, cv2.LINE_AA)
+                cv2.circle(
+                    img, (int(round(x)), int(round(y))), max(1, int(round(r))), STAIN_RGB, -1, cv2.LINE_AA
+                )
             self._drawn = (n, img)
         return img
 

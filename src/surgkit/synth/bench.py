@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import cv2
 import numpy as np
 
 from surgkit.synth.anatomy import CanvasKey, build_bench_scene
@@ -195,7 +194,7 @@ def plan_bench_trial(
     letter = surgeon.name
     events = [{"frame": int(f), "slot": h, "type": kind} for f, h, kind in damage]
     events += [{"frame": int(a), "end": int(e), "type": "camera_move"} for a, e in moves]
-    gain = (r_work.uniform(0.9, 1.1) * (1 + 0.02 * np.sin(np.arange(frames) / (3 * fps)))).astype(np.float32)
+    gain = (r_work.uniform(0.95, 1.05) * (1 + 0.02 * np.sin(np.arange(frames) / (3 * fps)))).astype(np.float32)
     return VideoPlan(
         kind="bench",
         name=f"{task}_{letter}{trial:03d}",
@@ -237,12 +236,12 @@ def _bench_camera(
     rng: np.random.Generator, frames: int, world: int, fps: float
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """(T, 3) camera and its re-positioning moves [(start, end inclusive)]: per-trial placement (offset
-    <= 4 % of the world, zoom 0.92..1.08), slow drift, and moves every ~CAMERA_MOVE_EVERY_S seconds, each a
+    <= 3 % of the world, zoom 0.95..1.05), slow drift, and moves every ~CAMERA_MOVE_EVERY_S seconds, each a
     minimum-jerk pan (<= 7 % of the world) and zoom (x 0.88..1.14) over 1-2.5 s after which the camera stays."""
-    c = world / 2 + rng.uniform(-0.04, 0.04, 2) * world
+    c = world / 2 + rng.uniform(-0.03, 0.03, 2) * world
     drift = np.stack([_smooth(rng, frames, 4 * fps), _smooth(rng, frames, 4 * fps)], 1) * 0.006 * world
     centre = np.tile(c, (frames, 1))
-    zoom = np.full(frames, rng.uniform(0.92, 1.08))
+    zoom = np.full(frames, rng.uniform(0.95, 1.05))
     moves: list[tuple[int, int]] = []
     count = int(rng.poisson(frames / fps / CAMERA_MOVE_EVERY_S))
     for start in np.sort(rng.integers(0, max(1, frames - int(fps)), count)):
@@ -253,7 +252,11 @@ def _bench_camera(
             continue  # no overlapping moves
         end = min(frames, int(start) + n)
         target = np.clip(centre[start] + pan, 0.38 * world, 0.62 * world)
-        path = min_jerk(np.append(centre[start], zoom[start]), np.append(target, np.clip(zoom[start] * factor, 0.85, 1.2)), n)
+        path = min_jerk(
+            np.append(centre[start], zoom[start]),
+            np.append(target, np.clip(zoom[start] * factor, 0.85, 1.2)),
+            n,
+        )
         centre[start:end], zoom[start:end] = path[: end - start, :2], path[: end - start, 2]
         centre[end:], zoom[end:] = path[-1, :2], path[-1, 2]
         moves.append((int(start), end - 1))

@@ -39,6 +39,7 @@ from surgkit.vocab import MGEARS_ITEMS, OSATS_ITEMS
 RATER_SD = 0.35
 TRIAL_SD = 0.04
 COMPONENT_SD = 0.22  # per-surgeon deviation of each bench skill component from the latent skill
+BENCH_TRIAL_SD = 0.1  # day-to-day variation of each component of a bench trial (independent per component)
 COMPONENTS = ("economy", "smoothness", "flow", "handling")
 
 # kind -> metric -> (novice value, expert value); goodness = linear ramp between them, clipped to [0, 1].
@@ -148,10 +149,10 @@ class SkillProfile:
         dev = rng.normal(0.0, COMPONENT_SD, len(COMPONENTS))
         return cls(*(float(np.clip(surgeon.skill + d, 0.0, 1.0)) for d in dev))
 
-    def trial(self, rng: np.random.Generator) -> SkillProfile:
-        """This profile on one day: one shared N(0, TRIAL_SD) offset, clipped."""
-        d = rng.normal(0.0, TRIAL_SD)
-        return SkillProfile(*(float(np.clip(v + d, 0.0, 1.0)) for v in self.values()))
+    def trial(self, rng: np.random.Generator, sd: float = BENCH_TRIAL_SD) -> SkillProfile:
+        """This profile on one day: an independent N(0, sd) offset per component, clipped."""
+        d = rng.normal(0.0, sd, len(COMPONENTS))
+        return SkillProfile(*(float(np.clip(v + e, 0.0, 1.0)) for v, e in zip(self.values(), d, strict=True)))
 
     def values(self) -> tuple[float, ...]:
         return tuple(getattr(self, c) for c in COMPONENTS)
