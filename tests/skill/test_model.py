@@ -290,3 +290,25 @@ def test_fusionnet_weights_are_a_softmax_over_modalities():
     torch.testing.assert_close(
         dfb.fusion_nets(feats, lambda t: torch.nn.functional.avg_pool1d(t, 2, 2)), expected
     )
+
+
+def test_input_standardisation_makes_branches_blind_to_the_feature_scale():
+    """Per-dimension standardisation with training statistics: features at 1e-6 (a random tiny I3D) and
+    the same features × 1e6 give the same branch output; without it the first BatchNorm's ε erases them."""
+    cfg = FusionConfig(**SMALL).unimodal("flow")
+    g = torch.Generator().manual_seed(0)
+    train = [torch.randn(9, 12, generator=g) * 1e-6 + 3e-6 for _ in range(5)]
+    x = torch.randn(2, 9, 12, generator=g) * 1e-6 + 3e-6
+    torch.manual_seed(0)
+    small = UnimodalBranch(cfg)
+    small.fit_input_normalisation(train)
+    torch.manual_seed(0)
+    big = UnimodalBranch(cfg)
+    big.fit_input_normalisation([t * 1e6 for t in train])
+    small.eval(), big.eval()
+    torch.testing.assert_close(small(x).score, big(x * 1e6).score, atol=1e-5, rtol=1e-4)
+    allv = torch.cat(train)
+    torch.testing.assert_close(small.input_mean, allv.mean(0))
+    raw = UnimodalBranch(dataclasses.replace(cfg, input_norm="none"))
+    raw.fit_input_normalisation(train)  # a no-op
+    assert torch.equal(raw.input_std, torch.ones(12))

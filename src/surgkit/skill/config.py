@@ -41,6 +41,7 @@ class UnimodalConfig(ModelConfig):
     activation: str = "gelu"
     num_outputs: int = 1  # 1 (global score) or the number of rubric items
     min_length: int = 4  # [R] shorter videos are edge-padded to 4 segments so both ÷2 pools stay non-empty
+    input_norm: str = "train"  # ours: standardise input features with training-fold statistics | none
 
 
 @dataclasses.dataclass
@@ -61,6 +62,9 @@ class FusionConfig(ModelConfig):
     proj_dropout: float = 0.3
     unimodal_head_dropout: float = 0.5
     min_length: int = 4
+    input_norm: str = (
+        "train"  # ours: per-dimension standardisation of each branch's input (training fold) | none
+    )
     num_outputs: int = 1  # 1: global score; n: one output per rubric item (score = sum)
     strategy: str = "dra"
     use_csfb: bool = True
@@ -107,6 +111,7 @@ class FusionConfig(ModelConfig):
             proj_dropout=self.proj_dropout,
             head_dropout=self.unimodal_head_dropout,
             min_length=self.min_length,
+            input_norm=self.input_norm,
             num_outputs=self.num_outputs,
         )
 
@@ -128,6 +133,7 @@ def validate_fusion_config(cfg: FusionConfig) -> None:
         "policy_mask": (cfg.policy_mask, ("prefix", "onehot")),
         "policy_eval": (cfg.policy_eval, ("argmax", "gumbel")),
         "policy_tau": (cfg.policy_tau, ("anneal", "learnable")),
+        "input_norm": (cfg.input_norm, ("train", "none")),
     }
     for name, (value, allowed) in choices.items():
         if value not in allowed:

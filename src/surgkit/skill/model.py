@@ -204,6 +204,24 @@ class UnimodalBranch(PretrainedModel):
         )
         self.stages = nn.ModuleList([UnimodalStage(c.d_model, c.activation) for _ in range(3)])
         self.head = nn.Sequential(nn.Dropout(c.head_dropout), nn.Conv1d(c.d_model, c.num_outputs, 1))
+        # ours: per-dimension standardisation of the input features with training-set statistics
+        self.register_buffer("input_mean", torch.zeros(c.input_dim))
+        self.register_buffer("input_std", torch.ones(c.input_dim))
+
+    @torch.no_grad()
+    def fit_input_normalisation(self, features: list[torch.Tensor] | list) -> None:
+        """Set the input standardisation from the training videos' segments (each [T, D]): x ↦ (x − μ)/σ.
+
+        Backbones put features on very different scales (a random tiny I3D gives ~1e-6, where the first
+        BatchNorm's ε = 1e-5 would erase them); the statistics come from the training fold only."""
+        if self.config.input_norm == "none" or not len(features):
+            return
+        x = torch.cat(
+            [torch.as_tensor(f, dtype=torch.float32).reshape(-1, self.config.input_dim) for f in features]
+        )
+        self.input_mean.copy_(x.mean(0))
+        std = x.std(0, unbiased=False)
+        self.input_std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
 
     def features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
         """[U⁰, U¹, U², U³] from ``x`` [B, T, D] (U¹ = AvgPool(Block₁(U⁰)), …, U³ = global average)."""
@@ -224,6 +242,7 @@ class UnimodalBranch(PretrainedModel):
             lengths = torch.as_tensor(lengths, device=x.device).clamp(self.config.min_length, x.shape[1])
         mask = length_mask(lengths, x.shape[1], x.device)
         masks = [mask]
+        x = (x - self.input_mean) / self.input_std
         feats = [self.proj(x.transpose(1, 2), mask)]
         for i, stage in enumerate(self.stages):
             h = stage(feats[-1], masks[-1])

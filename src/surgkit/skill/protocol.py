@@ -349,6 +349,7 @@ class CrossValidationRun:
             return branch, int(read_state(out_dir).get("selected_epoch", 0))
         tcfg = self.exp.train
         branch = UnimodalBranch(self.model_cfg.unimodal(modality))
+        branch.fit_input_normalisation([v.features[modality] for v in train])  # training fold only
         sub = [_subset(v, [modality]) for v in train]
         sub_test = [_subset(v, [modality]) for v in test]
         groups = [{"params": list(branch.parameters())}]
