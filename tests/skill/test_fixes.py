@@ -309,7 +309,9 @@ def test_folds_in_worker_processes_give_the_sequential_records(synthetic_skill, 
     """--workers 2 trains folds in spawned processes; every fold seeds itself, so records are identical."""
     data, feats = synthetic_skill
     exp = tiny_experiment(2, 1)
-    seq = run_cross_validation(exp, RunOptions(data, feats, tmp_path / "a", scheme="kfold", k=2, progress=False))
+    seq = run_cross_validation(
+        exp, RunOptions(data, feats, tmp_path / "a", scheme="kfold", k=2, progress=False)
+    )
     par = run_cross_validation(
         exp, RunOptions(data, feats, tmp_path / "b", scheme="kfold", k=2, progress=False, workers=2)
     )

@@ -59,7 +59,7 @@ def test_skill_train_two_processes_equal_one_process(synthetic_skill, tmp_path, 
     m2 = json.loads((tmp_path / "two" / "results.json").read_text())["tasks"]["Suturing"]["folds"][0][
         "models"
     ]
-    assert set(m1) == set(m2) == {"unimodal:rgb", "unimodal:flow", "unimodal:mask", "fusion"}
+    assert set(m1) == set(m2) == {"unimodal:rgb", "unimodal:flow", "unimodal:mask", "fusion", "length_only"}
     for name in m1:  # held-out predictions in score points (measured: <= 1e-4), and the SCC itself
         assert m2[name]["pred"] == pytest.approx(m1[name]["pred"], abs=1e-3), name
         assert m2[name]["scc"] == pytest.approx(m1[name]["scc"], abs=1e-9), name

@@ -194,7 +194,9 @@ def plan_bench_trial(
     letter = surgeon.name
     events = [{"frame": int(f), "slot": h, "type": kind} for f, h, kind in damage]
     events += [{"frame": int(a), "end": int(e), "type": "camera_move"} for a, e in moves]
-    gain = (r_work.uniform(0.95, 1.05) * (1 + 0.02 * np.sin(np.arange(frames) / (3 * fps)))).astype(np.float32)
+    gain = (r_work.uniform(0.95, 1.05) * (1 + 0.02 * np.sin(np.arange(frames) / (3 * fps)))).astype(
+        np.float32
+    )
     return VideoPlan(
         kind="bench",
         name=f"{task}_{letter}{trial:03d}",
