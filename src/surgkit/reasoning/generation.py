@@ -85,8 +85,18 @@ def generate_answers(
     box: BoxSettings = BoxSettings(),
     settings: GenerationSettings = GenerationSettings(),
     on_batch: Callable[[list[Record], list[Answer]], None] | None = None,
+    *,
+    seed: Sequence[int] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> list[Answer]:
-    """Answers for ``records`` (``num_return_sequences`` per record, consecutive), in record order."""
+    """Answers for ``records`` (``num_return_sequences`` per record, consecutive), in record order.
+
+    ``seed``: sampling draws of batch ``b`` come from a generator seeded with ``(*seed, b)`` (the global
+    RNG is left as it was), so a batch's answers depend only on its records and its index -- not on
+    what ran before it nor on which process runs it. ``shard=(i, n)``: only batches ``b % n == i`` are
+    generated (the others' answers are ``None``): with ``seed`` and the same model, ``n`` processes
+    together produce exactly the answers of one process.
+    """
     import torch
 
     tok = getattr(processor, "tokenizer", processor)
@@ -98,7 +108,9 @@ def generate_answers(
     n = settings.num_return_sequences
     answers: list[Answer | None] = [None] * (len(records) * n)
     cache: dict = {}
-    for i in range(0, len(order), settings.batch_size):
+    for b, i in enumerate(range(0, len(order), settings.batch_size)):
+        if shard is not None and b % shard[1] != shard[0]:
+            continue
         idx = order[i : i + settings.batch_size]
         batch = [records[k] for k in idx]
         inputs = processor(
@@ -107,7 +119,7 @@ def generate_answers(
             return_tensors="pt",
             padding=True,
         ).to(model.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), _seeded(seed, b, model.device, settings.do_sample):
             out = model.generate(
                 **inputs,
                 max_new_tokens=settings.max_new_tokens,
@@ -128,6 +140,31 @@ def generate_answers(
         if on_batch is not None:
             on_batch(batch, got)
     return answers  # type: ignore[return-value]
+
+
+def _seeded(seed: Sequence[int] | None, batch: int, device, sampling: bool):
+    """A context in which torch's RNG (CPU and ``device``) is seeded with ``(*seed, batch)`` and restored
+    after; a no-op without ``seed`` or without sampling."""
+    import contextlib
+
+    import numpy as np
+    import torch
+
+    if seed is None or not sampling:
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def ctx():
+        device_ = torch.device(device)
+        cuda = []
+        if device_.type == "cuda":
+            cuda = [torch.cuda.current_device() if device_.index is None else device_.index]
+        with torch.random.fork_rng(devices=cuda):
+            value = int(np.random.SeedSequence([*map(int, seed), batch]).generate_state(1)[0])
+            torch.manual_seed(value)
+            yield
+
+    return ctx()
 
 
 def local_identity(model_dir: str | Path) -> dict:

@@ -6,7 +6,9 @@ KV-cache generation, on the GPU when there is one: ``device="auto"``);
 order, no absent instrument, relations ⊆ ground truth, positions agree with boxes) — pathway A (self);
 (3) for questions without an accepted chain keep the template chain — pathway B (fallback); (4) SFT on
 A ∪ B plus a seeded slice of Stage-1 sentence data, then GRPO again. Statistics per round are written
-to ``self_improve.json``.
+to ``self_improve.json``, every sampled chain with its validation to ``round<r>/chains.jsonl``. Each
+generation batch is sampled with its own seed, so the chains do not depend on the number of processes
+(``accelerate launch`` / ``torchrun`` share the batches out).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from surgkit.reasoning.scoring import BoxSettings
 from surgkit.reasoning.statements import split_levels
 from surgkit.reasoning.train import GRPOSettings, SFTSettings, grpo, sft
 from surgkit.utils.lock import locked
+
+CHAINS = "chains.jsonl"  # per round: every sampled chain, its validation and whether it was kept
 
 
 @dataclasses.dataclass
@@ -51,12 +55,24 @@ def with_chain(rec: Record, text: str, source: str) -> Record:
 
 
 def sample_chains(
-    model, processor, records: list[Record], image_root, settings: SelfImproveSettings, box: BoxSettings
+    model,
+    processor,
+    records: list[Record],
+    image_root,
+    settings: SelfImproveSettings,
+    box: BoxSettings,
+    round_index: int = 0,
+    chains_out: str | Path | None = None,
 ) -> tuple[list[Record], list[Record], dict[str, Any]]:
     """(accepted self chains, template fallbacks, stats) for ``records`` (pathways A and B).
 
-    Chains are sampled with batched KV-cache generation (:func:`generation.generate_answers`); a chain cut
-    at the token limit is rejected like any chain that fails the validator.
+    Chains are sampled with batched KV-cache generation (:func:`generation.generate_answers`), each
+    batch with its own seed ``(settings.seed, round_index, batch)``; under ``accelerate launch`` /
+    ``torchrun`` the batches are shared out over the processes and gathered, so N processes sample
+    exactly the chains of one. A chain cut at the token limit is rejected like any chain that fails
+    the validator. ``chains_out``: every sampled chain as one JSON line (record id, sample, status,
+    the validator's issue kinds -- ``null`` after an accepted sample, which is not validated --, whether
+    it was kept, text), written by the main process.
     """
     from surgkit.reasoning import generation
 
@@ -67,19 +83,30 @@ def sample_chains(
         temperature=settings.temperature,
         num_return_sequences=settings.samples,
     )
-    answers = generation.generate_answers(model, processor, records, image_root, box, gen)
-    accepted, fallback, issues = [], [], {}
+    answers = _sharded_answers(model, processor, records, image_root, box, gen, (settings.seed, round_index))
+    accepted, fallback, issues, log = [], [], {}, []
     for j, rec in enumerate(records):
         ok = None
-        for a in answers[j * settings.samples : (j + 1) * settings.samples]:
+        for s, a in enumerate(answers[j * settings.samples : (j + 1) * settings.samples]):
+            entry = {
+                "id": rec.id,
+                "sample": s,
+                "status": a.status,
+                "issues": None,
+                "kept": False,
+                "text": a.text,
+            }
+            log.append(entry)
+            if ok is not None:
+                continue
             found = validate_chain(a.text, rec, box=box)
             if a.status != "ok":
                 found = [*found, ChainIssue("length", "cut at the token limit")]
             for issue in found:
                 issues[issue.kind] = issues.get(issue.kind, 0) + 1
+            entry.update(issues=sorted({i.kind for i in found}), kept=not found)
             if not found:
                 ok = a.text
-                break
         if ok is not None:
             accepted.append(with_chain(rec, ok, "self"))
         else:
@@ -93,42 +120,41 @@ def sample_chains(
         "acceptance_rate": len(accepted) / max(1, len(records)),
         "rejections_by_kind": issues,
     }
+    if chains_out is not None:
+        _write_chains(Path(chains_out), log)
     return accepted, fallback, stats
 
 
-def sample_chains_sharded(
-    model, processor, records: list[Record], image_root, settings: SelfImproveSettings, box: BoxSettings
-) -> tuple[list[Record], list[Record], dict[str, Any]]:
-    """:func:`sample_chains` under ``accelerate launch``/``torchrun``: each process samples a contiguous
-    share of the questions (whole generation batches) and every process gets all the chains, in order,
-    so the SFT that follows trains every process on the same data."""
-    from accelerate.utils import gather_object
+def _write_chains(path: Path, log: list[dict[str, Any]]) -> None:
+    import json
 
+    from surgkit.utils.io import write_text
+    from surgkit.utils.launch import process_state
+
+    if process_state().is_main_process:
+        write_text(path, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in log))
+
+
+def _sharded_answers(model, processor, records, image_root, box, gen, seed: tuple[int, ...]) -> list:
+    """``generate_answers`` with per-batch seeds; on N processes each generates every N-th batch and
+    all processes get every answer (same list as one process)."""
+    from surgkit.reasoning import generation
     from surgkit.utils.launch import process_state
 
     state = process_state()
-    if state.num_processes == 1:
-        return sample_chains(model, processor, records, image_root, settings, box)
-    size = max(1, settings.batch_size)
-    chunks = [records[i : i + size] for i in range(0, len(records), size)]
-    with state.split_between_processes(chunks) as mine:
-        part = sample_chains(model, processor, [r for c in mine for r in c], image_root, settings, box)
-    parts = gather_object([part])
-    accepted = [r for a, _, _ in parts for r in a]
-    fallback = [r for _, f, _ in parts for r in f]
-    issues: dict[str, int] = {}
-    for _, _, st in parts:
-        for kind, n in st["rejections_by_kind"].items():
-            issues[kind] = issues.get(kind, 0) + n
-    stats = {
-        "questions": len(records),
-        "accepted_self": len(accepted),
-        "fallback_template": len(fallback),
-        "acceptance_rate": len(accepted) / max(1, len(records)),
-        "rejections_by_kind": issues,
-        "processes": state.num_processes,
-    }
-    return accepted, fallback, stats
+    world = state.num_processes
+    shard = (state.process_index, world) if world > 1 else None
+    answers = generation.generate_answers(
+        model, processor, records, image_root, box, gen, seed=seed, shard=shard
+    )
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        mine = [(k, a) for k, a in enumerate(answers) if a is not None]
+        for part in gather_object([mine]):
+            for k, a in part:
+                answers[k] = a
+    return answers
 
 
 @locked("surgkit reason self-improve")  # one writer; each round's sft/grpo folder is guarded itself
@@ -156,8 +182,15 @@ def self_improve(
     )
     for r in range(settings.rounds):
         model, processor = load_vlm(current, device=process_device(resolve_device(device)), box=box)
-        accepted, fallback, stats = sample_chains_sharded(
-            model, processor, records, image_root, settings, processor.surgkit_box
+        accepted, fallback, stats = sample_chains(
+            model,
+            processor,
+            records,
+            image_root,
+            settings,
+            processor.surgkit_box,
+            round_index=r,
+            chains_out=out / f"round{r + 1}" / CHAINS,
         )
         del model
         k = int(round(settings.stage1_fraction * len(records)))
