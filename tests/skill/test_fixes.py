@@ -306,13 +306,30 @@ def test_negative_csfb_matches_maqa_modality_fusion():
 
 
 def test_folds_in_worker_processes_give_the_sequential_records(synthetic_skill, tmp_path):
-    """--workers 2 trains folds in spawned processes; every fold seeds itself, so records are identical."""
+    """--workers 2 trains folds in spawned processes; every fold seeds itself, so records are identical;
+    the workers use the launch options (here --grad-accum 2) and their per-step logs reach the run's
+    train_log.jsonl (and trackers) in fold order."""
+    from surgkit.utils.launch import LaunchOptions
+    from surgkit.utils.tracking import read_train_log
+
     data, feats = synthetic_skill
     exp = tiny_experiment(2, 1)
+    launch = LaunchOptions(grad_accum=2, report_to="none")
     seq = run_cross_validation(
-        exp, RunOptions(data, feats, tmp_path / "a", scheme="kfold", k=2, progress=False)
+        exp, RunOptions(data, feats, tmp_path / "a", scheme="kfold", k=2, progress=False, launch=launch)
     )
     par = run_cross_validation(
-        exp, RunOptions(data, feats, tmp_path / "b", scheme="kfold", k=2, progress=False, workers=2)
+        exp,
+        RunOptions(
+            data, feats, tmp_path / "b", scheme="kfold", k=2, progress=False, workers=2, launch=launch
+        ),
     )
     assert par["tasks"]["Suturing"]["folds"] == seq["tasks"]["Suturing"]["folds"]
+
+    def logged(run):
+        return [
+            {k: v for k, v in r.items() if not k.endswith("samples_per_second")} for r in read_train_log(run)
+        ]
+
+    assert logged(tmp_path / "b") == logged(tmp_path / "a")
+    assert sum(k.endswith("/loss") for r in logged(tmp_path / "a") for k in r) >= 8

@@ -266,8 +266,9 @@ class CrossValidationRun:
         records = []
         with ProcessPoolExecutor(max_workers=min(self.opts.workers, len(folds)), mp_context=mp.get_context("spawn"),
                                  initializer=init_worker, initargs=main_identity()) as pool:  # fmt: skip
-            for record in pool.map(_fold_job, jobs):
+            for record, logged in pool.map(_fold_job, jobs):
                 records.append(record)
+                self.log.replay(logged)  # the fold's per-step loss/lr/grad norm/eval, in fold order
                 progress.update(ftask, advance=1)
         return records
 
@@ -418,21 +419,23 @@ def length_only_predictions(train: list[ScoredVideo], test: list[ScoredVideo]) -
     return np.array([[1.0, v.length] for v in test]) @ coef
 
 
-def _fold_job(job: tuple) -> dict:
-    """One fold in a worker process (see :meth:`CrossValidationRun._run_folds_in_workers`)."""
+def _fold_job(job: tuple) -> tuple[dict, list]:
+    """One fold in a worker process (see :meth:`CrossValidationRun._run_folds_in_workers`): its record
+    and its log records (the parent process holds the run's trackers and replays them)."""
     import torch
 
-    from surgkit.utils.tracking import RunLogger
+    from surgkit.utils.tracking import recording_logger
     from surgkit.utils.training import make_accelerator
 
     exp, opts, task, fold = job
     torch.set_num_threads(1)
     run = CrossValidationRun(exp, opts)
-    run.log = RunLogger(run.out, [], active=False, note="")  # the parent process logs the run
+    run.log = recording_logger(run.out)
     items = [it for it in run.labels.for_task(task) if it.id in set(fold.train) | set(fold.test)]
     cfg, t = run.model_cfg, exp.train
     videos = load_videos(run.store, items, cfg.modalities, run.scale, t.view, t.drop_partial_tail)
-    return run._run_fold(task, fold, videos, make_accelerator(opts.device), None)
+    record = run._run_fold(task, fold, videos, make_accelerator(opts.device, launch=opts.launch), None)
+    return record, run.log.recorded
 
 
 def part_seed(seed: int, *parts: str) -> None:

@@ -78,6 +78,7 @@ class RunLogger:
         self.active = active
         self.note = note
         self._last_time = time.perf_counter()
+        self.recorded: list[tuple[int, dict[str, Any]]] | None = None  # see recording_logger
 
     @property
     def log_path(self) -> Path:
@@ -96,6 +97,8 @@ class RunLogger:
             record[f"{prefix}samples_per_second"] = samples / max(now - self._last_time, 1e-9)
         self._last_time = now
         if not self.active:
+            if self.recorded is not None:
+                self.recorded.append((int(step), record))
             return record
         scalars = {k: s for k, v in record.items() if (s := _scalar(v)) is not None}
         scalars = {k: v for k, v in scalars.items() if not (isinstance(v, float) and math.isnan(v))}
@@ -106,11 +109,25 @@ class RunLogger:
             fh.write(line + "\n")
         return record
 
+    def replay(self, recorded: list[tuple[int, dict[str, Any]]]) -> None:
+        """Log the records a :func:`recording_logger` kept (in a worker process), in order."""
+        for step, record in recorded:
+            self.log(record, step)
+
     def finish(self) -> None:
         """Close the trackers (flushes TensorBoard, ends the W&B / MLflow run). Safe to call twice."""
         for tracker in self.trackers:
             tracker.finish()
         self.trackers = []
+
+
+def recording_logger(run_dir: str | Path) -> RunLogger:
+    """A logger for work done in a worker process whose parent holds the run: it logs nowhere and
+    keeps every ``(step, record)`` in ``.recorded`` (records include ``samples_per_second``); the
+    parent passes them to :meth:`RunLogger.replay`, so trackers and ``train_log.jsonl`` get them."""
+    log = RunLogger(Path(run_dir), [], active=False, note="")
+    log.recorded = []
+    return log
 
 
 def read_train_log(run_dir: str | Path) -> list[dict[str, Any]]:
