@@ -72,7 +72,7 @@ def test_trainer_specific_grad_accum_help():
 
 
 TRAINERS = [("skill", "train"), ("video", "pretrain"), ("video", "finetune"), ("ground", "train-clip"),
-            ("reason", "sft"), ("reason", "grpo"), ("reason", "self-improve")]  # fmt: skip
+            ("video", "teacher", "train"), ("reason", "sft"), ("reason", "grpo"), ("reason", "self-improve")]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", TRAINERS, ids=" ".join)

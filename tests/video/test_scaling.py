@@ -111,3 +111,41 @@ def test_finetune_two_processes_with_accumulation_equal_one_process(tmp_path, ru
     val1, val2 = _log(one, "eval/video_accuracy"), _log(two, "eval/video_accuracy")
     assert len(val1) == 2 and val2 == pytest.approx(val1)
     assert [s for s, _ in _scalars(two, "eval/video_accuracy")] == [4, 8]
+
+
+@pytest.mark.slow
+@pytest.mark.parity
+def test_teacher_train_two_processes_with_accumulation_equal_one_process(tmp_path, run_cli):
+    """`video teacher train` (MAE): 1 process x batch 4 vs 2 processes x batch 1 x --grad-accum 2; each
+    draw's frame, crop and mask are seeded by the draw, whichever process takes it."""
+    data = make_frame_folders(tmp_path / "data", videos=2, frames=12)
+    base = ["video", "teacher", "train", "--data", str(data), "--img-size", "32", "--steps", "3", "--base-lr", "0.05",
+            "--device", "cpu", "--report-to", "tensorboard"]  # fmt: skip
+    code, _, err = run_cli(*base, "--run-dir", str(tmp_path / "one"), "--batch-size", "4")
+    assert code == 0, err
+    check(torchrun(["-m", "surgkit", *base, "--run-dir", str(tmp_path / "two"), "--batch-size", "1",
+                    "--grad-accum", "2"]))  # fmt: skip
+    one, two = tmp_path / "one", tmp_path / "two"
+    s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (one, two))
+    assert (s1["processes"], s2["processes"], s1["global_batch"], s2["global_batch"], s1["lr"]) == (
+        1, 2, 4, 4, pytest.approx(s2["lr"], rel=1e-12))  # fmt: skip
+    assert _log(one) == pytest.approx(s1["history"], rel=1e-12) and len(s1["history"]) == 3
+    w1, w2 = (_weights(d / "teacher" / "model.safetensors") for d in (one, two))
+    before = _fresh_teacher_weights()
+    assert_parity("video teacher train (tiny MAE ViT, 1x4 vs 2x1x accum 2, AdamW)", _log(one), _log(two), w1, w2,
+                  rtol=1e-5, atol=1e-6,
+                  training_moved_weights=max(float(abs(w1[k] - before[k]).max()) for k in w1))  # fmt: skip
+    assert _log(two, "grad_norm") == pytest.approx(_log(one, "grad_norm"), rel=1e-4)
+    assert [s for s, _ in _scalars(two, "loss")] == [1, 2, 3]
+    assert [v for _, v in _scalars(two, "loss")] == pytest.approx(_log(two), rel=1e-6)
+
+
+def _fresh_teacher_weights():
+    """The teacher's initial weights: the encoder built after ``torch.manual_seed(seed)``, as training does."""
+    import torch
+
+    from surgkit.video.teacher import ImageViT, teacher_config
+
+    torch.manual_seed(0)
+    model = ImageViT(teacher_config("tiny", img_size=32, patch_size=8, source="pending"))
+    return {k: v.detach().numpy() for k, v in model.state_dict().items()}

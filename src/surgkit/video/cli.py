@@ -19,7 +19,14 @@ teacher_app = typer.Typer(help="Image teachers for the distillation target.", no
 video_app.add_typer(teacher_app, name="teacher")
 
 
+SURGVISTA_ACCUM_HELP = (
+    "Gradient accumulation steps (official recipe: global batch = --batch-size × processes × this; the lr "
+    "is scaled with it). Default: the accelerate launch config's, else 1."
+)
+
+
 @teacher_app.command("train")
+@launch_options(grad_accum_help=SURGVISTA_ACCUM_HELP)
 def teacher_train_cmd(
     data: list[str] = typer.Option(..., "--data", help="Folder of videos / frame folders. Repeatable."),
     run_dir: Path = typer.Option(
@@ -29,13 +36,16 @@ def teacher_train_cmd(
     img_size: int = typer.Option(64, help="Frame size (= the student's grid × patch size)."),
     patch_size: int = typer.Option(8, help="Patch size (= the student's)."),
     steps: int = typer.Option(200, help="Optimizer steps."),
-    batch_size: int = typer.Option(32, help="Frames per step."),
+    batch_size: int = typer.Option(
+        32, help="Frames per step and process (global: × processes × --grad-accum)."
+    ),
     base_lr: float = typer.Option(1.5e-4, help="Base learning rate (× batch / 256, as MAE)."),
     exclude: list[str] = typer.Option(
         None, "--exclude", help="Video id to leave out (test videos). Repeatable."
     ),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     seed: int = typer.Option(0, help="Seed."),
+    launch: LaunchOptions = None,
 ) -> None:
     """Train an image teacher self-supervised (MAE) on surgical frames → a surgkit teacher folder."""
     from surgkit.video.teacher_train import TeacherTrainSettings, train_teacher
@@ -43,7 +53,7 @@ def teacher_train_cmd(
     summary = train_teacher(TeacherTrainSettings(
         data=data, run_dir=str(run_dir), size=size, img_size=img_size, patch_size=patch_size, steps=steps,
         batch_size=batch_size, base_lr=base_lr, exclude=list(exclude or []), device=device, seed=seed,
-    ))  # fmt: skip
+    ), launch=launch)  # fmt: skip
     typer.echo(f"{summary['teacher']} (MAE loss {summary['loss_first']:.4f} → {summary['loss_last']:.4f})")
 
 
@@ -134,12 +144,6 @@ def from_hf_cmd(
 
     load_hf_folder(src).save_pretrained(out)
     typer.echo(str(out))
-
-
-SURGVISTA_ACCUM_HELP = (
-    "Gradient accumulation steps (official recipe: global batch = --batch-size × processes × this; the lr "
-    "is scaled with it). Default: the accelerate launch config's, else 1."
-)
 
 
 @video_app.command("pretrain")

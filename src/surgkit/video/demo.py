@@ -175,7 +175,7 @@ def _run_pretrain_fold(job: dict[str, Any]) -> dict[str, Any]:
         steps=p["teacher_steps"], warmup_steps=max(1, p["teacher_steps"] // 10), batch_size=p["teacher_batch"],
         base_lr=1.5e-3, seed=job["seed"], device=job["device"], frame_cache=job["frames"], frame_cache_format="jpg",
         torch_threads=1,
-    ), progress=False, overwrite=True)  # fmt: skip
+    ), progress=False, overwrite=True, launch=LaunchOptions(report_to="none"))  # fmt: skip
     pre = pretrain(PretrainSettings(
         data=[DataSpec(d, exclude=job["exclude"]) for d in job["data"]], run_dir=str(out / "pretrain"), model="tiny",
         model_overrides={"img_size": p["img"], "depth": p["depth"]}, teacher=teacher["teacher"],
