@@ -166,7 +166,7 @@ def test_self_improve_two_processes_equal_one(tiny, endovis_root, tmp_path, run_
     args = ["reason", "self-improve", "--model", str(model), "--records", str(records), "--root",
             str(endovis_root), "--device", "cpu", "--no-lora", "--samples", "2", "--max-new-tokens", "8",
             "--batch-size", "4", "--sft-steps", "2", "--grpo-steps", "2", "--sft-lr", "2e-3", "--grpo-lr", "1e-3",
-            "--num-generations", "4", "--max-completion-length", "8", "--report-to", "none"]  # fmt: skip
+            "--num-generations", "4", "--max-completion-length", "8", "--report-to", "tensorboard"]  # fmt: skip
     env = {"FIXED_SAMPLING_REWARDS": json.dumps(rewards)}
     check(torchrun([HELPER, *args, "--grad-accum", "2", "--out", str(tmp_path / "two")], env=env))
     install(monkeypatch.setattr, rewards)
@@ -189,6 +189,14 @@ def test_self_improve_two_processes_equal_one(tiny, endovis_root, tmp_path, run_
                       _weights(a / "model"), _weights(b / "model"), rtol=1e-5, atol=5e-5,
                       training_moved_weights=_moved(before, _weights(a / "model")))  # fmt: skip
         assert _log(b, "grad_norm") == pytest.approx(_log(a, "grad_norm"), rel=1e-4), stage
+        # each stage logs to its own tracker run, recorded in its folder
+        tracking = json.loads((b / "tracking.json").read_text())
+        assert tracking["trackers"]["tensorboard"]["run_id"] == f"reason-{stage}"
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        ea = EventAccumulator(tracking["trackers"]["tensorboard"]["logdir"])
+        ea.Reload()
+        assert [e.value for e in ea.Scalars("loss")] == pytest.approx(_log(b), rel=1e-6), stage
 
 
 def test_seeded_generation_batches_do_not_depend_on_the_process(tiny, endovis_root):

@@ -189,7 +189,10 @@ def _with_images(rows: list[dict[str, Any]], processor=None, cache: Path | None 
     from datasets import Dataset, Image, Sequence
 
     if cache is not None and processor is not None:
-        rows = resized_images(rows, processor, cache)
+        from surgkit.utils.launch import process_state
+
+        with process_state().main_process_first():  # the main process writes the cache, the others read it
+            rows = resized_images(rows, processor, cache)
     ds = Dataset.from_list(rows)
     return ds.cast_column("images", Sequence(Image()))
 
