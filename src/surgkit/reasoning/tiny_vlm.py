@@ -57,6 +57,8 @@ FREQUENT = 32  # a text seen this often (the system prompt, a question) counts t
 # Qwen2-VL's image processor normalises with the OpenAI CLIP statistics (so does CLIP).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+MIN_PIXELS = 28 * 28  # tiny processors' min_pixels: one merged token
+FEATURE_CACHE_SIZE = 50_000  # memoised tower features (9 tokens x 128 floats each at demo size: ~5 KB)
 
 
 def train_tokenizer(
@@ -156,6 +158,8 @@ class ClipVisionTower(nn.Module):
         self.proj = nn.Sequential(
             nn.LayerNorm(2 * width), nn.Linear(2 * width, hidden), nn.GELU(), nn.Linear(hidden, hidden)
         )
+        self._features: dict[tuple, torch.Tensor] = {}  # see clip_features
+        self._weights_version: tuple = ()
 
     @property
     def dtype(self) -> torch.dtype:
@@ -173,26 +177,57 @@ class ClipVisionTower(nn.Module):
             start += n
         return out
 
-    def forward(self, hidden_states: torch.Tensor, grid_thw: torch.Tensor, **_) -> BaseModelOutputWithPooling:
+    def clip_features(self, images: torch.Tensor, merged: tuple[int, int]) -> torch.Tensor:
+        """CLIP features of a stack of same-size images on the ``merged`` token grid: the patch grid
+        average-pooled to it (row-major, the order of Qwen2-VL's merger), each token with the class token
+        appended -- (N, tokens, 2 * width)."""
         import torch.nn.functional as F
 
         size = int(self.clip.config.image_size)
+        x = F.interpolate(images.float(), size=(size, size), mode="bilinear")
+        with torch.no_grad():
+            h = self.clip(pixel_values=x.to(self.clip.dtype)).last_hidden_state
+        g = int(round((h.shape[1] - 1) ** 0.5))
+        grid = h[:, 1:].transpose(1, 2).reshape(len(images), -1, g, g)
+        pooled = F.adaptive_avg_pool2d(grid, merged).flatten(2).transpose(1, 2)
+        return torch.cat([pooled, h[:, :1].expand(-1, pooled.shape[1], -1)], dim=2)
+
+    def _cache_usable(self) -> bool:
+        """The frozen tower's features are memoised per image (a record's frame is seen every epoch, by
+        several questions, and again in evaluation). Only while no CLIP weight can train (an adapter on the
+        tower disables it) and invalidated by any in-place change of a weight (``Tensor._version``)."""
+        params = list(self.clip.parameters())
+        if any(p.requires_grad for p in params):
+            return False
+        version = tuple(p._version for p in params) + tuple(p.data_ptr() for p in params)
+        if version != self._weights_version or len(self._features) > FEATURE_CACHE_SIZE:
+            self._features.clear()
+            self._weights_version = version
+        return True
+
+    def forward(self, hidden_states: torch.Tensor, grid_thw: torch.Tensor, **_) -> BaseModelOutputWithPooling:
+        import hashlib
+
         images = self.images(hidden_states, grid_thw)
         grids = [tuple(g) for g in grid_thw.tolist()]
-        feats: list[torch.Tensor | None] = [None] * len(images)
-        for shape in sorted(set(grids)):  # one CLIP pass per image size
-            idx = [k for k, g in enumerate(grids) if g == shape]
-            x = F.interpolate(
-                torch.stack([images[k] for k in idx]).float(), size=(size, size), mode="bilinear"
-            )
-            with torch.no_grad():
-                h = self.clip(pixel_values=x.to(self.clip.dtype)).last_hidden_state
-            g = int(round((h.shape[1] - 1) ** 0.5))
-            grid = h[:, 1:].transpose(1, 2).reshape(len(idx), -1, g, g)
-            m = self.spatial_merge_size
-            pooled = F.adaptive_avg_pool2d(grid, (shape[1] // m, shape[2] // m)).flatten(2).transpose(1, 2)
-            for j, k in enumerate(idx):  # merged grid, row-major (the order of Qwen2-VL's merger)
-                feats[k] = torch.cat([pooled[j], h[j, :1].expand(pooled.shape[1], -1)], dim=1)
+        m = self.spatial_merge_size
+        cache = self._cache_usable()
+        keys = [
+            (g, str(x.dtype), str(x.device), hashlib.blake2b(x.detach().cpu().numpy().tobytes()).digest())
+            if cache
+            else None
+            for x, g in zip(images, grids, strict=True)
+        ]
+        feats: list[torch.Tensor | None] = [self._features.get(k) if cache else None for k in keys]
+        for shape in sorted(
+            {g for g, f in zip(grids, feats, strict=True) if f is None}
+        ):  # one CLIP pass per size
+            idx = [k for k, g in enumerate(grids) if g == shape and feats[k] is None]
+            out = self.clip_features(torch.stack([images[k] for k in idx]), (shape[1] // m, shape[2] // m))
+            for j, k in enumerate(idx):
+                feats[k] = out[j]
+                if cache:
+                    self._features[keys[k]] = out[j]
         merged = self.proj(torch.cat(feats).to(self.dtype))
         return BaseModelOutputWithPooling(last_hidden_state=merged, pooler_output=merged)
 
@@ -206,6 +241,13 @@ class ClipQwen2VLForConditionalGeneration(Qwen2VLForConditionalGeneration):
         super().__init__(config)
         self.model.visual = ClipVisionTower(config)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """Loading replaces every parameter (``requires_grad=True``): the CLIP tower is frozen again."""
+        model = super().from_pretrained(*args, **kwargs)
+        model.model.visual.clip.requires_grad_(False)
+        return model
 
 
 AutoConfig.register("surgkit_clip_qwen2_vl", ClipQwen2VLConfig)
@@ -335,7 +377,10 @@ def build_tiny_vlm(
         patch_size=cfg.patch_size,
         merge_size=2,
         temporal_patch_size=2,
-        min_pixels=cfg.image_pixels,
+        # frames are shrunk to at most image_pixels; min_pixels well below it so that a resized frame is
+        # a fixed point of the resize (smart_resize's floor can land under image_pixels: with min = max
+        # the resized frame would be enlarged again -- cached copies would differ from the original's)
+        min_pixels=min(cfg.image_pixels, MIN_PIXELS),
         max_pixels=cfg.image_pixels,
         image_mean=list(CLIP_MEAN),
         image_std=list(CLIP_STD),

@@ -69,6 +69,9 @@ class SFTSettings:
     # small models: logits only where the loss is (completion_loss); images pre-resized (resized_images)
     completion_logits_only: bool = False
     cache_images: bool = False
+    image_cache: str | None = None  # folder of the resized copies (default OUT/image_cache; stages may share)
+    # batches of similar length in random order (reasoning.batching): less padding
+    group_by_length: bool = False
     # launch options (--report-to/--mixed-precision; see surgkit.utils.launch.LaunchOptions): trackers, None =
     # TensorBoard when installed (train_log.jsonl is always written); precision no|fp16|bf16|auto, None = the
     # accelerate-launch config's, else auto (bf16 on GPUs that support it)
@@ -113,6 +116,7 @@ class GRPOSettings:
     warmup_ratio: float = 0.0
     scheduler: str = "linear"
     cache_images: bool = False
+    image_cache: str | None = None
     report_to: str | None = None  # as SFTSettings
     mixed_precision: str | None = None
 
@@ -197,12 +201,19 @@ def _with_images(rows: list[dict[str, Any]], processor=None, cache: Path | None 
     return ds.cast_column("images", Sequence(Image()))
 
 
+def _image_cache(settings: Any, out: Path) -> Path | None:
+    if not settings.cache_images:
+        return None
+    return Path(settings.image_cache) if settings.image_cache else out / "image_cache"
+
+
 def resized_images(rows: list[dict[str, Any]], processor, cache: Path) -> list[dict[str, Any]]:
     """Rows whose images are copies already at the processor's input size (PNG in ``cache``).
 
     The processor resizes every image at every step (decode the full frame, then resize); a copy resized
     once with the processor's own rule (PIL bicubic to its ``smart_resize`` size) gives the same pixel
-    values (tested) at a fraction of the decoding cost. Images the processor would not shrink are kept.
+    values (tested) at a fraction of the decoding cost. Images the processor would not shrink, or would
+    resize again once copied, are kept.
     """
     import hashlib
 
@@ -222,7 +233,13 @@ def resized_images(rows: list[dict[str, Any]], processor, cache: Path) -> list[d
         if path not in done:
             with Image.open(path) as im:
                 size = qwen25_input_size(*im.size, factor, lo, hi)
-                if size[0] * size[1] >= im.size[0] * im.size[1]:
+                # a copy only where the processor would shrink it and leave the copy as it is (with
+                # min_pixels = max_pixels, smart_resize's floor can land below min_pixels: the copy
+                # would be enlarged again, to another size than the original's)
+                if (
+                    size[0] * size[1] >= im.size[0] * im.size[1]
+                    or qwen25_input_size(*size, factor, lo, hi) != size
+                ):
                     done[path] = path
                 else:
                     import io
@@ -230,7 +247,9 @@ def resized_images(rows: list[dict[str, Any]], processor, cache: Path) -> list[d
                     out = cache / (hashlib.sha1(f"{path}|{size}".encode()).hexdigest()[:20] + ".png")
                     if not out.is_file():
                         buf = io.BytesIO()
-                        im.convert("RGB").resize(size, Image.BICUBIC).save(buf, format="PNG")
+                        im.convert("RGB").resize(size, Image.BICUBIC).save(
+                            buf, format="PNG", compress_level=1
+                        )
                         write_bytes(out, buf.getvalue())
                     done[path] = str(out)
         return done[path]
@@ -370,17 +389,43 @@ def _quiet(trainer, out: Path, name: str, settings: Any) -> None:
     use_surgkit_logging(trainer, cb)
 
 
-def lean_sft_trainer():
-    """``SFTTrainer`` whose loss computes logits only over the completion span (:func:`completion_loss`)."""
+def lean_sft_trainer(completion_logits_only: bool = True, lengths: list[int] | None = None):
+    """``SFTTrainer`` whose loss computes logits only over the completion span (:func:`completion_loss`)
+    and/or, with ``lengths``, whose batches are of similar length
+    (:class:`~surgkit.reasoning.batching.LengthBucketSampler`)."""
     from trl import SFTTrainer
 
     class LeanSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not completion_logits_only:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss, acc = completion_loss(model, inputs, num_items_in_batch)
             self._metrics["train" if model.training else "eval"]["mean_token_accuracy"].append(acc)
             return loss
 
+        def _get_train_sampler(self, train_dataset=None):
+            if lengths is None:
+                return super()._get_train_sampler(train_dataset)
+            from surgkit.reasoning.batching import LengthBucketSampler
+
+            return LengthBucketSampler(lengths, self.args.per_device_train_batch_size, self.args.seed)
+
     return LeanSFTTrainer
+
+
+def example_lengths(rows: list[dict[str, Any]], tokenizer) -> list[int]:
+    """Text tokens of each SFT row (every text of its prompt and completion; image tokens not counted):
+    the key of length bucketing."""
+    texts = [
+        " ".join(
+            c["text"]
+            for msg in row["prompt"] + row["completion"]
+            for c in (msg["content"] if isinstance(msg["content"], list) else [{"text": msg["content"]}])
+            if "text" in c
+        )
+        for row in rows
+    ]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def completion_loss(model, inputs: dict[str, Any], num_items_in_batch=None) -> tuple[Any, float]:
@@ -435,7 +480,7 @@ def sft(
     ``extra_simple`` records are added with Stage-1 sentence targets (the anti-forgetting slice of Stage 4).
     """
     _env_offline()
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     from surgkit.reasoning.render import sft_example
     from surgkit.reasoning.vlm import load_processor
@@ -457,10 +502,11 @@ def sft(
         max_length=settings.max_length,
         weight_decay=settings.weight_decay,
     )
-    trainer = (lean_sft_trainer() if settings.completion_logits_only else SFTTrainer)(
+    lengths = example_lengths(rows, processor.tokenizer) if settings.group_by_length else None
+    trainer = lean_sft_trainer(settings.completion_logits_only, lengths)(
         model=model,
         args=args,
-        train_dataset=_with_images(rows, processor, out / "image_cache" if settings.cache_images else None),
+        train_dataset=_with_images(rows, processor, _image_cache(settings, out)),
         processing_class=processor,
         peft_config=lora_cfg,
     )
@@ -533,7 +579,7 @@ def grpo(
         model=model,
         reward_funcs=funcs,
         args=args,
-        train_dataset=_with_images(rows, processor, out / "image_cache" if settings.cache_images else None),
+        train_dataset=_with_images(rows, processor, _image_cache(settings, out)),
         processing_class=processor,
         peft_config=lora_cfg,
     )
