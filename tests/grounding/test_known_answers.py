@@ -98,6 +98,8 @@ def test_strict_threshold_rule_changes_the_strip_frame(tmp_path):
     s, recs, _ = _run("instrument", tmp_path, threshold=">")
     assert recs[2]["tau_ac"] == 0.0 and recs[1]["tau_ac"] == pytest.approx(0.4)
     assert s["protocol"]["threshold"] == ">"
+    t, trecs, _ = _run("triplet", tmp_path / "t", threshold=">")  # the 0.5 strip of the verb map drops out
+    assert trecs[11]["ars"] == pytest.approx(0.8) and t["overall"]["ars"] == pytest.approx(0.4)
 
 
 def test_gt_heatmap_target_explains_the_gt_class_the_model_scores_highest(tmp_path):
@@ -119,7 +121,7 @@ def test_triplet_task_known_answers_through_the_runner(tmp_path):
     )
     assert [recs[f]["valid"] for f in (11, 12, 13, 14, 15)] == [True, True, False, False, False]
     assert [recs[f]["correct"] for f in (11, 12, 13, 14, 15)] == [True, False, False, False, False]
-    assert recs[11]["ars"] == pytest.approx(0.8) and recs[12]["ars"] == 0.0
+    assert recs[11]["ars"] == pytest.approx(96 / 116) and recs[12]["ars"] == 0.0
     assert recs[11]["ars_uniform"] == pytest.approx(96 / 400) and recs[12]["ars_uniform"] == pytest.approx(
         0.25
     )
@@ -127,7 +129,7 @@ def test_triplet_task_known_answers_through_the_runner(tmp_path):
     o = s["overall"]
     assert o["frames"] == 5 and o["valid_frames"] == 2 and o["ars_scored"] == 2
     assert o["v_over_t"] == pytest.approx(40.0)
-    assert o["ars"] == pytest.approx(0.4) and o["z_over_v"] == pytest.approx(50.0)
+    assert o["ars"] == pytest.approx(48 / 116) and o["z_over_v"] == pytest.approx(50.0)
     assert o["ars_uniform"] == pytest.approx((96 / 400 + 0.25) / 2)
     assert o["accuracy"] == pytest.approx(0.2)
     assert (o["instrument_accuracy"], o["verb_accuracy"], o["target_accuracy"]) == pytest.approx(
@@ -150,16 +152,19 @@ def test_ars_metric_function_on_the_same_arrays():
         TRIPLET_FRAMES[11]["maps"][verb("dissect")],
         TRIPLET_FRAMES[11]["maps"][trip("hook", "dissect", "gallbladder")],
     )
-    assert action_reasoning_score(verb_map, mask(HOOK)) == pytest.approx(0.8)
+    assert action_reasoning_score(verb_map, mask(HOOK)) == pytest.approx(96 / 116)
+    assert action_reasoning_score(verb_map, mask(HOOK), rule=">") == pytest.approx(0.8)
     assert action_reasoning_score(class_map, mask(HOOK)) == 0.0  # the class heatmap is not the verb heatmap
     assert action_reasoning_score(TRIPLET_FRAMES[12]["maps"][verb("retract")], mask(GRASPER)) == 0.0
     base = {"heatmap": class_map, "gt_union_mask": mask(HOOK), "class_masks": {}, "predicted_class": "hook"}
-    res = evaluate([
+    res_samples = [
         {**base, "verb_heatmap": verb_map, "instrument_box_mask": mask(HOOK), "instrument_correct": True, "verb_correct": True},
         {**base, "verb_heatmap": verb_map, "instrument_box_mask": mask(HOOK), "instrument_correct": True, "verb_correct": False},
         {**base, "verb_heatmap": verb_map, "instrument_box_mask": mask(HOOK), "instrument_correct": False, "verb_correct": True},
-    ])  # fmt: skip
-    assert res["num_ars_eligible"] == 1 and res["ars"] == pytest.approx(0.8)
+    ]  # fmt: skip
+    res = evaluate(res_samples)
+    assert res["num_ars_eligible"] == 1 and res["ars"] == pytest.approx(96 / 116)
+    assert evaluate(res_samples[:1], rule=">")["ars"] == pytest.approx(0.8)
 
 
 def test_any_triplet_validity_rule(tmp_path):
@@ -167,7 +172,7 @@ def test_any_triplet_validity_rule(tmp_path):
     assert [recs[f]["valid"] for f in (11, 12, 13, 14, 15)] == [True, True, False, False, True]
     assert recs[15]["ars"] == 1.0
     o = s["overall"]
-    assert o["v_over_t"] == pytest.approx(60.0) and o["ars"] == pytest.approx(0.6)
+    assert o["v_over_t"] == pytest.approx(60.0) and o["ars"] == pytest.approx((96 / 116 + 0 + 1) / 3)
     assert o["z_over_v"] == pytest.approx(100 / 3) and o["verb_accuracy"] == pytest.approx(0.8)
 
 

@@ -57,6 +57,8 @@ def test_strict_rule_and_uniform_chance_level():
     assert attended_set(heat, 0.5, ">").tolist() == [[False, False], [True, False]]
     region = np.array([[False, True], [False, False]])
     assert tau_ac(heat, region, rule=">") == 0.0 and tau_ac(heat, region) == pytest.approx(0.5)
+    assert action_reasoning_score(heat, region, rule=">") == 0.0
+    assert action_reasoning_score(heat, region) == pytest.approx(0.5)
     assert uniform_score(G) == pytest.approx(4 / 16) and uniform_score(G | B) == pytest.approx(0.5)
     with pytest.raises(SurgkitError, match="threshold rule"):
         attended_set(heat, 0.5, "=>")

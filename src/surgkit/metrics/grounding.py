@@ -131,7 +131,7 @@ def action_reasoning_score(heatmap, instrument_box_mask, tau: float = 0.5, rule:
     Only meaningful for samples with correct instrument and verb predictions; :func:`evaluate`
     applies that eligibility rule.
     """
-    a = attended_set(heatmap, tau)
+    a = attended_set(heatmap, tau, rule)
     return _fraction_in(a, _mask(instrument_box_mask, a.shape, "instrument_box_mask"))
 
 
