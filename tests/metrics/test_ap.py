@@ -101,3 +101,29 @@ def test_signed_zero_ties_and_huge_range_fallback_equal_sklearn():
         ours = average_precision(y, s)
         ref = [average_precision_score(y[:, k], s[:, k]) for k in range(4)]
         np.testing.assert_allclose(ours, ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("spacing", [1e-12, 1e-9, 0.0])
+def test_scores_equal_in_float32_but_not_in_float64_equal_sklearn(spacing):
+    # Rows are ordered by float32-rounded scores first; a positive that shares its float32 value
+    # with another item is only ordered correctly by the float64 redo (spacing 0: true ties).
+    rng = np.random.default_rng(11)
+    n, c = 400, 30
+    y = rng.random((n, c)) < 0.3
+    y[0] = True
+    base = rng.choice([0.25, 0.5, 0.75], size=(n, c))
+    s = base + spacing * rng.integers(0, 50, size=(n, c))  # float32 rounds each cluster to one value
+    s[:, ::2] = rng.random((n, 15))  # and untied columns beside them (not redone)
+    ours = average_precision(y, s)
+    ref = [average_precision_score(y[:, k], s[:, k]) for k in range(c)]
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
+
+
+def test_scores_beyond_float32_range_and_subnormal_equal_sklearn():
+    rng = np.random.default_rng(5)
+    y = rng.random((200, 3)) < 0.4
+    y[0] = True
+    s = np.stack([rng.random(200) * 1e200, rng.random(200) * 1e-300, rng.random(200)], axis=1)
+    ours = average_precision(y, s)
+    ref = [average_precision_score(y[:, k], s[:, k]) for k in range(3)]
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)

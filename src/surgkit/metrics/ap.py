@@ -133,8 +133,9 @@ def ap_of_validated(y: np.ndarray, s: np.ndarray, no_positive: float = np.nan) -
 
     For callers that validated their whole input once (e.g. triplet mAP over many videos).
     """
-    # Work on (C, N) rows: sorting along the contiguous last axis is much faster.
-    return ap_of_rows(y.T, np.ascontiguousarray(s.T), no_positive)
+    # Work on (C, N) rows: sorting along the contiguous last axis is much faster (the rows are
+    # made contiguous by the float32 rounding, or by the float64 path for the rows it redoes).
+    return ap_of_rows(y.T, s.T, no_positive)
 
 
 def ap_of_rows(y_rows: np.ndarray, s_rows: np.ndarray, no_positive: float = np.nan) -> np.ndarray:
@@ -142,31 +143,77 @@ def ap_of_rows(y_rows: np.ndarray, s_rows: np.ndarray, no_positive: float = np.n
 
     The layout the sort wants; callers holding class-major data skip a transpose. The order inside
     a tie group is irrelevant (tied items enter together), so an unstable sort is fine.
+
+    Rows are first ordered by their scores rounded to float32 (half the bytes to sort). Rounding is
+    monotone, so two items with different float32 values are in the right float64 order; only a row
+    where a positive shares its float32 value with another item is ambiguous, and those rows (rare
+    with real-valued scores) are redone with the float64 keys.
     """
     c, n = s_rows.shape
     out = np.full(c, float(no_positive))
     if n == 0:
         return out
-    packed = _packed_sorted_rows(s_rows, y_rows)
-    if packed is None:  # scores spanning the whole double range: argsort
-        order = np.argsort(s_rows, axis=1)[:, ::-1]
-        total, n_pos = _ap_sorted_descending(
-            np.take_along_axis(s_rows, order, axis=1), np.take_along_axis(y_rows, order, axis=1)
-        )
-    elif ((packed[:, 1:] ^ packed[:, :-1]) > 1).all():
-        # No tied scores: the i-th positive from the top, at descending rank r, has precision i / r.
-        flat = np.flatnonzero(packed & np.uint64(1))  # row-major: ascending score within each row
-        rows, cols = np.divmod(flat, n)
-        n_pos = np.bincount(rows, minlength=c)
-        first = np.cumsum(n_pos) - n_pos
-        from_top = n_pos[rows] - (np.arange(rows.size) - first[rows])
-        total = np.bincount(rows, weights=from_top / (n - cols), minlength=c)
+    fast = _ap_rows_float32(y_rows, s_rows)
+    if fast is None:
+        total, n_pos = _ap_rows_float64(y_rows, s_rows)
     else:
-        desc = packed[:, ::-1]
-        total, n_pos = _ap_sorted_descending(desc >> np.uint64(1), (desc & np.uint64(1)).astype(bool))
+        total, n_pos, unsure = fast
+        if unsure.any():
+            total[unsure], n_pos[unsure] = _ap_rows_float64(y_rows[unsure], s_rows[unsure])
     has_pos = n_pos > 0
     out[has_pos] = total[has_pos] / n_pos[has_pos]
     return out
+
+
+def _ap_rows_float32(y_rows: np.ndarray, s_rows: np.ndarray):
+    """(precision sums, #positives, rows to redo) from float32-rounded keys; None for negative scores."""
+    with np.errstate(over="ignore"):  # scores beyond float32's range round to inf, still in order
+        rounded = s_rows.astype(np.float32, order="C")  # also makes a transposed view row-major
+    rounded += np.float32(0.0)  # -0.0 becomes +0.0 (they tie, as in sklearn)
+    keys = rounded.view(np.uint32)
+    if keys.max() >= np.uint32(1 << 31):  # a negative score: no spare bit for the target
+        return None
+    keys <<= np.uint32(1)
+    keys |= y_rows
+    keys.sort(axis=1)
+    tied = (keys[:, 1:] ^ keys[:, :-1]) <= 1  # equal float32 value, whatever the targets
+    if tied.any():
+        with_positive = (keys[:, 1:] | keys[:, :-1]) & np.uint32(1)
+        unsure = (tied & with_positive.astype(bool)).any(axis=1)
+    else:
+        unsure = np.zeros(len(keys), dtype=bool)
+    total, n_pos = _ap_untied_packed(keys)
+    return total, n_pos, unsure
+
+
+def _ap_rows_float64(y_rows: np.ndarray, s_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(precision sums, #positives) per row, exact for any finite float64 scores and ties."""
+    s_rows, y_rows = np.ascontiguousarray(s_rows), np.ascontiguousarray(y_rows)
+    packed = _packed_sorted_rows(s_rows, y_rows)
+    if packed is None:  # scores spanning the whole double range: argsort
+        order = np.argsort(s_rows, axis=1)[:, ::-1]
+        return _ap_sorted_descending(
+            np.take_along_axis(s_rows, order, axis=1), np.take_along_axis(y_rows, order, axis=1)
+        )
+    if ((packed[:, 1:] ^ packed[:, :-1]) > 1).all():
+        return _ap_untied_packed(packed)
+    desc = packed[:, ::-1]
+    return _ap_sorted_descending(desc >> np.uint64(1), (desc & np.uint64(1)).astype(bool))
+
+
+def _ap_untied_packed(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(precision sums, #positives) of ascending ``key << 1 | target`` rows where no positive is tied.
+
+    The i-th positive from the top, at descending rank r, has precision i / r (ties among negatives
+    do not move it).
+    """
+    c, n = packed.shape
+    flat = np.flatnonzero(packed & packed.dtype.type(1))  # row-major: ascending score within each row
+    rows, cols = np.divmod(flat, n)
+    n_pos = np.bincount(rows, minlength=c)
+    first = np.cumsum(n_pos) - n_pos
+    from_top = n_pos[rows] - (np.arange(rows.size) - first[rows])
+    return np.bincount(rows, weights=from_top / (n - cols), minlength=c), n_pos
 
 
 def mean_ap(ap: np.ndarray) -> float:
