@@ -3,8 +3,11 @@
 Runs every test marked ``parity`` (one per trainer, plus the shared launch path; each runs its
 trainer on 2 gloo CPU processes and on 1 process with the same global batch) in one pytest process
 without xdist, and reports for each the max |Δ| of the loss trajectory and of the final weights
-(recorded by ``tests.multiproc.assert_parity``), plus the wall seconds and CPU seconds (this process
-and its children) of the whole set.
+(recorded by ``tests.multiproc.assert_parity``), the learning rate at the end of both runs and the
+largest difference of their lr schedules, which trackers the 2-process run wrote and how many of its
+``train_log.jsonl`` scalars were read back from its TensorBoard event files (``logged_runs``), the
+files compared for sharded inference (``record_identical``), plus the wall seconds and CPU seconds
+(this process and its children) of the whole set and the 1-minute load average around it.
 
     python bench/scaling.py [--out bench/results/scaling.json] [-k EXPR]
 
@@ -48,9 +51,11 @@ def main() -> None:
         ]
         if args.k:
             cmd += ["-k", args.k]
+        load_start = os.getloadavg()[0]
         t0 = time.perf_counter()
         res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
+        load_end = os.getloadavg()[0]
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         checks = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     summary = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
@@ -61,6 +66,7 @@ def main() -> None:
         "wall_s": round(wall, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
         "idle_wall_estimate_s": round((usage.ru_utime + usage.ru_stime) / 1.8, 1),
+        "load_average_1min": [round(load_start, 2), round(load_end, 2)],  # at start and end
         "checks": checks,
     }
     text = json.dumps(out, indent=2)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.grounding.miniworld import write_mini_world
-from tests.multiproc import assert_parity, check, torchrun
+from tests.multiproc import assert_parity, check, logged_runs, record_identical, torchrun
 
 
 def _weights(folder):
@@ -35,7 +35,7 @@ def test_train_clip_two_processes_equal_one_and_log_to_tensorboard(tmp_path, run
     assert len(_losses(one)) == 3
     assert_parity("ground train-clip (tiny CLIP, batch 5 = 3 + 2 pairs, AdamW)", _losses(one), _losses(two),
                   _weights(tmp_path / "one"), _weights(tmp_path / "two"), rtol=1e-5, atol=1e-5,
-                  loose=("k_proj.bias", 1e-3))  # Adam steps of <= ~lr (2.25e-4) on zero-gradient key biases  # fmt: skip
+                  loose=("k_proj.bias", 1e-3), **logged_runs(one, two))  # Adam steps of <= ~lr (2.25e-4) on zero-gradient key biases  # fmt: skip
     # gradient norms too: Adam would hide a gradient counted twice (it is scale-invariant), clipping would not
     assert _losses(two, "grad_norm") == pytest.approx(_losses(one, "grad_norm"), rel=1e-5)
     record = json.loads((tmp_path / "two" / "surgkit_training.json").read_text())
@@ -78,4 +78,8 @@ def test_bench_on_two_processes_gives_identical_outputs(tmp_path, tiny_clip_dir,
     for s in ("00000", "00001", "00002"):
         a, b = np.load(one / "heatmaps" / f"{s}.npz"), np.load(two / "heatmaps" / f"{s}.npz")
         assert sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)
+    record_identical(
+        "ground bench (tiny CLIP, 12 frames, 3 batches over 2 processes)",
+        ["predictions.jsonl", "summary.json", "table.md", "run_config.json", "heatmaps/*.npz"],
+    )
     assert len((one / "predictions.jsonl").read_text().splitlines()) == 12

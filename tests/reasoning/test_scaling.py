@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.multiproc import assert_parity, check, torchrun
+from tests.multiproc import assert_parity, check, logged_runs, record_identical, torchrun
 
 
 def _weights(folder):
@@ -59,7 +59,7 @@ def test_sft_two_processes_equal_one_then_sharded_eval_is_identical(tiny, endovi
     assert len(_log(one)) == 3
     assert_parity("reason sft (tiny Qwen2-VL, all weights, batch 4 = 1 x 4 vs 2 x 1 x accum 2, AdamW)",
                   _log(one), _log(two), _weights(one / "model"), _weights(two / "model"), rtol=1e-5, atol=1e-5,
-                  training_moved_weights=_moved(_weights(model), _weights(one / "model")))  # fmt: skip
+                  training_moved_weights=_moved(_weights(model), _weights(one / "model")), **logged_runs(one, two))  # fmt: skip
     # gradient norms: Adam is scale-invariant, so a gradient counted twice would hide from the weights
     assert _log(two, "grad_norm") == pytest.approx(_log(one, "grad_norm"), rel=1e-4)
     assert _log(two, "lr") == pytest.approx(_log(one, "lr"), rel=1e-9)  # the same schedule length
@@ -85,6 +85,10 @@ def test_sft_two_processes_equal_one_then_sharded_eval_is_identical(tiny, endovi
         assert (tmp_path / "ev2" / name).read_bytes() == (tmp_path / "ev1" / name).read_bytes(), name
     rows = (tmp_path / "ev2" / "predictions.jsonl").read_text().splitlines()
     assert len(rows) == 12 and len({json.loads(r)["id"] for r in rows}) == 12  # every record once
+    record_identical(
+        "reason eval (tiny Qwen2-VL, 12 records, batch 2 over 2 processes)",
+        ["predictions.jsonl", "metrics.json", "surgkit-run.json"],
+    )
 
 
 def test_launch_options_reach_the_trl_trainers(monkeypatch):
@@ -142,7 +146,7 @@ def test_grpo_two_processes_equal_one(tiny, endovis_root, tmp_path, run_cli, mon
                   # Adam's first steps are ~lr x sign(gradient): weights whose gradient is ~0 turn rounding noise
                   # into steps (measured <= 8.1e-6 with 2e-3 of movement)
                   training_moved_weights=_moved(_weights(model), _weights(one / "model")),
-                  rewards=_log(one, reward))  # fmt: skip
+                  rewards=_log(one, reward), **logged_runs(one, two))  # fmt: skip
     for key in (reward, "reward_std", "grad_norm", "kl", "completions/mean_length"):
         assert _log(two, key) == pytest.approx(_log(one, key), rel=1e-4, abs=1e-6), key
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -187,7 +191,7 @@ def test_self_improve_two_processes_equal_one(tiny, endovis_root, tmp_path, run_
         assert len(_log(a)) == 2
         assert_parity(f"reason self-improve round 1 {stage} (4 = 1 x 4 vs 2 x 1 x accum 2)", _log(a), _log(b),
                       _weights(a / "model"), _weights(b / "model"), rtol=1e-5, atol=5e-5,
-                      training_moved_weights=_moved(before, _weights(a / "model")))  # fmt: skip
+                      training_moved_weights=_moved(before, _weights(a / "model")), **logged_runs(a, b))  # fmt: skip
         assert _log(b, "grad_norm") == pytest.approx(_log(a, "grad_norm"), rel=1e-4), stage
         # each stage logs to its own tracker run, recorded in its folder
         tracking = json.loads((b / "tracking.json").read_text())

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.multiproc import assert_parity, check, torchrun
+from tests.multiproc import assert_parity, check, logged_runs, torchrun
 
 SETTINGS = ["model.d_model=16", "model.proj_hidden=32", "model.num_fusionnets=2", "model.heads_csfb=2",
             "model.heads_dfb=2", "train.checkpoint_every=0", "train.phase1.epochs=2", "train.phase2.epochs=2",
@@ -52,7 +52,8 @@ def test_skill_train_two_processes_equal_one_process(synthetic_skill, tmp_path, 
                   lo, lt, w1, w2, rtol=1e-4, atol=1e-5,
                   # Adam (phase 2, lr 5e-3, 10 steps) on zero-gradient weights: conv biases right before a BatchNorm
                   # (and its running mean), attention key biases, value biases whose shift the next BatchNorm removes
-                  loose=(r"^fusion/.*(\.0\.bias|\.1\.running_mean|[kv]_proj\.bias)$", 0.05))  # fmt: skip
+                  loose=(r"^fusion/.*(\.0\.bias|\.1\.running_mean|[kv]_proj\.bias)$", 0.05),
+                  **logged_runs(tmp_path / "one", tmp_path / "two"))  # fmt: skip
     m1 = json.loads((tmp_path / "one" / "results.json").read_text())["tasks"]["Suturing"]["folds"][0][
         "models"
     ]

@@ -54,7 +54,7 @@ def test_two_processes_equal_one_process(tmp_path):
     assert lr_one == pytest.approx(expected, rel=1e-12) and lr_two == pytest.approx(expected, rel=1e-12)
     from surgkit.utils.tracking import read_train_log
 
-    from ..multiproc import assert_parity
+    from ..multiproc import assert_parity, logged_runs
 
     def steps(run):
         return [r["loss"] for r in read_train_log(tmp_path / run) if "loss" in r]
@@ -69,7 +69,8 @@ def test_two_processes_equal_one_process(tmp_path):
     assert len(steps("one")) == 8
     assert_parity("video finetune (official phase preset, augmentation on, 1x4 vs 2x2; sharded eval)", steps("one"),
                   steps("two"), weights("one"), weights("two"), rtol=1e-4, atol=1e-5,
-                  test_rows=len((tmp_path / "one" / "predictions_test.csv").read_text().splitlines()) - 1)  # fmt: skip
+                  test_rows=len((tmp_path / "one" / "predictions_test.csv").read_text().splitlines()) - 1,
+                  **logged_runs(tmp_path / "one", tmp_path / "two"))  # fmt: skip
     for a, b in zip(one["history"], two["history"], strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
         assert b["val"]["video_accuracy"] == pytest.approx(a["val"]["video_accuracy"])

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.multiproc import assert_parity, check, torchrun
+from tests.multiproc import assert_parity, check, logged_runs, torchrun
 
 from .native_data import make_cholec80
 from .test_pretrain import make_frame_folders
@@ -75,7 +75,7 @@ def test_pretrain_two_processes_with_accumulation_equal_one_process(tmp_path, ru
     assert (s1["processes"], s2["processes"], s1["global_batch"], s2["global_batch"]) == (1, 2, 4, 4)
     assert_parity("video pretrain (tiny SurgVISTA, 1x4 vs 2x1x accum 2, AdamW)", _log(one), _log(two),
                   _weights(one / "model" / "model.safetensors"), _weights(two / "model" / "model.safetensors"),
-                  rtol=1e-5, atol=1e-6)  # fmt: skip
+                  rtol=1e-5, atol=1e-6, **logged_runs(one, two))  # fmt: skip
     assert _log(two, "grad_norm") == pytest.approx(_log(one, "grad_norm"), rel=1e-4)
     assert [s for s, _ in _scalars(two, "loss_rec")] == [1, 2, 3]
     assert [v for _, v in _scalars(two, "loss")] == pytest.approx(_log(two), rel=1e-6)
@@ -107,7 +107,7 @@ def test_finetune_two_processes_with_accumulation_equal_one_process(tmp_path, ru
     assert len(_log(one)) == 8
     assert_parity("video finetune (tiny SurgVISTA phase, 1x4 vs 2x1x accum 2, AdamW + layer decay)", _log(one),
                   _log(two), _weights(one / "last" / "model.safetensors"), _weights(two / "last" / "model.safetensors"),
-                  rtol=1e-5, atol=1e-6)  # fmt: skip
+                  rtol=1e-5, atol=1e-6, **logged_runs(one, two))  # fmt: skip
     val1, val2 = _log(one, "eval/video_accuracy"), _log(two, "eval/video_accuracy")
     assert len(val1) == 2 and val2 == pytest.approx(val1)
     assert [s for s, _ in _scalars(two, "eval/video_accuracy")] == [4, 8]
@@ -134,7 +134,8 @@ def test_teacher_train_two_processes_with_accumulation_equal_one_process(tmp_pat
     before = _fresh_teacher_weights()
     assert_parity("video teacher train (tiny MAE ViT, 1x4 vs 2x1x accum 2, AdamW)", _log(one), _log(two), w1, w2,
                   rtol=1e-5, atol=1e-6,
-                  training_moved_weights=max(float(abs(w1[k] - before[k]).max()) for k in w1))  # fmt: skip
+                  training_moved_weights=max(float(abs(w1[k] - before[k]).max()) for k in w1),
+                  **logged_runs(one, two))  # fmt: skip
     assert _log(two, "grad_norm") == pytest.approx(_log(one, "grad_norm"), rel=1e-4)
     assert [s for s, _ in _scalars(two, "loss")] == [1, 2, 3]
     assert [v for _, v in _scalars(two, "loss")] == pytest.approx(_log(two), rel=1e-6)
