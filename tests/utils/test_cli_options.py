@@ -82,3 +82,34 @@ def test_every_trainer_has_the_shared_flags(command):
     text = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
     for flag in ("--mixed-precision", "--grad-accum", "--report-to"):
         assert flag in text, f"{' '.join(command)}: {flag}"
+
+
+@pytest.mark.parametrize("var", ["RANK", "PMI_RANK"])
+def test_only_the_main_process_prints_results(monkeypatch, var):
+    """On N processes a command's result lines come once (rank 0); the others' stderr is kept."""
+    from surgkit.utils.cli_options import main_process_output
+
+    app = typer.Typer()
+
+    @app.command("train")
+    @launch_options
+    def train(launch: LaunchOptions = None) -> None:
+        typer.echo("result line")
+        typer.echo("a warning", err=True)
+
+    @app.command("bench")
+    @main_process_output
+    def bench() -> None:
+        typer.echo("table")
+
+    for name in ("RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMI_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    runner = CliRunner()
+    res = runner.invoke(app, ["train"])
+    assert (res.exit_code, res.stdout, res.stderr) == (0, "result line\n", "a warning\n")
+    monkeypatch.setenv(var, "1")
+    res = runner.invoke(app, ["train"])
+    assert (res.exit_code, res.stdout, res.stderr) == (0, "", "a warning\n")
+    assert runner.invoke(app, ["bench"]).stdout == ""
+    monkeypatch.setenv(var, "0")
+    assert runner.invoke(app, ["bench"]).stdout == "table\n"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from surgkit.utils.cli_options import launch_options
+from surgkit.utils.cli_options import launch_options, main_process_output
 from surgkit.utils.launch import LaunchOptions
 
 sub = typer.Typer(
@@ -16,6 +16,7 @@ sub = typer.Typer(
 
 
 @sub.command("bench")
+@main_process_output
 def bench_cmd(
     model: str = typer.Option(
         ...,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from surgkit.utils.cli_options import launch_options
+from surgkit.utils.cli_options import launch_options, main_process_output
 from surgkit.utils.launch import LaunchOptions
 
 sub = typer.Typer(
@@ -344,6 +344,7 @@ def self_improve_cmd(
 
 
 @sub.command("eval")
+@main_process_output
 def eval_cmd(
     records: Path = typer.Option(..., help="Records JSONL."),
     out: Path = typer.Option(..., help="Folder for predictions.jsonl and metrics.json."),

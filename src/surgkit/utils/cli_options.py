@@ -2,7 +2,8 @@
 
 Decorate a command that takes a ``launch: LaunchOptions`` parameter with :func:`launch_options`;
 the three flags are added to its command line (same names, help and defaults everywhere) and arrive
-as one :class:`~surgkit.utils.launch.LaunchOptions`::
+as one :class:`~surgkit.utils.launch.LaunchOptions`; only the main process's stdout is printed
+(:func:`main_process_output`; sharded-inference commands use that decorator alone)::
 
     @sub.command("train")
     @launch_options
@@ -19,7 +20,7 @@ from typing import Any
 
 import typer
 
-from surgkit.utils.launch import MIXED_PRECISION, REPORT_TO, LaunchOptions
+from surgkit.utils.launch import MIXED_PRECISION, REPORT_TO, LaunchOptions, main_process_stdout
 
 MIXED_PRECISION_HELP = (
     f"{' | '.join(MIXED_PRECISION)}: auto = bf16 on GPUs that support it, else full precision "
@@ -39,6 +40,18 @@ _PARAMS = {
     "grad_accum": (int | None, typer.Option(None, "--grad-accum", min=1, help=GRAD_ACCUM_HELP)),
     "report_to": (str | None, typer.Option(None, "--report-to", help=REPORT_TO_HELP)),
 }
+
+
+def main_process_output(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A command run on N processes prints its result lines once: stdout of the other ranks is
+    discarded (:func:`~surgkit.utils.launch.main_process_stdout`). ``@launch_options`` includes it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with main_process_stdout():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def launch_options(
@@ -65,7 +78,8 @@ def launch_options(
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         values = {name: kwargs.pop(name, None) for name in _PARAMS}
         kwargs["launch"] = LaunchOptions(**values)
-        return fn(*args, **kwargs)
+        with main_process_stdout():
+            return fn(*args, **kwargs)
 
     params = [p for p in sig.parameters.values() if p.name != "launch"]
     params += [

@@ -19,6 +19,7 @@ recipe).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import os
@@ -177,6 +178,32 @@ def check_launch_environment(environ: dict[str, str] | None = None, parent: list
             f"{n} -m surgkit ...`, or `accelerate launch --config_file "
             "$(surgkit recipes path cpu-multiprocess) -m surgkit ...`"
         )
+
+
+_RANK_VARS = ("RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMI_RANK")  # as Accelerate reads them
+
+
+def launched_rank() -> int:
+    """This process's global rank as its launcher set it (torchrun, accelerate launch, MPI), else 0.
+
+    Read from the environment, so it can be asked before any process group exists.
+    """
+    for var in _RANK_VARS:
+        value = os.environ.get(var, "").strip()
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+@contextlib.contextmanager
+def main_process_stdout():
+    """Discard this process's stdout unless it is the main process (rank 0), so a command's result
+    lines are printed once, not once per process. stderr (warnings, errors) is left alone."""
+    if launched_rank() == 0:
+        yield
+        return
+    with open(os.devnull, "w", encoding="utf-8") as sink, contextlib.redirect_stdout(sink):
+        yield
 
 
 def process_state():
