@@ -20,3 +20,8 @@ def test_demo_tiny_end_to_end(run_cli, tmp_path):
         assert step["title"] in html.replace("&#x27;", "'").replace("&amp;", "&")
         assert step["metrics"], f"step {step['title']} reported no metrics"
     assert html.count("data:image/png;base64,") >= len(DEMO_STEPS) - 1  # figures are embedded
+    # timing for a shared machine: CPU seconds per step (workers included) add up to the total
+    steps_cpu = [step["cpu_seconds"] for step in results["steps"].values()]
+    assert all(c >= 0 for c in steps_cpu) and results["cpu_seconds"] > 0
+    assert sum(steps_cpu) <= results["cpu_seconds"] + 0.05 * len(steps_cpu)
+    assert len(results["load_avg"]["start"]) == 3

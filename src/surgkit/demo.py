@@ -68,6 +68,8 @@ class DemoSection:
     notes: list[str] = dataclasses.field(default_factory=list)
     status: str = "ok"
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # user + system of the demo process and its workers (surgkit.utils.cputime)
+    load_avg: list[float] | None = None  # 1/5/15-minute load average when the step ended
 
 
 def learning_entry(
@@ -169,6 +171,7 @@ def run_demo(
     """
     from surgkit import __version__
     from surgkit.report.html import write_report
+    from surgkit.utils.cputime import load_average, tree_cpu_seconds
     from surgkit.utils.io import write_json
     from surgkit.utils.progress import console
 
@@ -179,11 +182,11 @@ def run_demo(
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = DemoContext(workdir=workdir, size=size, seed=seed, device=device)
     sections: list[DemoSection] = []
-    t_all = time.perf_counter()
+    t_all, cpu_all, load_start = time.perf_counter(), tree_cpu_seconds(), load_average()
     for spec in steps or DEMO_STEPS:
         step = _load_step(spec)
         console.rule(f"[bold]{step_name(spec)}")
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), tree_cpu_seconds()
         try:
             section = step(ctx)
         except Exception as e:  # a failing step must not hide the others
@@ -196,6 +199,8 @@ def run_demo(
                 notes=[traceback.format_exc(limit=6)],
             )
         section.seconds = time.perf_counter() - t0
+        section.cpu_seconds = tree_cpu_seconds() - cpu0
+        section.load_avg = load_average()
         sections.append(section)
 
     results = {
@@ -204,11 +209,16 @@ def run_demo(
         "seed": seed,
         "device": device,
         "seconds": round(time.perf_counter() - t_all, 2),
+        # CPU seconds (user + system, workers included) are the machine-load-independent measure
+        "cpu_seconds": round(tree_cpu_seconds() - cpu_all, 2),
+        "load_avg": {"start": load_start, "end": load_average()},
         "steps": {
             s.key: {
                 "title": s.title,
                 "status": s.status,
                 "seconds": round(s.seconds, 2),
+                "cpu_seconds": round(s.cpu_seconds, 2),
+                "load_avg": s.load_avg,
                 "metrics": s.metrics,
                 "notes": s.notes,
             }

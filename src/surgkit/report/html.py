@@ -110,12 +110,18 @@ def _learning_table(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def _timing(section: Any) -> str:
+    """'12.3 s (20.1 CPU-s)': wall seconds, and CPU seconds when the section recorded them."""
+    cpu = getattr(section, "cpu_seconds", 0.0)
+    return f"{section.seconds:.1f} s" + (f" ({cpu:.1f} CPU-s)" if cpu else "")
+
+
 def render_report(sections: list[Any], results: dict[str, Any]) -> str:
     """HTML text of the report for demo sections (see :class:`surgkit.demo.DemoSection`)."""
     nav = " ".join(f"<a href='#{html.escape(s.key)}'>{html.escape(s.title)}</a>" for s in sections)
     parts = []
     for s in sections:
-        body = [f"<h2>{html.escape(s.title)}</h2>", f"<p class='meta'>{s.status} · {s.seconds:.1f} s</p>"]
+        body = [f"<h2>{html.escape(s.title)}</h2>", f"<p class='meta'>{s.status} · {_timing(s)}</p>"]
         if s.summary:
             body.append(f"<p>{html.escape(s.summary)}</p>")
         if s.metrics:
@@ -135,7 +141,7 @@ def render_report(sections: list[Any], results: dict[str, Any]) -> str:
     sub = (
         f"surgkit {html.escape(str(results.get('surgkit_version')))} · size {html.escape(str(results.get('size')))}"
         f" · seed {results.get('seed')} · device {html.escape(str(results.get('device')))}"
-        f" · {results.get('seconds')} s · synthetic data: numbers show the pipeline works, not clinical performance"
+        f" · {results.get('seconds')} s ({results.get('cpu_seconds')} CPU-s) · synthetic data: numbers show the pipeline works, not clinical performance"
     )
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
