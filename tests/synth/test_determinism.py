@@ -42,3 +42,33 @@ def test_other_seed_gives_other_annotations(tiny_world, tmp_path):
     rel = "cholec80/phase_annotations/video01-phase.txt"
     assert (other / rel).read_text() != (root / rel).read_text()
     assert not (other / "jigsaws").exists()  # only the requested layout is written
+
+
+def test_files_do_not_depend_on_the_number_of_worker_processes(tiny_world, tmp_path):
+    """The session world is written by 2 worker processes; one process writes the same bytes."""
+    root, manifest = tiny_world
+    one = tmp_path / "one"
+    again = generate_world(one, preset="tiny", seed=0, progress=False, workers=1)
+    a, b = _files(root), _files(one)
+    assert sorted(a) == sorted(b) and len(a) > 100
+    for rel, path in a.items():  # videos too: the encoders are deterministic
+        assert path.read_bytes() == b[rel].read_bytes(), rel
+    assert {k: v for k, v in again.items() if k != "generation_seconds"} == {
+        k: v for k, v in manifest.items() if k != "generation_seconds"
+    }
+
+
+def test_merged_dataset_files_with_several_videos_per_split(tmp_path):
+    """3 videos (2 in train): Endoscapes image/box ids continue across videos merged from workers."""
+    runs = {}
+    for workers in (1, 2):
+        out = tmp_path / str(workers)
+        generate_world(out, preset="tiny", videos=3, layouts="endoscapes,boxes,vlm,copesd,vqla",
+                       progress=False, workers=workers)  # fmt: skip
+        runs[workers] = {rel: p.read_bytes() for rel, p in _files(out).items()}
+    assert runs[1] == runs[2]
+    import json
+
+    train = json.loads(runs[2]["endoscapes/train/annotation_coco_vid.json"])
+    ids = [im["id"] for im in train["images"]]
+    assert ids == list(range(1, len(ids) + 1)) and {im["video_id"] for im in train["images"]} == {1, 2}

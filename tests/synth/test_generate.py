@@ -21,7 +21,7 @@ def test_interrupted_video_leaves_no_partial_files(tmp_path):
         return original(self, t, rgb, truth)
 
     with mock.patch.object(Cholec80Writer, "frame", fail_at_30), pytest.raises(KeyboardInterrupt):
-        generate_world(tmp_path / "w", preset="tiny", layouts="cholec80", videos=1, progress=False)
+        generate_world(tmp_path / "w", preset="tiny", layouts="cholec80", videos=1, progress=False, workers=1)
     left = [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()]
     assert left == ["w/.synth/config.json"]  # only the resume state: no partial video, no temporary file
 
@@ -50,7 +50,9 @@ def test_resume_after_interruption_gives_the_same_files(tiny_world, tmp_path):
         return original(self, t, rgb, truth)
 
     with mock.patch.object(VlmWriter, "frame", fail_in_video02), pytest.raises(KeyboardInterrupt):
-        generate_world(out, preset="tiny", layouts=layouts, progress=False)
+        generate_world(
+            out, preset="tiny", layouts=layouts, progress=False, workers=1
+        )  # the patch is in-process
     assert (out / ".synth" / "done" / "video01.done").is_file()
     assert not (out / "cholec80" / "videos" / "video02.mp4").exists()
     with pytest.raises(SurgkitError, match="not empty"):

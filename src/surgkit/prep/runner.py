@@ -10,7 +10,6 @@ caught per task and returned as messages, so one bad video never stops the other
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing as mp
 import os
 import traceback
 from collections.abc import Callable, Sequence
@@ -19,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from surgkit.errors import SurgkitError
-from surgkit.utils.workers import check_parent, init_worker, main_identity
+from surgkit.utils.workers import check_parent, init_worker, main_identity, pool_context
 
 _QUEUE: Any = None
 
@@ -104,12 +103,7 @@ def run_tasks(
             status, value = _call(fn, task, report=on_message)
             (on_result if status == "ok" else on_error)(task, value)
         return
-    # Not "fork": OpenCV's and torch's thread pools in the parent deadlock forked children.
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["numpy", "cv2", "av", "surgkit.prep.flow", "surgkit.prep.frames"])
-    else:  # pragma: no cover - platforms without forkserver
-        ctx = mp.get_context("spawn")
+    ctx = pool_context()  # forkserver with preloaded modules (not "fork": thread pools deadlock)
     queue = ctx.Queue()
 
     def drain() -> None:

@@ -26,6 +26,13 @@ def synth(
         help="Continue an interrupted run with the same settings (finished videos are not redone).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    workers: int = typer.Option(
+        None,
+        "--workers",
+        "-w",
+        min=1,
+        help="Processes writing videos at once (default: up to 2, the CPUs); the files do not depend on it.",
+    ),
 ) -> None:
     """Generate synthetic laparoscopic videos and JIGSAWS trials with exact ground truth.
 
@@ -45,6 +52,7 @@ def synth(
         overwrite=overwrite,
         resume=resume,
         progress=not quiet,
+        workers=workers,
     )
     secs = manifest["generation_seconds"]
     console.print(

@@ -93,24 +93,24 @@ def _sample_grid(world: World, path: Path, n: int = 8) -> None:
     plt.close(fig)
 
 
-def _timeline(world: World, path: Path) -> None:
+def _timeline(world_dir: Path, manifest: dict, path: Path) -> None:
+    """Phase bars of every video, read from the truth layout (no re-planning of the videos)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = world.preset.lap_videos
+    names = [v["name"] for v in manifest["videos"]]
+    n = len(names)
     fig, ax = plt.subplots(figsize=(8, 0.45 * n + 1.2))
     cmap = plt.get_cmap("tab10")
-    for i in range(n):
-        plan = world.lap_plan(i)
-        ph = plan.phase
-        change = np.flatnonzero(np.diff(ph)) + 1
-        starts = np.concatenate([[0], change])
-        ends = np.concatenate([change, [len(ph)]])
-        for s, e in zip(starts, ends, strict=False):
-            ax.barh(i, (e - s) / plan.fps, left=s / plan.fps, color=cmap(int(ph[s])), height=0.7)
-    ax.set_yticks(range(n), [world.lap_name(i) for i in range(n)], fontsize=7)
+    for i, name in enumerate(names):
+        truth = read_json(world_dir / "truth" / f"{name}.json")
+        fps = float(truth["fps"])
+        for seg in truth["phases"]:
+            s, e = int(seg["start"]), int(seg["end"]) + 1
+            ax.barh(i, (e - s) / fps, left=s / fps, color=cmap(int(seg["phase"])), height=0.7)
+    ax.set_yticks(range(n), names, fontsize=7)
     ax.set_xlabel("seconds")
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(k)) for k in range(len(CHOLEC80_PHASES))]
     ax.legend(handles, CHOLEC80_PHASES, fontsize=6, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.35))
@@ -165,7 +165,7 @@ def demo_step(ctx: DemoContext) -> DemoSection:
     figs = Path(ctx.workdir) / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     _sample_grid(world, figs / "synth_frames.png")
-    _timeline(world, figs / "synth_phases.png")
+    _timeline(out, manifest, figs / "synth_phases.png")
     rho = _skill_scatter(manifest, figs / "synth_skill.png")
     frames = manifest["frames"]
     metrics = {

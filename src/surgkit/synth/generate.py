@@ -7,7 +7,9 @@ writing ``world.json`` (preset, seed, version, layouts, splits, per-video summar
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -93,8 +95,22 @@ def check_out_dir(out: Path, overwrite: bool, resume: bool = False) -> None:
 STATE_DIR = ".synth"  # resume state: config.json + done/<video>.done markers
 
 
+def _sweep_temporaries(out: Path) -> None:
+    """Remove the temporary files of writes that a killed run left (``.<name>.<random>.tmp<ext>``).
+
+    Every file is written to such a name and renamed when complete (:mod:`surgkit.utils.io`); a
+    ``kill -9`` of the command (and with it of its worker processes) leaves them behind. Called
+    under the folder's writer lock before a run writes into an existing folder.
+    """
+    for path in out.rglob(".*.tmp*"):
+        if path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+
+
 def _resume_state(out: Path, config: dict[str, Any], overwrite: bool, resume: bool) -> set[str]:
     """Names of videos complete in an earlier run with the same settings (empty unless ``resume``)."""
+    if out.is_dir() and (overwrite or resume):
+        _sweep_temporaries(out)
     state = out / STATE_DIR
     old = state / "config.json"
     done: set[str] = set()
@@ -126,14 +142,17 @@ def generate_world(
     overwrite: bool = False,
     progress: bool = True,
     resume: bool = False,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Generate the world into ``out``; return the manifest (also written to ``out/world.json``).
 
     ``resume=True`` continues an interrupted run with the same settings: videos marked complete in
     ``out/.synth/done`` are *replayed* (rendered for the dataset-level annotation files, nothing
-    re-encoded or re-written), the others are generated.
+    re-encoded or re-written), the others are generated. ``workers`` processes (default: up to 2,
+    the CPUs) write videos at once (:mod:`surgkit.synth.parallel`); the files do not depend on it.
     """
     from surgkit import __version__
+    from surgkit.synth.parallel import VideoJob, WorldSpec, plan_of, run_parallel, write_video
     from surgkit.synth.writers.base import default_splits
 
     out = Path(out)
@@ -151,46 +170,41 @@ def generate_world(
     }
     done = _resume_state(out, config, overwrite, resume)
     writers = [writer_classes()[n](out, world, splits) for n in names]
-    lap_writers = [w for w in writers if "lap" in w.kinds]
-    bench_writers = [w for w in writers if "bench" in w.kinds]
+    active = {kind: [w for w in writers if kind in w.kinds] for kind in ("lap", "bench")}
     summaries: dict[str, list[dict]] = {"lap": [], "bench": []}
+    jobs: list[VideoJob] = []
+    if active["lap"]:
+        jobs += [VideoJob("lap", i, world.lap_name(i)) for i in range(pr.lap_videos)]
+    if active["bench"]:
+        jobs += [VideoJob("bench", k, spec.name) for k, spec in enumerate(world.trials())]
+    jobs = [dataclasses.replace(job, replay=job.name in done) for job in jobs]
+    workers = default_workers() if workers is None else max(1, int(workers))
     frames_done, t0 = 0, time.perf_counter()
-    jobs: list[tuple[str, Any]] = []
-    if lap_writers:
-        jobs += [("lap", i) for i in range(pr.lap_videos)]
-    if bench_writers:
-        jobs += [("bench", spec) for spec in world.trials()]
     with make_progress(disable=not progress) as bar:
         overall = bar.add_task("synth videos", total=len(jobs), unit="videos")
-        for kind, job in jobs:
-            plan = world.lap_plan(job) if kind == "lap" else world.bench_plan(job)
-            active = lap_writers if kind == "lap" else bench_writers
-            replay = plan.name in done
-            for w in active:
-                w.replay = replay
-            label = f"  {plan.name}" + (" (done, replaying annotations)" if replay else "")
-            task = bar.add_task(label, total=plan.frames, unit="frames")
-            started = []
-            try:
-                for w in active:
-                    w.begin(plan)
-                    started.append(w)
-                for t, (rgb, truth) in enumerate(world.render(plan)):
-                    for w in active:
-                        w.frame(t, rgb, truth)
-                    if t % 50 == 0:
-                        bar.update(task, completed=t)
-            except BaseException:
-                for w in started:  # close encoders and remove their temporary files
-                    w.abort()
-                raise
-            for w in active:
-                w.end(plan)
-            write_text(out / STATE_DIR / "done" / f"{plan.name}.done", "")
-            bar.remove_task(task)
-            bar.advance(overall)
-            frames_done += plan.frames
-            summaries[kind].append(plan.summary())
+        frames_bar = bar.add_task("  frames", total=None, unit="frames")
+
+        def advance_frames(n: int) -> None:
+            bar.advance(frames_bar, n)
+
+        if workers > 1 and len(jobs) > 1:
+            spec = WorldSpec(str(out), seed, pr.name, videos, tuple(names), splits)
+            results = run_parallel(spec, jobs, workers, advance_frames)
+        else:
+            results = _in_process(world, jobs, active, plan_of, write_video, advance_frames)
+        try:
+            for job, (summary, states) in zip(jobs, results, strict=True):
+                if states is not None:  # written by a worker: merge its writers' state, in video order
+                    for w, state in zip(active[job.kind], states, strict=True):
+                        w.merge_state(state)
+                write_text(out / STATE_DIR / "done" / f"{job.name}.done", "")
+                bar.advance(overall)
+                frames_done += summary["frames"]
+                summaries[job.kind].append(summary)
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
     seconds = time.perf_counter() - t0
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -207,3 +221,18 @@ def generate_world(
     write_json(out / MANIFEST, manifest)
     manifest["generation_seconds"] = round(seconds, 3)  # not in the file: it would break byte identity
     return manifest
+
+
+def default_workers() -> int:
+    """Two worker processes by default (the target machine has 2 cores), never more than the CPUs."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _in_process(world, jobs, active, plan_of, write_video, on_frames):
+    """One process: the main writers write every video themselves (no state to merge)."""
+    for job in jobs:
+        plan = plan_of(world, job)
+        for w in active[job.kind]:
+            w.replay = job.replay
+        write_video(world, active[job.kind], plan, on_frames)
+        yield plan.summary(), None

@@ -12,7 +12,7 @@ satisfies ``x1 <= x < x2`` and ``y1 <= y < y2``; ``w = x2 - x1``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -40,19 +40,42 @@ class InstrumentTruth:
     acting: bool
 
 
-@dataclasses.dataclass
 class FrameTruth:
-    """Exact ground truth of one frame."""
+    """Exact ground truth of one frame.
 
-    index: int
-    phase: int  # Cholec80 phase id, -1 for bench trials
-    gesture: str | None  # JIGSAWS gesture, bench trials only
-    instruments: list[InstrumentTruth]
-    instance_mask: np.ndarray  # uint8 HxW, 0 background, slot + 1
-    class_mask: np.ndarray  # uint8 HxW, 0 background, instrument id + 1
-    anatomy_mask: np.ndarray  # uint8 HxW, target id + 1 (lap) / BENCH_LABELS index (bench); 0 outside view
-    cvs: np.ndarray  # (3,) mean of 3 annotators
-    smoke: float
+    ``class_mask`` and ``anatomy_mask`` are computed on first use (the writers read them at 1 fps,
+    so most frames never need them); ``class_mask`` or ``anatomy_mask`` may be given as arrays or
+    as zero-argument functions returning them.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        phase: int,  # Cholec80 phase id, -1 for bench trials
+        gesture: str | None,  # JIGSAWS gesture, bench trials only
+        instruments: list[InstrumentTruth],
+        instance_mask: np.ndarray,  # uint8 HxW, 0 background, slot + 1
+        class_mask: np.ndarray | Callable[[], np.ndarray],  # uint8 HxW, 0 background, instrument id + 1
+        anatomy_mask: np.ndarray
+        | Callable[[], np.ndarray],  # target id + 1 (lap) / BENCH_LABELS index; 0 outside
+        cvs: np.ndarray,  # (3,) mean of 3 annotators
+        smoke: float,
+    ):
+        self.index, self.phase, self.gesture, self.instruments = index, phase, gesture, instruments
+        self.instance_mask, self.cvs, self.smoke = instance_mask, cvs, smoke
+        self._class_mask, self._anatomy_mask = class_mask, anatomy_mask
+
+    @property
+    def class_mask(self) -> np.ndarray:
+        if callable(self._class_mask):
+            self._class_mask = self._class_mask()
+        return self._class_mask
+
+    @property
+    def anatomy_mask(self) -> np.ndarray:
+        if callable(self._anatomy_mask):
+            self._anatomy_mask = self._anatomy_mask()
+        return self._anatomy_mask
 
     @property
     def triplets(self) -> list[int]:
@@ -121,7 +144,6 @@ class Renderer:
         canvas = p.scene.canvas(p.keys[int(p.key_index[t])])
         frame = cv2.resize(canvas[y0 : y0 + ch, x0 : x0 + cw], (w, h), interpolation=cv2.INTER_LINEAR)
         inst = np.zeros((h, w), np.uint8) if self.truth else None
-        klass = np.zeros((h, w), np.uint8) if self.truth else None
         scale = float(np.hypot(m[0, 0], m[0, 1]))
         if p.suture is not None:
             self._draw_suture(frame, t, m, scale)
@@ -137,11 +159,12 @@ class Renderer:
             loaded = cls == CLIPPER and s.jaw[t] > 0.3
             width = SHAFT_WIDTH * p.world_size * scale * (0.9 + 0.08 * s.depth)
             prims = instrument_prims(cls, tip, port, float(s.jaw[t]), width, 0.85 + 0.1 * s.depth, loaded)
-            draw_prims(frame, [] if inst is None else [(inst, k + 1), (klass, cls + 1)], prims)
+            # the class mask is not drawn: it is class[slot] of the instance mask (same prims, same order)
+            draw_prims(frame, [] if inst is None else [(inst, k + 1)], prims)
         out = self._post(frame, t)
         if not self.truth:
             return out, None
-        return out, self._truth(t, inst, klass, tips, m)
+        return out, self._truth(t, inst, tips, m)
 
     def _draw_suture(self, frame: np.ndarray, t: int, m: np.ndarray, scale: float) -> None:
         """Needle (a half-circle) and thread, drawn under the instruments and not part of their masks."""
@@ -181,18 +204,14 @@ class Renderer:
             frame = cv2.scaleAdd(self.smoke_rgb[oy : oy + h, ox : ox + w], smoke, frame)
         return cv2.multiply(frame, self.vignette, scale=float(p.gain[t]) / 230.0)
 
-    def _truth(self, t: int, inst: np.ndarray, klass: np.ndarray, tips: dict, m: np.ndarray) -> FrameTruth:
+    def _truth(self, t: int, inst: np.ndarray, tips: dict, m: np.ndarray) -> FrameTruth:
         p = self.plan
         inst[self.outside] = 0
-        klass[self.outside] = 0
         stage = int(p.stage[t])
-        x0, y0, cw, ch = p.crop(t)
-        anat = cv2.resize(
-            self._labels[stage][y0 : y0 + ch, x0 : x0 + cw],
-            (p.width, p.height),
-            interpolation=cv2.INTER_NEAREST_EXACT,
-        )
-        anat[self.outside] = 0
+        crop = p.crop(t)
+        lut = np.zeros(256, np.uint8)  # instance value (slot + 1) -> class id + 1
+        for k in tips:
+            lut[k + 1] = int(p.slots[k].cls[t]) + 1
         instruments = []
         for k, tip in sorted(tips.items()):
             x, y, bw, bh = cv2.boundingRect((inst == k + 1).view(np.uint8))
@@ -221,5 +240,25 @@ class Renderer:
                 gesture = g
                 break
         return FrameTruth(
-            t, int(p.phase[t]), gesture, instruments, inst, klass, anat, p.cvs[t].copy(), float(p.smoke[t])
+            t,
+            int(p.phase[t]),
+            gesture,
+            instruments,
+            inst,
+            lambda: lut[inst],
+            lambda: self._anatomy(stage, crop),
+            p.cvs[t].copy(),
+            float(p.smoke[t]),
         )
+
+    def _anatomy(self, stage: int, crop: tuple[int, int, int, int]) -> np.ndarray:
+        """Anatomy labels of the view (nearest neighbour, 0 outside the field of view)."""
+        p = self.plan
+        x0, y0, cw, ch = crop
+        anat = cv2.resize(
+            self._labels[stage][y0 : y0 + ch, x0 : x0 + cw],
+            (p.width, p.height),
+            interpolation=cv2.INTER_NEAREST_EXACT,
+        )
+        anat[self.outside] = 0
+        return anat

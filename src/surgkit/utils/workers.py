@@ -106,3 +106,31 @@ def check_parent() -> None:
     """End this worker at once (no cleanup, no more writes) when its main process is gone."""
     if _PARENT is not None and not pid_alive(*_PARENT):
         os._exit(EXIT_ORPHANED)
+
+
+# Modules the fork server imports once, so that every worker forked from it starts with them (prep
+# and synth pools share one fork server per command; whichever pool starts it first sets the list,
+# so it names both). Never torch: its thread pool must not exist in a process that forks.
+FORKSERVER_PRELOAD = [
+    "numpy",
+    "cv2",
+    "av",
+    "scipy.signal",
+    "surgkit.prep.flow",
+    "surgkit.prep.frames",
+    "surgkit.synth.generate",
+]
+
+
+def pool_context():
+    """The multiprocessing context for surgkit's worker pools: ``forkserver`` (preloaded), else ``spawn``.
+
+    Not ``fork``: OpenCV's and torch's thread pools in the parent deadlock forked children.
+    """
+    import multiprocessing as mp
+
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
+        return ctx
+    return mp.get_context("spawn")  # pragma: no cover - platforms without forkserver

@@ -30,6 +30,12 @@ class LayoutWriter:
     name: str = ""
     kinds: frozenset[str] = frozenset({"lap"})
     description: str = ""
+    # Dataset-level state: attributes that grow while videos are written and that finish() uses
+    # (ints are counters, lists grow by appending, dicts map keys to such values). Everything a
+    # writer keeps across videos must be listed here: with several worker processes each video is
+    # written by fresh writers in a worker and the main process merges every video's state, in
+    # video order, with merge_state (so the files equal a one-process run byte for byte).
+    shared_state: tuple[str, ...] = ("count",)
     # replay: the video's files already exist (resumed run); only dataset-level state is rebuilt,
     # every per-video write below is skipped.
     replay: bool = False
@@ -54,6 +60,17 @@ class LayoutWriter:
 
     def finish(self) -> dict[str, Any]:
         return {}
+
+    # -- parallel generation: one video's state, merged in the main process ----------------------
+    def video_state(self) -> dict[str, Any]:
+        """What this (fresh) writer added to its ``shared_state`` while writing one video."""
+        fresh = type(self)(self.root, self.world, self.splits)
+        return {key: _delta(getattr(self, key), getattr(fresh, key)) for key in self.shared_state}
+
+    def merge_state(self, state: dict[str, Any]) -> None:
+        """Add one video's :meth:`video_state` (videos merged in the one-process order)."""
+        for key, delta in state.items():
+            setattr(self, key, _merged(getattr(self, key), delta))
 
     # -- per-video outputs (skipped while replaying) ------------------------------------------
     def put_png(self, path: Path, image: np.ndarray) -> None:
@@ -93,6 +110,30 @@ class LayoutWriter:
         return "train"
 
 
+def _delta(value: Any, initial: Any) -> Any:
+    """``value`` minus ``initial``: the count added, the items appended, per key for dicts."""
+    if isinstance(value, bool) or not isinstance(value, (int, list, dict)):
+        raise TypeError(f"shared writer state must be int, list or dict, not {type(value).__name__}")
+    if isinstance(value, int):
+        return value - initial
+    if isinstance(value, list):
+        if value[: len(initial)] != initial:
+            raise ValueError("shared writer state lists may only grow at the end")
+        return value[len(initial) :]
+    return {k: _delta(v, initial[k]) if k in initial else v for k, v in value.items()}
+
+
+def _merged(value: Any, delta: Any) -> Any:
+    if isinstance(value, int):
+        return value + delta
+    if isinstance(value, list):
+        value.extend(delta)
+        return value
+    for k, d in delta.items():
+        value[k] = _merged(value[k], d) if k in value else d
+    return value
+
+
 def default_splits(n: int) -> dict[str, list[int]]:
     """Video numbers 1..n split 60/20/20 by order (at least one test video when n >= 2)."""
     ids = list(range(1, n + 1))
@@ -109,14 +150,35 @@ def sampled(t: int, fps: float, per_second: float = 1.0) -> bool:
     return t % max(1, int(round(fps / per_second))) == 0
 
 
-def _write_image(path: Path, ext: str, image: np.ndarray, params: list[int]) -> None:
+_ENCODED: list[tuple[str, tuple[int, ...], np.ndarray, bytes]] = []  # recent (ext, params, pixels, bytes)
+_ENCODED_KEEP = 4
+
+
+def _encode(ext: str, image: np.ndarray, params: list[int]) -> bytes:
+    """Encoded bytes of ``image``; the same pixels with the same settings are encoded once.
+
+    Several layouts store the same 1-fps frame as PNG (CholecT50, Cholec80-Boxes, VQLA, VLM): the
+    last few encodings are kept with a copy of their pixels and reused when the pixels are equal.
+    """
+    key = (ext, tuple(params))
+    for e, p, pixels, data in _ENCODED:
+        if (e, p) == key and pixels.shape == image.shape and np.array_equal(pixels, image):
+            return data
     img = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
     ok, buf = cv2.imencode(ext, img, params)
     if not ok:
-        raise RuntimeError(f"image encoding failed for {path}")
+        raise RuntimeError(f"image encoding failed ({ext}, {image.shape})")
+    data = buf.tobytes()
+    _ENCODED.insert(0, (ext, key[1], image.copy(), data))
+    del _ENCODED[_ENCODED_KEEP:]
+    return data
+
+
+def _write_image(path: Path, ext: str, image: np.ndarray, params: list[int]) -> None:
+    data = _encode(ext, image, params)
     # atomic rename without a per-file fsync: thousands of small frames would otherwise cost seconds
     with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
+        tmp.write_bytes(data)
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
@@ -154,7 +216,10 @@ def video_writer(path: Path, fps: float, width: int, height: int) -> Iterator[Ca
                 stream.thread_count = 1
 
             def write(rgb: np.ndarray) -> None:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                # from_numpy_buffer wraps the pixels (from_ndarray copies them); the encoder converts
+                # to yuv420p through its own reused context either way, so the bytes are the same
+                frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(rgb), format="rgb24")
+                for packet in stream.encode(frame):
                     container.mux(packet)
 
             yield write

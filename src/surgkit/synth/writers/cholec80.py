@@ -72,6 +72,7 @@ class Cholec80Writer(LayoutWriter):
 class BoxesWriter(LayoutWriter):
     name = "boxes"
     description = "Cholec80-Boxes-style CSV: cholec80_boxes/cholec80_boxes.csv (1 Hz)"
+    shared_state = (*LayoutWriter.shared_state, "rows")
 
     def __init__(self, *a, **k):
         super().__init__(*a, **k)

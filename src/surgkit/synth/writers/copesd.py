@@ -49,6 +49,7 @@ def sample(truth, image: str, width: int, height: int) -> dict[str, Any] | None:
 class CopesdWriter(LayoutWriter):
     name = "copesd"
     description = "CoPESD-style LLaVA JSON with inline instrument boxes: copesd/copesd.json, copesd/frames/"
+    shared_state = (*LayoutWriter.shared_state, "samples")
 
     def __init__(self, *a, **k):
         super().__init__(*a, **k)

@@ -55,6 +55,7 @@ def semantic_mask(truth, calot: np.ndarray) -> np.ndarray:
 class EndoscapesWriter(LayoutWriter):
     name = "endoscapes"
     description = "Endoscapes2023-style CVS/boxes/semseg: endoscapes/{train,val,test}/, all_metadata.csv"
+    shared_state = (*LayoutWriter.shared_state, "images", "boxes", "meta", "next_image", "next_ann")
 
     def __init__(self, *a, **k):
         super().__init__(*a, **k)
@@ -141,6 +142,17 @@ class EndoscapesWriter(LayoutWriter):
 
     def end(self, plan) -> None:
         self.count += 1
+
+    def merge_state(self, state: dict[str, Any]) -> None:
+        """A worker numbered its video's images and boxes from 1 per split: continue the numbering."""
+        for split, images in state["images"].items():
+            image_offset, box_offset = self.next_image[split] - 1, self.next_ann[split] - 1
+            for image in images:
+                image["id"] += image_offset
+            for box in state["boxes"][split]:
+                box["id"] += box_offset
+                box["image_id"] += image_offset
+        super().merge_state(state)
 
     def finish(self) -> dict[str, Any]:
         cats = coco_categories()

@@ -69,6 +69,7 @@ class JigsawsWriter(LayoutWriter):
     description = (
         "JIGSAWS: jigsaws/<Task>/{video,kinematics,transcriptions,meta_file}, jigsaws/Experimental_setup"
     )
+    shared_state = (*LayoutWriter.shared_state, "trials", "meta")  # merged in trial order (generate.py)
 
     def __init__(self, *a, **k):
         super().__init__(*a, **k)

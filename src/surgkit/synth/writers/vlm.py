@@ -142,6 +142,7 @@ def vqa_records(truth, width: int, height: int, rng: np.random.Generator) -> lis
 class VlmWriter(LayoutWriter):
     name = "vlm"
     description = "image-caption pairs and VQA records: vlm/{images/,captions.jsonl,vqa.jsonl}"
+    shared_state = (*LayoutWriter.shared_state, "captions", "vqa")
 
     def __init__(self, *a, **k):
         super().__init__(*a, **k)

@@ -75,6 +75,7 @@ def qa_lines(truth, width: int, height: int) -> list[str]:
 class VqlaWriter(LayoutWriter):
     name = "vqla"
     description = "EndoVis18-VQLA: endovis18_vqla/EndoVis-18-VQA/seq_<n>/{left_frames,vqla/label}"
+    shared_state = (*LayoutWriter.shared_state, "pairs")
 
     pairs = 0
 
