@@ -108,9 +108,10 @@ def _leakage(ctx: DemoContext, loaded: dict) -> tuple[dict, list[list], list[str
         raise SurgkitError("the synthetic world has no video files to fingerprint")
     source_key = max(videos, key=lambda k: videos[k][0].stat().st_size)  # the longest-looking video
     copy = reencode_copy(videos[source_key][0], ctx.workdir / "data_demo" / "renamed_case_0193.mp4")
+    cache = ctx.workdir / "data_demo" / "fp_cache"
     t0 = time.perf_counter()
-    prints, _ = fingerprint_set(items, cache_dir=ctx.workdir / "data_demo" / "fp_cache", progress=False)
-    copy_fp, _ = fingerprint_set({"external:renamed_case_0193": (copy, None)}, progress=False)
+    prints, _ = fingerprint_set(items, cache_dir=cache, progress=False)
+    copy_fp, _ = fingerprint_set({"external:renamed_case_0193": (copy, None)}, cache_dir=cache, progress=False)
     seconds = time.perf_counter() - t0
     from surgkit.data.leakage import similarity
 
@@ -123,9 +124,12 @@ def _leakage(ctx: DemoContext, loaded: dict) -> tuple[dict, list[list], list[str
     flagged = [p for p in pairs if p.similarity >= 0.5]
     copy_sim, offset = similarity(prints[source_key], copy_fp["external:renamed_case_0193"])
     refused = ""
+    # the readers' Video objects keep each video's fps, so check_leakage hits the fingerprint cache
+    # written above (a bare path would be fingerprinted again with fps=None: every video decoded twice)
+    by_key = {f"{ds.name}:{v.id}": v for ds in loaded.values() for v in ds.videos.values()}
+    train = {k: by_key.get(k, v[0]) for k, v in videos.items()}
     try:
-        check_leakage({k: v[0] for k, v in videos.items()}, {"renamed_case_0193": copy}, progress=False,
-                      cache_dir=ctx.workdir / "data_demo" / "fp_cache")  # fmt: skip
+        check_leakage(train, {"renamed_case_0193": copy}, progress=False, cache_dir=cache)
     except LeakageError as e:
         refused = str(e)
     n = len(prints)
