@@ -111,7 +111,9 @@ def _leakage(ctx: DemoContext, loaded: dict) -> tuple[dict, list[list], list[str
     cache = ctx.workdir / "data_demo" / "fp_cache"
     t0 = time.perf_counter()
     prints, _ = fingerprint_set(items, cache_dir=cache, progress=False)
-    copy_fp, _ = fingerprint_set({"external:renamed_case_0193": (copy, None)}, cache_dir=cache, progress=False)
+    copy_fp, _ = fingerprint_set(
+        {"external:renamed_case_0193": (copy, None)}, cache_dir=cache, progress=False
+    )
     seconds = time.perf_counter() - t0
     from surgkit.data.leakage import similarity
 
