@@ -333,3 +333,25 @@ def test_folds_in_worker_processes_give_the_sequential_records(synthetic_skill, 
 
     assert logged(tmp_path / "b") == logged(tmp_path / "a")
     assert sum(k.endswith("/loss") for r in logged(tmp_path / "a") for k in r) >= 8
+
+
+def test_length_only_baseline_is_a_least_squares_line_fitted_on_the_training_fold():
+    """The skeptic's baseline: score = a + b·T fitted on the training videos only (oracle: np.polyfit),
+    applied to the held-out videos; a fit that peeks at the test fold would differ."""
+    from surgkit.skill.data import ScoredVideo
+    from surgkit.skill.protocol import length_only_predictions
+
+    rng = np.random.default_rng(4)
+
+    def video(i, length, target):
+        feats = {"flow": np.zeros((length, 2), np.float32)}
+        return ScoredVideo(f"v{i}", f"v{i}", "B", feats, 0.0, np.array([target]), {})
+
+    train = [
+        video(i, int(t), y)
+        for i, (t, y) in enumerate(zip(rng.integers(5, 40, 12), rng.uniform(0, 1, 12), strict=True))
+    ]
+    test = [video(100 + i, t, y) for i, (t, y) in enumerate([(3, 0.9), (50, 0.1), (20, 0.5)])]
+    slope, intercept = np.polyfit([v.length for v in train], [v.target[0] for v in train], 1)
+    expected = intercept + slope * np.array([3.0, 50.0, 20.0])
+    np.testing.assert_allclose(length_only_predictions(train, test)[:, 0], expected, rtol=1e-10, atol=1e-12)

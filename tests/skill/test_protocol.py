@@ -261,6 +261,9 @@ def test_demo_step_tiny(synthetic_skill, tmp_path):
     assert learning["scc_fusion_vs_length"]["baseline"] == pytest.approx(np.nanmax(candidates), abs=1e-4)
     stats = section.metrics["attention"]
     assert 0 <= stats["csfb_weight_min"] <= stats["csfb_weight_max"] <= 1 and "policy_tau" in stats
+    ranges = {k: v for k, v in stats.items() if isinstance(v, dict) and "min" in v}
+    assert "gamma_scale_kappa" in ranges  # every merged range has a finite mean (no NaN in results.json)
+    assert all(v["min"] <= v["mean"] <= v["max"] for v in ranges.values()), ranges
     assert any("LOUO" in n for n in section.notes)
 
 
@@ -343,3 +346,32 @@ def test_cosine_schedule_per_epoch_matches_closed_form(learning_run):
         lrs, eta + (lr0 - eta) * (1 + np.cos(np.pi * e / epochs)) / 2, rtol=1e-9, atol=1e-12
     )
     assert state["selected_epoch"] == epochs and state["selection"] == "last"
+
+
+def test_fusion_combines_modalities_that_each_see_part_of_the_skill(tmp_path):
+    """Each modality carries one independent skill component (GRS from their mean), so no single branch
+    can rank the trials well: pooled over both held-out halves of a surgeon-grouped 2-fold split (48
+    trials), the fusion must beat the average single modality by a clear margin, and length.
+
+    Measured at this width and schedule (seeds 0/1/2; pooled SCC rgb, flow, mask -> fusion):
+    -0.03, 0.46, 0.63 -> 0.54; 0.19, 0.45, 0.43 -> 0.55; 0.22, 0.26, 0.30 -> 0.42. The fusion beats the
+    best single modality in 2 of 3 seeds only, so that is reported (docs/skill.md), not asserted.
+    A fusion that uses one modality only (or averages what it cannot weigh) fails here.
+    """
+    from surgkit.skill.synthetic import make_synthetic_skill_data
+
+    data, feats = make_synthetic_skill_data(
+        tmp_path / "world", users=8, trials_per_user=6, dim=16, length=(8, 16), complementary=True,
+        component_noise=0.5, rgb_signal=1.0, mask_signal=1.0, camera_motion=0.0, seed=0,
+    )  # fmt: skip
+    res = run_cross_validation(
+        small_experiment(40, 40),
+        RunOptions(data, feats, tmp_path / "run", scheme="kfold", k=2, progress=False),
+    )
+    summary = res["tasks"]["Suturing"]["summary"]
+    pooled = {name: s["scc_pooled"] for name, s in summary.items()}
+    print("held-out pooled SCC:", {k: round(v, 3) for k, v in pooled.items()})
+    assert sum(len(f["test"]) for f in res["tasks"]["Suturing"]["folds"]) == 48
+    singles = [pooled[f"unimodal:{m}"] for m in ("rgb", "flow", "mask")]
+    assert pooled["fusion"] > np.mean(singles) + 0.1
+    assert pooled["fusion"] > max(pooled["length_only"], 0.0) + 0.3

@@ -42,11 +42,14 @@ def train(
         "table4_dra", "--config", help="Experiment JSON file or shipped config name (see `skill configs`)."
     ),
     scheme: str = typer.Option(
-        "LOUO", "--scheme", help="LOSO | LOUO | 4fold (JIGSAWS) | kfold (grouped by surgeon)."
+        "LOUO",
+        "--scheme",
+        help="LOSO | LOUO | 4fold (JIGSAWS) | kfold (grouped by surgeon) | random_kfold (grouped by video; "
+        "the paper's clinical random 4-fold).",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (re-run the same command to resume)."),
     task: list[str] = typer.Option(None, "--task", help="Task(s) to run (default: all in --data)."),
-    k: int = typer.Option(4, "--k", help="Folds for --scheme kfold."),
+    k: int = typer.Option(4, "--k", help="Folds for --scheme kfold / random_kfold."),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the kfold surgeon assignment."),
     select: str = typer.Option(
         None, "--select", help="last (default, honest) | best_test (epoch chosen on the test fold; flagged)."

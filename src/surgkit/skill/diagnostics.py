@@ -98,7 +98,7 @@ def attention_statistics(model, videos: Sequence[dict[str, np.ndarray]]) -> dict
     ]
     if kappa:
         k = np.concatenate(kappa)
-        stats["gamma_scale_kappa"] = {"min": float(k.min()), "max": float(k.max())}
+        stats["gamma_scale_kappa"] = {"min": float(k.min()), "mean": float(k.mean()), "max": float(k.max())}
     if model.tau is not None:
         stats["policy_tau"] = float(model.tau)
         stats["policy_tau_mode"] = cfg.policy_tau

@@ -9,6 +9,12 @@ surgeon has a latent skill s ∈ [0, 1]; each trial's six OSATS items are noisy 
 - rgb:  ``rgb_signal``·s·u_rgb + a large random per-video camera-motion offset + noise, i.e. RGB is
   corrupted by camera motion (the situation SurgFusion-Net targets).
 
+With ``complementary=True`` skill has three components instead (one per modality, drawn independently
+per surgeon, e.g. tissue handling / economy of motion / instrument use): modality m's features carry only
+its component s_m, the GRS items are roundings of 1 + 4·mean(s_m). Each modality then sees a third of
+the skill, and only a model that combines them can rank the trials well (the learning test of fusion
+against the best single modality).
+
 The generator is fixed by its arguments and seed; nothing in it depends on the models.
 """
 
@@ -39,6 +45,8 @@ def make_synthetic_skill_data(
     noise: float = 1.0,
     seed: int = 0,
     view: str = "capture1",
+    complementary: bool = False,
+    component_noise: float = 0.25,
 ) -> tuple[Path, Path]:
     """Write ``<root>/jigsaws/<task>/meta_file_<task>.txt`` and a feature store ``<root>/features``.
 
@@ -54,12 +62,25 @@ def make_synthetic_skill_data(
     directions = {m: _unit(rng.normal(size=dim)) for m in ("rgb", "flow", "mask")}
     gains = {"flow": flow_signal, "mask": mask_signal, "rgb": rgb_signal}
     skills = np.linspace(0.05, 0.95, users)[rng.permutation(users)]
+    modalities = ("rgb", "flow", "mask")
+    parts = (
+        {m: np.linspace(0.05, 0.95, users)[rng.permutation(users)] for m in modalities}
+        if complementary
+        else {}
+    )
     lines: dict[str, list[str]] = {t: [] for t in tasks}
     with FeatureStoreWriter(feat_dir, backbone="synthetic", fps=10.0, segment_frames=32) as writer:
         for task, u in ((t, u) for t in tasks for u in range(users)):
             for trial in range(1, trials_per_user + 1):
                 trial_id = f"{task}_{USERS[u]}{trial:03d}"
-                s = float(np.clip(skills[u] + rng.normal(0, 0.08), 0, 1))
+                if complementary:
+                    own = {
+                        m: float(np.clip(parts[m][u] + rng.normal(0, component_noise), 0, 1)) for m in parts
+                    }
+                    s = float(np.mean(list(own.values())))
+                else:
+                    s = float(np.clip(skills[u] + rng.normal(0, 0.08), 0, 1))
+                    own = dict.fromkeys(modalities, s)
                 items = np.clip(np.rint(1 + 4 * s + rng.normal(0, 0.4, size=6)), 1, 5).astype(int)
                 level = "N" if s < 0.4 else ("I" if s < 0.7 else "E")
                 lines[task].append(
@@ -68,7 +89,7 @@ def make_synthetic_skill_data(
                 t = int(rng.integers(length[0], length[1] + 1))
                 camera = _unit(rng.normal(size=dim)) * camera_motion * rng.uniform(0.5, 1.5)
                 for m in ("rgb", "flow", "mask"):
-                    base = gains[m] * (2 * s - 1) * directions[m]
+                    base = gains[m] * (2 * own[m] - 1) * directions[m]
                     drift = np.cumsum(rng.normal(0, 0.2, size=(t, dim)), axis=0) if m == "rgb" else 0.0
                     feats = base + rng.normal(0, noise, size=(t, dim))
                     if m == "rgb":
