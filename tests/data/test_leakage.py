@@ -115,3 +115,30 @@ def test_fingerprint_seeks_instead_of_decoding_everything(tmp_path):
     fp = fingerprint(path, interval=4.0, min_frames=1)
     assert fp.frames_hashed == 15
     assert fp.frames_decoded <= 15 * 26 < len(frames) / 3
+
+
+def test_fingerprint_set_on_worker_processes_equals_one_process(videos, tmp_path):
+    from surgkit.data.leakage import fingerprint_set
+    from surgkit.errors import DataFormatError
+
+    _, paths = videos
+    items = {k: (p, 2.0 if k == "folder" else None) for k, p in paths.items()}
+    one, _ = fingerprint_set(items, cache_dir=tmp_path / "one", progress=False, workers=1)
+    two, _ = fingerprint_set(items, cache_dir=tmp_path / "two", progress=False, workers=2)
+    assert list(two) == list(items)  # the caller's order
+    for key in items:
+        a, b = one[key], two[key]
+        assert b.key == key and b.frames_hashed == a.frames_hashed
+        assert np.array_equal(a.hashes, b.hashes) and np.array_equal(a.times, b.times)
+        assert np.array_equal(a.valid, b.valid)
+    # the main process wrote the same cache files; a second call reads them without any worker
+    assert sorted(p.read_bytes() for p in (tmp_path / "one").glob("*.json")) == sorted(
+        p.read_bytes() for p in (tmp_path / "two").glob("*.json")
+    )
+    again, _ = fingerprint_set(items, cache_dir=tmp_path / "two", progress=False, workers=2)
+    assert all(np.array_equal(again[k].hashes, two[k].hashes) for k in items)
+    # a broken file fails in a worker; the real error (type, file) reaches the caller
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(DataFormatError, match="broken.mp4"):
+        fingerprint_set({**items, "broken": (bad, None)}, progress=False, workers=2)

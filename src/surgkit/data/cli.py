@@ -79,6 +79,9 @@ def register(app: typer.Typer) -> None:
         interval: float = typer.Option(2.0, "--interval", help="Seconds between sampled frames."),
         cache: Path = typer.Option(None, "--cache", help="Folder to cache fingerprints in."),
         as_json: bool = typer.Option(False, "--json", help="Print the pairs as JSON."),
+        workers: int = typer.Option(
+            None, "--workers", min=1, help="Processes computing fingerprints [default: up to 2, the CPUs]."
+        ),
     ) -> None:
         """Find the same video (re-encoded, resized, renamed) across folders by content fingerprints."""
         import dataclasses
@@ -89,9 +92,12 @@ def register(app: typer.Typer) -> None:
 
         if len(roots) < 2 and not within:
             raise SurgkitError("give at least two roots, or one root with --within")
+        from surgkit.utils.workers import default_workers
+
         pairs, counts = compare_roots(
-            roots, within=within, threshold=threshold, cache_dir=cache, interval=interval
-        )
+            roots, within=within, threshold=threshold, cache_dir=cache, interval=interval,
+            workers=workers or default_workers(),
+        )  # fmt: skip
         if as_json:
             typer.echo(to_json({"media": counts, "pairs": [dataclasses.asdict(p) for p in pairs]}))
             return

@@ -101,6 +101,7 @@ def _media_of(loaded: dict) -> dict:
 
 def _leakage(ctx: DemoContext, loaded: dict) -> tuple[dict, list[list], list[str]]:
     from surgkit.data.leakage import check_leakage, compare_sets, fingerprint_set
+    from surgkit.utils.workers import default_workers
 
     items = _media_of(loaded)
     videos = {k: v for k, v in items.items() if isinstance(v[0], Path) and v[0].is_file()}
@@ -110,7 +111,8 @@ def _leakage(ctx: DemoContext, loaded: dict) -> tuple[dict, list[list], list[str
     copy = reencode_copy(videos[source_key][0], ctx.workdir / "data_demo" / "renamed_case_0193.mp4")
     cache = ctx.workdir / "data_demo" / "fp_cache"
     t0 = time.perf_counter()
-    prints, _ = fingerprint_set(items, cache_dir=cache, progress=False)
+    workers = default_workers()  # decoding for the fingerprints, spread over the cores
+    prints, _ = fingerprint_set(items, cache_dir=cache, progress=False, workers=workers)
     copy_fp, _ = fingerprint_set(
         {"external:renamed_case_0193": (copy, None)}, cache_dir=cache, progress=False
     )

@@ -276,32 +276,85 @@ def _cache_file(cache_dir: Path, media: Media, params: dict) -> Path:
     return cache_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}.json"
 
 
+def _fingerprint_job(job: tuple) -> Fingerprint | None:
+    """Worker side of :func:`fingerprint_set`: one fingerprint, or None when it failed (the main process
+    then recomputes it to raise the real error with its own type and message)."""
+    path, key, fps, params = job
+    try:
+        return fingerprint(path, key=key, fps=fps, **params)
+    except Exception:
+        return None
+
+
+def _init_fingerprint_worker(main_pid: int, main_start: str | None) -> None:
+    from surgkit.utils.workers import init_worker
+
+    init_worker(main_pid, main_start)
+
+
+def _computed(jobs: list[tuple], workers: int) -> Iterable[Fingerprint]:
+    """Fingerprints of ``jobs`` in order: in this process, or in ``workers`` worker processes."""
+    if workers <= 1 or len(jobs) < 2:
+        for path, key, fps, params in jobs:
+            yield fingerprint(path, key=key, fps=fps, **params)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    from surgkit.utils.workers import main_identity, pool_context
+
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)),
+        mp_context=pool_context(),
+        initializer=_init_fingerprint_worker,
+        initargs=main_identity(),
+    ) as pool:
+        for job, fp in zip(jobs, pool.map(_fingerprint_job, jobs), strict=True):
+            if fp is None:  # raise the worker's error here, from the same call
+                path, key, fps, params = job
+                fp = fingerprint(path, key=key, fps=fps, **params)
+            yield fp
+
+
 def fingerprint_set(
     items: Mapping[str, tuple[Media | None, float | None]],
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    workers: int = 1,
     **params: Any,
 ) -> tuple[dict[str, Fingerprint], list[str]]:
-    """Fingerprints of every item with media; returns (fingerprints, keys without media)."""
+    """Fingerprints of every item with media; returns (fingerprints, keys without media).
+
+    Cached fingerprints are read in this process; the others are computed by ``workers`` processes
+    (decoding is nearly all of the time; the fingerprints do not depend on ``workers``) and cached
+    by this process.
+    """
     import json
 
     from surgkit.utils.io import write_json
     from surgkit.utils.progress import track
 
-    prints: dict[str, Fingerprint] = {}
     missing = [k for k, (p, _) in items.items() if not _exists(p)]
     todo = [(k, p if isinstance(p, tuple) else Path(p), f) for k, (p, f) in items.items() if k not in missing]
-    for key, path, fps in track(todo, "fingerprinting", unit="videos", disable=not progress):
+    found: dict[str, Fingerprint] = {}
+    jobs: list[tuple] = []
+    caches: dict[str, Path | None] = {}
+    for key, path, fps in todo:
         cache = _cache_file(Path(cache_dir), path, {**params, "fps": fps}) if cache_dir else None
+        caches[key] = cache
         if cache is not None and cache.is_file():
             fp = Fingerprint.from_json(json.loads(cache.read_text()))
             fp.key = key
+            found[key] = fp
         else:
-            fp = fingerprint(path, key=key, fps=fps, **params)
-            if cache is not None:
-                write_json(cache, fp.to_json())
-        prints[key] = fp
-    return prints, missing
+            jobs.append((path, key, fps, params))
+    computed = track(_computed(jobs, workers), "fingerprinting", total=len(jobs), unit="videos",
+                     disable=not progress or not jobs)  # fmt: skip
+    for fp in computed:
+        cache = caches[fp.key]
+        if cache is not None:
+            write_json(cache, fp.to_json())
+        found[fp.key] = fp
+    return {key: found[key] for key, _, _ in todo}, missing
 
 
 def compare_sets(
@@ -330,9 +383,12 @@ def find_leaks(
     max_bits: int = 8,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    workers: int = 1,
     **params: Any,
 ) -> tuple[list[LeakPair], list[str]]:
-    """All train/test overlaps (id, same file, content) and the keys that had no media to compare."""
+    """All train/test overlaps (id, same file, content) and the keys that had no media to compare.
+
+    ``workers`` processes compute the fingerprints (:func:`fingerprint_set`)."""
     tr = media_items(train, "train")
     te = media_items(test, "test")
     pairs = [LeakPair(k, k, 1.0, "id") for k in tr if k in te]
@@ -346,8 +402,8 @@ def find_leaks(
             pairs.append(LeakPair(files_tr[path], k, 1.0, "file"))
     unchecked: list[str] = []
     if by_content:
-        fa, ma = fingerprint_set(tr, cache_dir, progress, **params)
-        fb, mb = fingerprint_set(te, cache_dir, progress, **params)
+        fa, ma = fingerprint_set(tr, cache_dir, progress, workers, **params)
+        fb, mb = fingerprint_set(te, cache_dir, progress, workers, **params)
         unchecked = ma + mb
         seen = {(p.a, p.b) for p in pairs}
         pairs += [p for p in compare_sets(fa, fb, threshold, max_bits) if (p.a, p.b) not in seen]
@@ -400,10 +456,12 @@ def compare_roots(
     max_bits: int = 8,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    workers: int = 1,
     **params: Any,
 ) -> tuple[list[LeakPair], dict[str, int]]:
     """Content overlap between the media of several folders (every pair of roots; inside each root too
-    when ``within``). Keys are '<root name>:<relative path>'. Returns the pairs and the media count per root."""
+    when ``within``). Keys are '<root name>:<relative path>'. Returns the pairs and the media count per root.
+    ``workers`` processes compute the fingerprints."""
     prints: list[dict[str, Fingerprint]] = []
     counts: dict[str, int] = {}
     names = [Path(r).name or str(r) for r in roots]
@@ -414,7 +472,7 @@ def compare_roots(
         media = collect_media(root)
         counts[str(root)] = len(media)
         fps, _ = fingerprint_set(
-            {f"{label}:{k}": (p, None) for k, p in media.items()}, cache_dir, progress, **params
+            {f"{label}:{k}": (p, None) for k, p in media.items()}, cache_dir, progress, workers, **params
         )
         prints.append(fps)
     pairs: list[LeakPair] = []

@@ -34,11 +34,12 @@ import numpy as np
 
 from surgkit.errors import SurgkitError
 from surgkit.prep.manifest import Manifest
-from surgkit.prep.runner import PrepProgress, PrepResult, default_workers, run_tasks
+from surgkit.prep.runner import PrepProgress, PrepResult, run_tasks
 from surgkit.prep.seqstore import SEQ_NAME, SequenceReader, SequenceWriter, check_format, list_sequences
 from surgkit.prep.shard import Shard, parse_shard, prep_locked
 from surgkit.utils.io import sha256_file
 from surgkit.utils.runinfo import check_resume
+from surgkit.utils.workers import default_workers
 
 METHODS = ("farneback", "dis")
 DIS_PRESETS = ("ultrafast", "fast", "medium")

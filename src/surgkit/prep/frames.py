@@ -27,13 +27,14 @@ import numpy as np
 
 from surgkit.errors import SurgkitError
 from surgkit.prep.manifest import Manifest
-from surgkit.prep.runner import PrepProgress, PrepResult, check_unique_ids, default_workers, run_tasks
+from surgkit.prep.runner import PrepProgress, PrepResult, check_unique_ids, run_tasks
 from surgkit.prep.seqstore import SequenceWriter, check_format
 from surgkit.prep.shard import Shard, parse_shard, prep_locked
 from surgkit.prep.transforms import PRESETS, parse_transform
 from surgkit.prep.video import VideoError, decode, find_videos, parse_fps, probe, to_rgb_array, video_id_of
 from surgkit.utils.io import sha256_file
 from surgkit.utils.runinfo import check_resume
+from surgkit.utils.workers import default_workers
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,6 @@ caught per task and returned as messages, so one bad video never stops the other
 from __future__ import annotations
 
 import dataclasses
-import os
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -79,11 +78,6 @@ def _call(fn: Callable[[Any, Callable[[tuple], None]], Any], task: Any, report=N
         tb = traceback.extract_tb(e.__traceback__)
         where = f" (at {tb[-1].filename}:{tb[-1].lineno})" if tb else ""
         return "error", f"{type(e).__name__}: {e}{where}"
-
-
-def default_workers() -> int:
-    """Two workers by default (the target machine has 2 cores), never more than the CPUs."""
-    return max(1, min(2, os.cpu_count() or 1))
 
 
 def run_tasks(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from surgkit.utils.io import to_json, write_json, write_text
 from surgkit.utils.lock import LOCK_NAME, locked
 from surgkit.utils.progress import make_progress
 from surgkit.utils.runinfo import first_difference
+from surgkit.utils.workers import default_workers
 
 MANIFEST = "world.json"
 MANIFEST_FORMAT = "surgkit-synth-world/1"
@@ -221,11 +221,6 @@ def generate_world(
     write_json(out / MANIFEST, manifest)
     manifest["generation_seconds"] = round(seconds, 3)  # not in the file: it would break byte identity
     return manifest
-
-
-def default_workers() -> int:
-    """Two worker processes by default (the target machine has 2 cores), never more than the CPUs."""
-    return max(1, min(2, os.cpu_count() or 1))
 
 
 def _in_process(world, jobs, active, plan_of, write_video, on_frames):

@@ -108,6 +108,11 @@ def check_parent() -> None:
         os._exit(EXIT_ORPHANED)
 
 
+def default_workers() -> int:
+    """Two worker processes by default (the target machine has 2 cores), never more than the CPUs."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 # Modules the fork server imports once, so that every worker forked from it starts with them (prep
 # and synth pools share one fork server per command; whichever pool starts it first sets the list,
 # so it names both). Never torch: its thread pool must not exist in a process that forks.
