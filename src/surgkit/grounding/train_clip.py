@@ -36,7 +36,7 @@ from surgkit.grounding.prompts import normalise_label
 from surgkit.utils.io import to_json
 from surgkit.utils.lock import locked
 from surgkit.utils.runinfo import first_difference
-from surgkit.vocab import INSTRUMENTS
+from surgkit.vocab import CHOLEC80_TOOLS, INSTRUMENTS
 
 if TYPE_CHECKING:
     from surgkit.utils.launch import LaunchOptions
@@ -62,6 +62,14 @@ class TrainSettings:
 
 
 CAPTION_KINDS: dict[str, float] = {"instrument": 0.6, "scene": 0.2, "action": 0.2, "world": 0.0}
+
+
+def presence_names() -> list[str]:
+    """The instruments of the presence term: every class of the benchmark's instrument pools (Cholec80's 7
+    tools, CholecT50's 6), so a tool the world never shows (the specimen bag) is learned as absent rather
+    than left at its random initial embedding, where zero-shot argmax can pick it."""
+    names = [normalise_label(i) for i in (*CHOLEC80_TOOLS, *INSTRUMENTS)]
+    return list(dict.fromkeys(names))
 
 
 def training_videos(world: Path, videos: list[str], holdout: float) -> tuple[list[str], list[str]]:
@@ -251,7 +259,7 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
     pre = official_preprocess(None, int(clip.config.vision_config.image_size))
     model = _Trained(clip, bias=s.presence > 0 or s.loss != "softmax").train()
     pixels = torch.cat([pre([pairs[k].frame.load_image()])[0] for k in keep])
-    names = [normalise_label(i) for i in INSTRUMENTS]
+    names = presence_names()
     presence_texts = [[p.format(i=n) for n in names] for p in INSTRUMENT_PHRASES]
     texts_list = sorted({c.text for k in keep for caps in pairs[k].captions.values() for c in caps}
                         | {t for row in presence_texts for t in row})  # fmt: skip
