@@ -187,6 +187,8 @@ def test_hf_clip_loads_eager_with_explicit_embeddings(tiny_clip, tiny_clip_dir):
 def test_load_adapter_errors(tmp_path):
     from surgkit.grounding.adapters import load_adapter
 
+    with pytest.raises(SurgkitError, match="no such model folder or checkpoint file"):
+        load_adapter(str(tmp_path / "m"))  # a missing path is not tried as a hub id
     (tmp_path / "m").mkdir()
     with pytest.raises(SurgkitError, match="no config.json"):
         load_adapter(str(tmp_path / "m"))

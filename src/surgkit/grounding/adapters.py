@@ -159,6 +159,8 @@ def load_adapter(spec: str, device: str = "cpu", **options: Any) -> VLMAdapter:
     if not config.is_file():
         if path.exists():
             raise SurgkitError(f"{path}: no config.json (expected an HF CLIP or surgkit SurgicalVLM folder)")
+        if path.is_absolute() or spec.startswith((".", "~")) or spec.count("/") > 1:  # a path, not a hub id
+            raise SurgkitError(f"{spec}: no such model folder or checkpoint file")
         from surgkit.grounding.clip import HFClipAdapter
 
         return HFClipAdapter.from_pretrained(spec, device=device, **options)  # a hub id
