@@ -126,3 +126,34 @@ def test_predictions_file_errors(tmp_path):
     p.write_text('{"id": "a", "completion": "x"}\n{"completion": "y"}\n')
     with pytest.raises(DataFormatError, match=r"p\.jsonl:2: a prediction needs an 'id'"):
         load_predictions(p)
+
+
+def test_local_model_retrained_in_place_is_not_credited_with_old_answers(endovis_root, tmp_path):
+    """Resume is keyed by the folder's content, not only its path: new weights at the same path are refused."""
+    from safetensors.torch import load_file, save_file
+
+    from surgkit.errors import SurgkitError
+    from surgkit.reasoning.builders import build
+    from surgkit.reasoning.generation import GenerationSettings
+    from surgkit.reasoning.pipeline import tokenizer_corpus
+    from surgkit.reasoning.runners import PREDICTIONS, read_prediction_rows, run_eval
+    from surgkit.reasoning.tiny_vlm import TinyVLMConfig, build_tiny_vlm
+
+    recs = [r for r in build("endovis18_vqla", endovis_root).records if r.split == "test"][:2]
+    cfg = TinyVLMConfig(hidden_size=32, intermediate_size=64, vision_embed_dim=16)
+    model = build_tiny_vlm(tmp_path / "m", tokenizer_corpus(recs), cfg)
+    gen = GenerationSettings(max_new_tokens=2, batch_size=2)
+    out = tmp_path / "ev"
+    run_eval(recs, out, endovis_root, model=model, device="cpu", generation=gen)
+    first = {r["source_key"] for r in read_prediction_rows(out / PREDICTIONS).values()}
+    weights = model / "model.safetensors"
+    state = load_file(weights)
+    name = sorted(state)[-1]
+    state[name] = state[name] + 1.0  # "retrained": same folder, other weights
+    save_file(state, weights, metadata={"format": "pt"})
+    with pytest.raises(SurgkitError, match=r"source\.fingerprint"):
+        run_eval(recs, out, endovis_root, model=model, device="cpu", generation=gen)
+    m = run_eval(recs, out, endovis_root, model=model, device="cpu", generation=gen, overwrite=True)
+    rows = read_prediction_rows(out / PREDICTIONS)
+    assert m["records"] == 2 and len(rows) == 2
+    assert len(first) == 1 and {r["source_key"] for r in rows.values()}.isdisjoint(first)

@@ -7,7 +7,7 @@ from surgkit.reasoning import rewards as R
 from surgkit.reasoning.cot import validate_chain
 from surgkit.reasoning.evaluate import compute_metrics
 from surgkit.reasoning.render import render_target
-from surgkit.reasoning.scoring import accuracy_score, is_correct, parse_answer
+from surgkit.reasoning.scoring import accuracy_score, is_correct, parse_answer, triplet_score
 
 from .helpers import rec
 
@@ -164,3 +164,9 @@ def test_template_chains_score_full_marks():
         text = render_target(r, "cot")
         assert R.accuracy([text], record=[r]) == [1.0], r.id
         assert R.format_hierarchical([text]) == [1.0]
+
+
+def test_triplet_score_of_an_unparseable_answer_is_zero_even_on_an_empty_frame():
+    assert triplet_score(None, set()) == 0.0
+    assert triplet_score(set(), set()) == 1.0  # "none" said on a frame without triplets
+    assert triplet_score(None, {("grasper", "retract", "gallbladder")}) == 0.0
