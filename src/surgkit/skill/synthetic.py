@@ -9,11 +9,12 @@ surgeon has a latent skill s ∈ [0, 1]; each trial's six OSATS items are noisy 
 - rgb:  ``rgb_signal``·s·u_rgb + a large random per-video camera-motion offset + noise, i.e. RGB is
   corrupted by camera motion (the situation SurgFusion-Net targets).
 
-With ``complementary=True`` skill has three components instead (one per modality, drawn independently
-per surgeon, e.g. tissue handling / economy of motion / instrument use): modality m's features carry only
+With ``complementary=True`` skill has three components instead (one per modality, e.g. tissue handling /
+economy of motion / instrument use), each a per-surgeon level (independent permutations of the same
+grid) plus per-trial noise of sd ``component_noise``, clipped to [0, 1]: modality m's features carry only
 its component s_m, the GRS items are roundings of 1 + 4·mean(s_m). Each modality then sees a third of
 the skill, and only a model that combines them can rank the trials well (the learning test of fusion
-against the best single modality).
+against the single modalities).
 
 The generator is fixed by its arguments and seed; nothing in it depends on the models.
 """
