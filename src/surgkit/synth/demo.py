@@ -10,7 +10,7 @@ import numpy as np
 
 from surgkit.demo import DemoContext, DemoSection
 from surgkit.errors import SurgkitError
-from surgkit.synth.generate import MANIFEST, MANIFEST_FORMAT, generate_world
+from surgkit.synth.generate import MANIFEST, MANIFEST_FORMAT, generate_world, generator_fingerprint
 from surgkit.synth.world import World
 from surgkit.utils.ids import safe_reset
 from surgkit.utils.inputs import read_json
@@ -44,7 +44,8 @@ def _prepare(out: Path, preset: str, seed: int) -> dict | None:
                 f"it also holds {', '.join(foreign[:3])}" if foreign else "world.json is not a surgkit world"
             )
             raise SurgkitError(f"{out}: not a synthetic world folder ({what}); remove it or use another one")
-        if (old.get("preset"), old.get("seed"), old.get("surgkit_version")) == (preset, seed, __version__):
+        current = (preset, seed, __version__, generator_fingerprint())
+        if (old.get("preset"), old.get("seed"), old.get("surgkit_version"), old.get("generator")) == current:
             return old
         for entry in sorted(out.iterdir()):
             if entry.name != LOCK_NAME:

@@ -24,6 +24,7 @@ from surgkit.utils.workers import default_workers
 
 MANIFEST = "world.json"
 MANIFEST_FORMAT = "surgkit-synth-world/1"
+_NOT_DRAWING = {"cli.py", "demo.py"}  # modules that do not change what a world holds
 
 
 def writer_classes() -> dict[str, type]:
@@ -107,6 +108,26 @@ def _sweep_temporaries(out: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def generator_fingerprint() -> str:
+    """sha256 (16 hex) of the sources that draw and write a world (``surgkit.synth`` + the vocabularies).
+
+    Recorded in ``world.json``: a world written by other generator code is never reused or resumed as
+    if it were current, even when preset, seed and package version match (a development install
+    changes the code without changing the version).
+    """
+    import hashlib
+
+    import surgkit.vocab
+
+    root = Path(__file__).resolve().parent
+    files = [p for p in sorted(root.rglob("*.py")) if p.name not in _NOT_DRAWING or p.parent != root]
+    digest = hashlib.sha256()
+    for path in [*files, Path(surgkit.vocab.__file__)]:
+        digest.update(path.relative_to(root.parent).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _resume_state(out: Path, config: dict[str, Any], overwrite: bool, resume: bool) -> set[str]:
     """Names of videos complete in an earlier run with the same settings (empty unless ``resume``)."""
     if out.is_dir() and (overwrite or resume):
@@ -164,6 +185,7 @@ def generate_world(
     config = {
         "format": MANIFEST_FORMAT,
         "surgkit_version": __version__,
+        "generator": generator_fingerprint(),
         "seed": seed,
         "layouts": names,
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(pr).items()},
@@ -209,6 +231,7 @@ def generate_world(
     manifest = {
         "format": MANIFEST_FORMAT,
         "surgkit_version": __version__,
+        "generator": config["generator"],
         "preset": pr.name,
         "seed": seed,
         "settings": config["settings"],
