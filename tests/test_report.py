@@ -22,7 +22,12 @@ def test_report_renders_sections_tables_and_figures(tmp_path):
         key="s1",
         title="Step <one>",
         summary="a & b",
-        metrics={"acc": 0.5, "nested": {"a": 1, "deep": {"x": 1, "y": 2}}, "nan": float("nan")},
+        metrics={
+            "acc": 0.5,
+            "nested": {"a": 1, "deep": {"x": 1, "y": 2}},
+            "nan": float("nan"),
+            "learning": {"acc_vs_majority": {"model": 0.5, "baseline": 0.4}},
+        },
         tables=[("cap", ["h1", "h2"], [["r", 2]])],
         figures=[(png, "a figure"), (tmp_path / "missing.png", "gone")],
         notes=["protocol: strict"],
@@ -34,6 +39,7 @@ def test_report_renders_sections_tables_and_figures(tmp_path):
     assert "<td>nested.a</td><td class='num'>1</td>" in html
     assert "nested.deep" in html and "2 entries: see results.json" in html  # deeper levels summarised
     assert "NaN" in html
+    assert "acc_vs_majority" not in html  # learning entries live in the summary table, not per step
     assert html.count("data:image/png;base64,") == 1
     assert "missing figure" in html
     assert "protocol: strict" in html

@@ -125,7 +125,8 @@ def render_report(sections: list[Any], results: dict[str, Any]) -> str:
         if s.summary:
             body.append(f"<p>{html.escape(s.summary)}</p>")
         if s.metrics:
-            body.append(_table(["metric", "value"], _flatten(s.metrics)))
+            shown = {k: v for k, v in s.metrics.items() if k != "learning"}  # in the table at the top
+            body.append(_table(["metric", "value"], _flatten(shown)))
         for caption, header, rows in s.tables:
             body.append(_table(header, rows, caption))
         body.extend(_figure(p, c) for p, c in s.figures)
