@@ -8,6 +8,7 @@ writing ``world.json`` (preset, seed, version, layouts, splits, per-video summar
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -108,6 +109,7 @@ def _sweep_temporaries(out: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+@functools.cache  # the sources do not change while a process runs
 def generator_fingerprint() -> str:
     """sha256 (16 hex) of the sources that draw and write a world (``surgkit.synth`` + the vocabularies).
 
