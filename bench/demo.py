@@ -80,6 +80,9 @@ def run(size: str, seed: int, steps: str, workdir: Path) -> dict:
         "demo_reported_cpu_s": results.get("cpu_seconds"),
         "load_avg_start": load_start,
         "load_avg_end": _loadavg(),
+        # on 2+ CPUs grounding and reasoning run in a second process beside video/prep/skill: their
+        # step seconds overlap the main lane's
+        "schedule": results.get("schedule"),
         "steps": step_rows,
         "synth_data_metrics_cpu_s": round(synth_group, 2),
         "learning_comparisons": len(learning),

@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import json
 
-from surgkit.demo import DEMO_STEPS
+import pytest
+
+from surgkit.demo import DEMO_STEPS, step_name
 
 
-def test_demo_tiny_end_to_end(run_cli, tmp_path):
-    workdir = tmp_path / "demo"
-    code, _, err = run_cli("demo", "--size", "tiny", "--workdir", workdir, "--seed", "3")
-    results = json.loads((workdir / "results.json").read_text())
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory):
+    """The whole tiny demo through the CLI, in its default schedule (two lanes on 2+ CPUs)."""
+    from surgkit.cli import main
+
+    workdir = tmp_path_factory.mktemp("demo") / "demo"
+    try:
+        main(["demo", "--size", "tiny", "--workdir", str(workdir), "--seed", "3", "--parallel"])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return code, workdir, json.loads((workdir / "results.json").read_text())
+
+
+def test_demo_tiny_end_to_end(tiny_demo):
+    code, workdir, results = tiny_demo
     failed = {k: v for k, v in results["steps"].items() if v["status"] != "ok"}
-    assert code == 0, f"failed steps: {failed}\n{err[-3000:]}"
+    assert code == 0, f"failed steps: {failed}"
     assert len(results["steps"]) == len(DEMO_STEPS)
     assert results["size"] == "tiny" and results["seed"] == 3
+    assert list(results["steps"]) == [step_name(s) for s in DEMO_STEPS]  # report order is the step order, whatever the schedule
     html = (workdir / "report.html").read_text()
     for step in results["steps"].values():
         assert step["title"] in html.replace("&#x27;", "'").replace("&amp;", "&")
@@ -25,3 +40,65 @@ def test_demo_tiny_end_to_end(run_cli, tmp_path):
     assert all(c >= 0 for c in steps_cpu) and results["cpu_seconds"] > 0
     assert sum(steps_cpu) <= results["cpu_seconds"] + 0.05 * len(steps_cpu)
     assert len(results["load_avg"]["start"]) == 3
+
+
+def test_second_lane_ran_beside_the_first(tiny_demo):
+    _, workdir, results = tiny_demo
+    schedule = results["schedule"]
+    assert schedule["mode"] == "parallel"
+    assert schedule["lanes"][1] == ["grounding", "reasoning"]
+    assert "grounding" not in schedule["lanes"][0] and "video" in schedule["lanes"][0]
+    log = (workdir / "logs" / "grounding+reasoning.log").read_text()
+    assert "grounding" in log and "reasoning" in log  # the child's terminal output went to its log
+    # the lane's steps ran at the same time as the main lane's model steps
+    assert results["steps"]["grounding"]["cpu_seconds"] > 0
+
+
+def _without_timing(metrics):
+    if isinstance(metrics, dict):
+        return {k: _without_timing(v) for k, v in metrics.items() if "seconds" not in k}
+    return metrics
+
+
+def test_numbers_do_not_depend_on_the_schedule(tiny_demo, tmp_path, run_cli):
+    """The same steps run one after the other in one process give the same numbers as the two lanes."""
+    _, _, parallel = tiny_demo
+    workdir = tmp_path / "seq"
+    code, _, err = run_cli(
+        "demo", "--size", "tiny", "--workdir", workdir, "--seed", "3", "--steps", "synth,grounding,reasoning"
+    )
+    assert code == 0, err[-3000:]
+    sequential = json.loads((workdir / "results.json").read_text())
+    assert sequential["schedule"] == {"mode": "sequential", "lanes": [["synth", "grounding", "reasoning"]]}
+    for key in ("grounding", "reasoning"):
+        assert _without_timing(sequential["steps"][key]["metrics"]) == _without_timing(
+            parallel["steps"][key]["metrics"]
+        )
+
+
+def test_split_lanes():
+    from surgkit.demo import select_steps
+    from surgkit.demo_lanes import split_lanes
+
+    main, second = split_lanes(DEMO_STEPS, parallel=True)
+    assert [s.split(".")[1] for s in second] == ["grounding", "reasoning"]
+    assert set(main) | set(second) == set(DEMO_STEPS) and not set(main) & set(second)
+    assert split_lanes(DEMO_STEPS, parallel=False) == (DEMO_STEPS, ())
+    # a lone chain gains nothing from a second process
+    only_language = select_steps("synth,grounding,reasoning")
+    assert split_lanes(only_language, parallel=True) == (only_language, ())
+    assert split_lanes(select_steps("synth,video,grounding"), parallel=True)[1] == select_steps("grounding")
+
+
+def test_a_dead_second_lane_fails_its_steps_and_names_its_log(tmp_path):
+    from surgkit.demo import DemoContext
+    from surgkit.demo_lanes import SecondLane
+
+    ctx = DemoContext(workdir=tmp_path, size="tiny")
+    lane = SecondLane(("surgkit.no_such_module:demo_step", "surgkit.reasoning.demo:demo_step"), ctx)
+    lane.start()
+    sections, artifacts = lane.collect()
+    assert artifacts == {}
+    assert [s.status for s in sections] == ["failed", "failed"]
+    assert str(lane.log) in sections[0].summary and "exited with code 1" in sections[0].summary
+    assert "no_such_module" in sections[0].notes[0]  # the log's tail says why

@@ -9,6 +9,7 @@ and the others still run; the command then exits non-zero.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import traceback
@@ -158,18 +159,116 @@ def _quiet_third_party_progress() -> None:
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
 
 
+@contextlib.contextmanager
+def _step_threads(spec: str):
+    """The second lane's steps run on its thread count in either schedule, so their numbers do not
+    depend on it (intra-op reductions split work by thread)."""
+    from surgkit.demo_lanes import SECOND_LANE, SECOND_LANE_THREADS
+
+    if step_name(spec) not in SECOND_LANE:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(SECOND_LANE_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_step(spec: str, ctx: DemoContext, exclude_pids: tuple[int, ...] = ()) -> DemoSection:
+    """Run one step; a failure becomes a failed section. Wall and CPU seconds (``exclude_pids``:
+    live processes whose CPU time is measured elsewhere, e.g. the demo's second lane) are recorded."""
+    from surgkit.utils.cputime import load_average, tree_cpu_seconds
+    from surgkit.utils.progress import console
+
+    step = _load_step(spec)
+    t0, cpu0 = time.perf_counter(), tree_cpu_seconds(exclude_pids)
+    try:
+        with _step_threads(spec):
+            section = step(ctx)
+    except Exception as e:  # a failing step must not hide the others
+        console.print(f"[bold red]step {spec} failed:[/] {e}")
+        section = DemoSection(
+            key=spec,
+            title=f"{spec} (failed)",
+            summary=f"{type(e).__name__}: {e}",
+            status="failed",
+            notes=[traceback.format_exc(limit=6)],
+        )
+    section.seconds = time.perf_counter() - t0
+    section.cpu_seconds = tree_cpu_seconds(exclude_pids) - cpu0
+    section.load_avg = load_average()
+    return section
+
+
+def _run_steps(
+    specs: tuple[str, ...], ctx: DemoContext, parallel: bool
+) -> tuple[list[DemoSection], dict[str, Any]]:
+    """Run ``specs``: the world steps first, then the two lanes side by side (:mod:`surgkit.demo_lanes`)."""
+    from surgkit.demo_lanes import SECOND_LANE_THREADS, WORLD_STEPS, SecondLane, split_lanes
+    from surgkit.utils.progress import console
+
+    main, second = split_lanes(specs, parallel)
+    schedule: dict[str, Any] = {
+        "mode": "parallel" if second else "sequential",
+        "lanes": [[step_name(s) for s in main]],
+    }
+    lane = SecondLane(second, ctx) if second else None
+    if second:
+        schedule["lanes"].append([step_name(s) for s in second])
+        schedule["second_lane_torch_threads"] = SECOND_LANE_THREADS
+        schedule["second_lane_log"] = str(lane.log)
+    done: dict[str, DemoSection] = {}
+    try:
+        for spec in main:
+            if lane is not None and lane.proc is None and step_name(spec) not in WORLD_STEPS:
+                lane.start()
+                console.print(
+                    f"[bold]{', '.join(schedule['lanes'][1])}[/] run in a second process beside "
+                    f"{', '.join(n for n in schedule['lanes'][0] if n not in WORLD_STEPS)} "
+                    f"({SECOND_LANE_THREADS} torch thread); its output: {lane.log}",
+                    highlight=False,
+                )
+            console.rule(f"[bold]{step_name(spec)}")
+            done[spec] = run_step(spec, ctx, (lane.pid,) if lane is not None and lane.pid else ())
+        if lane is not None:
+            if lane.proc is None:  # pragma: no cover - split_lanes guarantees a model step in the main lane
+                lane.start()
+            with console.status(f"waiting for {', '.join(schedule['lanes'][1])} (output: {lane.log})"):
+                sections, artifacts = lane.collect()
+            for spec, section in zip(second, sections, strict=True):
+                done[spec] = section
+                console.print(
+                    f"{step_name(spec)}: {section.status} in {section.seconds:.1f} s "
+                    f"({section.cpu_seconds:.1f} CPU-s, second process)",
+                    highlight=False,
+                )
+            ctx.artifacts.update({k: v for k, v in artifacts.items() if k not in ctx.artifacts})
+    finally:
+        if lane is not None:
+            lane.stop()
+    return [done[s] for s in specs], schedule
+
+
 def run_demo(
     workdir: str | Path = "surgkit-demo",
     size: str = "demo",
     seed: int = 0,
     device: str = "cpu",
     steps: tuple[str, ...] | None = None,
+    parallel: bool | None = None,
 ) -> dict[str, Any]:
     """Run all demo steps into ``workdir``; write ``report.html`` and ``results.json``.
 
-    Returns the results dict (also written to ``results.json``).
+    ``parallel`` (None: when the machine has two or more CPUs) runs the grounding and reasoning
+    steps in a second process beside video, prep and skill (:mod:`surgkit.demo_lanes`); the
+    numbers do not depend on it. Returns the results dict (also written to ``results.json``).
     """
     from surgkit import __version__
+    from surgkit.demo_lanes import default_parallel
     from surgkit.report.html import write_report
     from surgkit.utils.cputime import load_average, tree_cpu_seconds
     from surgkit.utils.io import write_json
@@ -181,27 +280,9 @@ def run_demo(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = DemoContext(workdir=workdir, size=size, seed=seed, device=device)
-    sections: list[DemoSection] = []
     t_all, cpu_all, load_start = time.perf_counter(), tree_cpu_seconds(), load_average()
-    for spec in steps or DEMO_STEPS:
-        step = _load_step(spec)
-        console.rule(f"[bold]{step_name(spec)}")
-        t0, cpu0 = time.perf_counter(), tree_cpu_seconds()
-        try:
-            section = step(ctx)
-        except Exception as e:  # a failing step must not hide the others
-            console.print(f"[bold red]step {spec} failed:[/] {e}")
-            section = DemoSection(
-                key=spec,
-                title=f"{spec} (failed)",
-                summary=f"{type(e).__name__}: {e}",
-                status="failed",
-                notes=[traceback.format_exc(limit=6)],
-            )
-        section.seconds = time.perf_counter() - t0
-        section.cpu_seconds = tree_cpu_seconds() - cpu0
-        section.load_avg = load_average()
-        sections.append(section)
+    parallel = default_parallel() if parallel is None else parallel
+    sections, schedule = _run_steps(tuple(steps or DEMO_STEPS), ctx, parallel)
 
     results = {
         "surgkit_version": __version__,
@@ -212,6 +293,8 @@ def run_demo(
         # CPU seconds (user + system, workers included) are the machine-load-independent measure
         "cpu_seconds": round(tree_cpu_seconds() - cpu_all, 2),
         "load_avg": {"start": load_start, "end": load_average()},
+        # which steps ran side by side; in parallel mode the step seconds of the two lanes overlap
+        "schedule": schedule,
         "steps": {
             s.key: {
                 "title": s.title,
@@ -246,6 +329,13 @@ def demo(
     size: str = typer.Option("demo", help="'demo' (default, a few minutes on 2 cores) or 'tiny' (seconds)."),
     seed: int = typer.Option(0, help="Seed of the synthetic world and of every training run."),
     device: str = typer.Option("cpu", help="Torch device for the model steps, e.g. cpu or cuda."),
+    parallel: bool | None = typer.Option(
+        None,
+        "--parallel/--sequential",
+        help="Run grounding and reasoning in a second process beside video, prep and skill (default: when the "
+        "machine has 2 or more CPUs). The numbers are the same either way; only the time differs.",
+        show_default=False,
+    ),
     only: str = typer.Option(
         "",
         "--steps",
@@ -254,7 +344,9 @@ def demo(
     ),
 ) -> None:
     """Generate a synthetic surgical world, run every pipeline on it, and write report.html."""
-    results = run_demo(workdir, size=size, seed=seed, device=device, steps=select_steps(only))
+    results = run_demo(
+        workdir, size=size, seed=seed, device=device, steps=select_steps(only), parallel=parallel
+    )
     failed = [k for k, v in results["steps"].items() if v["status"] != "ok"]
     if failed:
         raise typer.Exit(1)

@@ -56,6 +56,20 @@ def test_reaped_child_is_counted_once():
     assert 0.95 * child_cpu - 0.02 <= delta <= 1.1 * child_cpu + 0.15  # interpreter start-up is extra
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_excluded_live_child_is_left_out_until_reaped():
+    """The demo's second lane is measured on its own: the main lane's step CPU must leave it out."""
+    child = subprocess.Popen([sys.executable, "-c", SPIN.format(s=0.6)], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)  # the child spins meanwhile (its start-up included)
+        with_child, without = tree_cpu_seconds(), tree_cpu_seconds(exclude=(child.pid,))
+    finally:
+        child_cpu = float(child.communicate()[0].strip())
+    assert with_child - without >= 0.2  # about what the child burnt in 0.5 s
+    assert without <= with_child
+    assert child_cpu >= 0.6
+
+
 def test_load_average_shape():
     load = load_average()
     assert load is None or (len(load) == 3 and all(x >= 0 for x in load))

@@ -49,8 +49,11 @@ def _proc_table() -> dict[int, tuple[int, float]]:
     return table
 
 
-def descendants_cpu_seconds(root: int | None = None) -> float:
-    """CPU seconds of the live descendants of ``root`` (default: this process) and of their reaped children."""
+def descendants_cpu_seconds(root: int | None = None, exclude: tuple[int, ...] = ()) -> float:
+    """CPU seconds of the live descendants of ``root`` (default: this process) and of their reaped children.
+
+    The subtrees of the processes in ``exclude`` are left out (e.g. a second lane measured on its own).
+    """
     if not sys.platform.startswith("linux") or not os.path.isdir("/proc"):
         return 0.0
     root = os.getpid() if root is None else root
@@ -58,20 +61,26 @@ def descendants_cpu_seconds(root: int | None = None) -> float:
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in table.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo = 0.0, list(children.get(root, []))
+    total, todo = 0.0, [p for p in children.get(root, []) if p not in exclude]
     while todo:
         pid = todo.pop()
+        if pid in exclude:
+            continue
         total += table[pid][1]
         todo.extend(children.get(pid, []))
     return total
 
 
-def tree_cpu_seconds() -> float:
-    """User + system CPU seconds of this process, its reaped children and its live descendants."""
+def tree_cpu_seconds(exclude: tuple[int, ...] = ()) -> float:
+    """User + system CPU seconds of this process, its reaped children and its live descendants.
+
+    Live descendants in ``exclude`` (and theirs) are left out; once reaped, a process counts in
+    ``RUSAGE_CHILDREN`` whatever ``exclude`` says.
+    """
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-    return own + descendants_cpu_seconds()
+    return own + descendants_cpu_seconds(exclude=exclude)
 
 
 def load_average() -> list[float] | None:
