@@ -167,7 +167,7 @@ def _lane_main(request_path: str) -> int:
     import torch
 
     torch.set_num_threads(int(request["threads"]))
-    from surgkit.demo import DemoContext, _quiet_third_party_progress, run_step
+    from surgkit.demo import DemoContext, _quiet_third_party_progress, run_step, step_name
     from surgkit.utils.io import write_json
     from surgkit.utils.progress import console
 
@@ -177,7 +177,7 @@ def _lane_main(request_path: str) -> int:
                       artifacts=dict(c["artifacts"]))  # fmt: skip
     sections = []
     for spec in request["specs"]:
-        console.rule(f"[bold]{spec}")
+        console.rule(f"[bold]{step_name(spec)}")
         sections.append(run_step(spec, ctx))
     write_json(request["result"], {"sections": [_section_to_json(s) for s in sections],
                                    "artifacts": json.loads(_to_json(ctx.artifacts))})  # fmt: skip
