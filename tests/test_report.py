@@ -74,3 +74,16 @@ def test_demo_step_selection():
     assert chosen == tuple(s for s in DEMO_STEPS if s.startswith(("surgkit.synth.", "surgkit.video.")))
     with pytest.raises(SurgkitError, match="unknown demo step"):
         select_steps("synth,nope")
+
+
+def test_header_says_which_steps_ran_side_by_side():
+    from surgkit.report.html import render_report
+
+    parallel = {"mode": "parallel", "lanes": [["synth", "video"], ["grounding", "reasoning"]],
+                "second_lane_torch_threads": 1}  # fmt: skip
+    html = render_report([], {"schedule": parallel})
+    assert "grounding, reasoning ran in a second process (1 torch thread) beside synth, video" in html
+    assert "second process" not in render_report(
+        [], {"schedule": {"mode": "sequential", "lanes": [["synth"]]}}
+    )
+    assert "second process" not in render_report([], {})  # results written before schedules existed

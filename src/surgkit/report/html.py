@@ -116,6 +116,17 @@ def _timing(section: Any) -> str:
     return f"{section.seconds:.1f} s" + (f" ({cpu:.1f} CPU-s)" if cpu else "")
 
 
+def _schedule_note(schedule: dict[str, Any]) -> str:
+    """Which steps ran side by side (their step times overlap), from ``results.json``'s ``schedule``."""
+    lanes = schedule.get("lanes") or []
+    if schedule.get("mode") != "parallel" or len(lanes) < 2:
+        return ""
+    return html.escape(
+        f" · {', '.join(lanes[1])} ran in a second process ({schedule.get('second_lane_torch_threads', 1)} torch "
+        f"thread) beside {', '.join(lanes[0])}: their step times overlap"
+    )
+
+
 def render_report(sections: list[Any], results: dict[str, Any]) -> str:
     """HTML text of the report for demo sections (see :class:`surgkit.demo.DemoSection`)."""
     nav = " ".join(f"<a href='#{html.escape(s.key)}'>{html.escape(s.title)}</a>" for s in sections)
@@ -143,7 +154,7 @@ def render_report(sections: list[Any], results: dict[str, Any]) -> str:
         f"surgkit {html.escape(str(results.get('surgkit_version')))} · size {html.escape(str(results.get('size')))}"
         f" · seed {results.get('seed')} · device {html.escape(str(results.get('device')))}"
         f" · {results.get('seconds')} s ({results.get('cpu_seconds')} CPU-s) · synthetic data: numbers show the pipeline works, not clinical performance"
-    )
+    ) + _schedule_note(results.get("schedule") or {})
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
         f"<style>{_CSS}</style></head><body><header><h1>{title}</h1><p>{sub}</p></header>"
