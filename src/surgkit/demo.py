@@ -9,7 +9,6 @@ and the others still run; the command then exits non-zero.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 import traceback
@@ -159,23 +158,13 @@ def _quiet_third_party_progress() -> None:
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
 
 
-@contextlib.contextmanager
 def _step_threads(spec: str):
     """The second lane's steps run on its thread count in either schedule, so their numbers do not
     depend on it (intra-op reductions split work by thread)."""
     from surgkit.demo_lanes import SECOND_LANE, SECOND_LANE_THREADS
+    from surgkit.utils.threads import torch_threads
 
-    if step_name(spec) not in SECOND_LANE:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(SECOND_LANE_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(SECOND_LANE_THREADS if step_name(spec) in SECOND_LANE else None)
 
 
 def run_step(spec: str, ctx: DemoContext, exclude_pids: tuple[int, ...] = ()) -> DemoSection:

@@ -13,6 +13,7 @@ from typing import Any
 
 from surgkit.demo import DemoContext, DemoSection
 from surgkit.errors import SurgkitError
+from surgkit.utils.threads import torch_threads
 
 # fps, frame transform, segment length, backbone input size, segmenter training steps per demo size
 SIZES: dict[str, dict[str, Any]] = {
@@ -153,13 +154,10 @@ def demo_step(ctx: DemoContext) -> DemoSection:
     timed("masks", masks.compute, dirs["frames"], dirs["masks"], masks.synth_masks(world), fmt="array",
           progress=show)  # fmt: skip
     backbones, backbone_notes = _demo_backbones(ctx, out, p)
-    import torch
 
     from surgkit.prep.demo_dice import mask_dice
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models are overhead-bound: a second thread only spins (10x CPU measured)
-    try:
+    with torch_threads(1):  # small models are overhead-bound: a second thread only spins (10x CPU measured)
         t0 = time.perf_counter()
         from surgkit.prep.seqstore import list_sequences
 
@@ -169,8 +167,6 @@ def demo_step(ctx: DemoContext) -> DemoSection:
         timed("features", features.extract, dirs["features"], backbones=backbones, frames_dir=dirs["frames"],
               flow_dir=dirs["flow"], masks_dir=dirs["masks"], segment_frames=p["segment"], device=ctx.device,
               batch_size=16, progress=show)  # fmt: skip
-    finally:
-        torch.set_num_threads(threads)
     ctx.artifacts["features"] = dirs["features"]
     ctx.artifacts["prep"] = {k: str(v) for k, v in dirs.items()}
 

@@ -12,7 +12,6 @@ out-of-view tools.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from surgkit.demo import DemoContext, DemoSection, learning_entry
 from surgkit.errors import SurgkitError
+from surgkit.utils.threads import torch_threads
 
 # (phase-1 epochs, phase-2 epochs, d_model, K) per demo size; lr scaled up for the short schedules.
 # demo: 163 CPU-s for the 8 LOUO folds (2 workers), i.e. ~90 s idle wall, the step's budget
@@ -47,19 +47,6 @@ def _world_dirs(artifacts: dict[str, Any]) -> tuple[Path, Path | None]:
     if (world / "jigsaws").is_dir():
         return world / "jigsaws", world
     return world, None
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    """Tiny models are overhead-bound: one thread avoids contention on small machines."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def demo_experiment(size: str, seed: int):
@@ -128,7 +115,7 @@ def demo_step(ctx: DemoContext) -> DemoSection:
     exp = demo_experiment(ctx.size, ctx.seed)
     out = Path(ctx.workdir) / "skill" / "louo"
     t0 = time.perf_counter()
-    with _torch_threads(1):
+    with torch_threads(1):
         workers = 1 if ctx.tiny else 2  # folds in parallel on the 2 cores of the reference machine
         opts = RunOptions(data_dir, features_dir, out, scheme="LOUO", device=ctx.device, workers=workers)
         results = run_cross_validation(exp, opts)

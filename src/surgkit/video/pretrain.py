@@ -27,6 +27,7 @@ import torch
 from surgkit.errors import SurgkitError
 from surgkit.utils.inputs import read_json
 from surgkit.utils.runinfo import guarded_run, settings_run_dir, trainer_settings
+from surgkit.utils.threads import torch_threads
 from surgkit.video.clips import ClipReader, ClipSource, discover_sources, online_clip_steps
 from surgkit.video.config import PRESETS, SurgVistaConfig, check_fields, preset
 from surgkit.video.masking import sample_generator, sample_seed, tube_mask
@@ -247,23 +248,6 @@ def _leakage_guard(settings: PretrainSettings, sources: list[ClipSource]) -> dic
     return check_pretraining_leakage(
         sources, settings.test_data, allow=settings.allow_leakage, cache_dir=cache
     )
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Run with ``n`` intra-op CPU threads, restoring the previous count afterwards.
-
-    Small models on a busy CPU are many times faster with 1 thread (no OpenMP spin-waiting).
-    """
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # one writer per run folder; resuming it with other settings is refused unless ``overwrite``
