@@ -159,3 +159,20 @@ def test_length_buckets_cover_every_example_once_with_less_padding():
     rng.shuffle(shuffled)
     random_batches = [shuffled[k : k + 16] for k in range(0, 203, 16)]
     assert padding_efficiency(lengths, batches) > 0.9 > padding_efficiency(lengths, random_batches)
+
+
+def test_trl_builds_grpo_reference_model_of_a_clip_vlm(clip_model):
+    """GRPO with beta > 0 (no LoRA) has TRL build a reference model from the folder by architecture name;
+    the CLIP VLM's architecture is not in ``transformers``, so TRL reads ``config.auto_map`` (which must
+    exist, empty, and is never saved) and falls back to AutoModelForCausalLM -- it used to raise."""
+    import json
+
+    from trl.trainer.utils import create_model_from_path
+
+    from surgkit.reasoning.tiny_vlm import ClipQwen2VLForConditionalGeneration
+
+    _, folder, _ = clip_model
+    ref = create_model_from_path(str(folder))
+    assert isinstance(ref, ClipQwen2VLForConditionalGeneration)
+    assert not any(p.requires_grad for p in ref.model.visual.clip.parameters())
+    assert "auto_map" not in json.loads((folder / "config.json").read_text())

@@ -18,6 +18,7 @@ Every tiny model has a byte-level BPE tokenizer trained on the records' own text
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -138,6 +139,10 @@ class ClipQwen2VLConfig(Qwen2VLConfig):
     """Qwen2-VL config plus the CLIP vision config of its tower (``clip_vision``)."""
 
     model_type = "surgkit_clip_qwen2_vl"
+    # not a field (never saved): TRL builds GRPO's reference model (beta > 0) by looking the architecture
+    # up in `transformers`, then in `config.auto_map`, then falls back to AutoModelForCausalLM (registered
+    # below); without this class attribute the auto_map lookup raises AttributeError (read-only, empty)
+    auto_map = types.MappingProxyType({})
     clip_vision: dict | None = None
 
 
