@@ -106,14 +106,19 @@ def test_training_stages_through_the_cli(run_cli, endovis_root, tmp_path):
         "--max-steps", "2", "--batch-size", "2",
     )  # fmt: skip
     assert code == 0, err
-    code, out, err = run_cli(
+    grpo_args = [
         "reason", "grpo", "--model", tmp_path / "s2" / "model", *common, "--out", tmp_path / "s3",
         "--max-steps", "1", "--num-generations", "2", "--batch-size", "2", "--max-completion-length", "8",
         "--beta", "0", "--rewards", "format_hierarchical=0.5,accuracy=1",
-    )  # fmt: skip
+    ]  # fmt: skip
+    # a 2-step model's 8-token samples earn no reward: the screen finds no group with a signal, and says so
+    code, out, err = run_cli(*grpo_args, "--screen-min-spread", "0")
+    assert code == 2 and "no prompt's 2 sampled completions differ in reward" in err
+    code, out, err = run_cli(*grpo_args, "--scale-rewards", "none")
     assert code == 0, err
     log = [json.loads(x) for x in (tmp_path / "s3" / "train_log.jsonl").read_text().splitlines()]
     assert any("rewards/accuracy/mean" in e for e in log)
+    assert json.loads((tmp_path / "s3" / "training.json").read_text())["settings"]["scale_rewards"] == "none"
     code, out, err = run_cli(
         "reason", "self-improve", "--model", tmp_path / "s3" / "model", *common, "--out", tmp_path / "s4",
         "--samples", "2", "--max-new-tokens", "8", "--sft-steps", "1", "--grpo-steps", "1",

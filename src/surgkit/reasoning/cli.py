@@ -203,6 +203,15 @@ def grpo_cmd(
     ),
     beta: float = typer.Option(0.04, help="KL coefficient (0: no reference model)."),
     loss_type: str = typer.Option("dapo", help="TRL loss_type: dapo, grpo, dr_grpo, bnpo, ..."),
+    scale_rewards: str = typer.Option(
+        "group", help="Advantage scaling: group (divide by the group's reward std), batch, none (Dr. GRPO)."
+    ),
+    screen_min_spread: float = typer.Option(
+        None,
+        help="Before training, sample --num-generations completions per prompt at --temperature with the "
+        "starting model and keep the prompts whose total reward varies by more than this (DAPO dynamic "
+        "sampling, once); default: no screen.",
+    ),
     num_generations: int = typer.Option(6),
     batch_size: int = typer.Option(6, help=GLOBAL_BATCH_HELP + " A multiple of --num-generations."),
     temperature: float = typer.Option(0.9),
@@ -246,6 +255,7 @@ def grpo_cmd(
         rewards=rewards,
         beta=beta,
         loss_type=loss_type,
+        scale_rewards=scale_rewards,
         num_generations=num_generations,
         batch_size=batch_size,
         temperature=temperature,
@@ -266,7 +276,36 @@ def grpo_cmd(
         use_vllm=use_vllm,
         vllm_mode=vllm_mode,
     )
+    if screen_min_spread is not None:
+        recs = _screen(model, recs, root, s, screen_min_spread, device)
     typer.echo(f"model: {grpo(model, recs, root, out, with_launch(s, launch), device, resume)}")
+
+
+def _screen(model: Path, recs: list, root, s, min_spread: float, device: str) -> list:
+    from surgkit.errors import SurgkitError
+    from surgkit.reasoning.informative import ScreenSettings, informative_prompts
+    from surgkit.reasoning.scoring import BoxSettings
+    from surgkit.reasoning.vlm import resolve_device
+
+    screen = ScreenSettings(
+        generations=s.num_generations,
+        temperature=s.temperature,
+        max_new_tokens=s.max_completion_length,
+        min_spread=min_spread,
+        seed=s.seed,
+    )
+    box = BoxSettings(frame=s.box_frame, min_pixels=s.min_pixels, max_pixels=s.max_pixels)
+    kept, stats = informative_prompts(model, recs, root, screen, resolve_device(device), s.rewards, box)
+    if not kept:
+        raise SurgkitError(
+            f"screen: no prompt's {s.num_generations} sampled completions differ in reward by more than "
+            f"{min_spread} (sampled mean reward {stats['sampled_mean_reward']:.3f}): GRPO would not learn; "
+            "lower --screen-min-spread, raise --temperature or train the model further first"
+        )
+    typer.echo(
+        f"screen: kept {stats['kept']} of {stats['candidates']} prompts (reward spread > {min_spread})"
+    )
+    return kept
 
 
 @sub.command("self-improve")

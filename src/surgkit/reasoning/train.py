@@ -89,7 +89,7 @@ class GRPOSettings:
     beta: float = 0.04
     loss_type: str = "dapo"
     epsilon: float = 0.2
-    scale_rewards: str = "group"
+    scale_rewards: str = "group"  # TRL: "group" (advantage / group std), "batch", "none" (Dr. GRPO)
     aggregation: str = "sum_then_normalize"
     max_completion_length: int = 1024
     epochs: float = 1.0
