@@ -29,7 +29,9 @@ def test_demo_tiny_end_to_end(tiny_demo):
     assert code == 0, f"failed steps: {failed}"
     assert len(results["steps"]) == len(DEMO_STEPS)
     assert results["size"] == "tiny" and results["seed"] == 3
-    assert list(results["steps"]) == [step_name(s) for s in DEMO_STEPS]  # report order is the step order, whatever the schedule
+    assert list(results["steps"]) == [
+        step_name(s) for s in DEMO_STEPS
+    ]  # report order is the step order, whatever the schedule
     html = (workdir / "report.html").read_text()
     for step in results["steps"].values():
         assert step["title"] in html.replace("&#x27;", "'").replace("&amp;", "&")
@@ -40,6 +42,7 @@ def test_demo_tiny_end_to_end(tiny_demo):
     assert all(c >= 0 for c in steps_cpu) and results["cpu_seconds"] > 0
     assert sum(steps_cpu) <= results["cpu_seconds"] + 0.05 * len(steps_cpu)
     assert len(results["load_avg"]["start"]) == 3
+    assert results["complete"] is True
 
 
 def test_second_lane_ran_beside_the_first(tiny_demo):
@@ -102,3 +105,19 @@ def test_a_dead_second_lane_fails_its_steps_and_names_its_log(tmp_path):
     assert [s.status for s in sections] == ["failed", "failed"]
     assert str(lane.log) in sections[0].summary and "exited with code 1" in sections[0].summary
     assert "no_such_module" in sections[0].notes[0]  # the log's tail says why
+
+
+def _interrupt_step(ctx):
+    raise KeyboardInterrupt  # the user pressing Ctrl-C in the middle of the demo
+
+
+def test_a_stopped_demo_leaves_the_finished_steps_in_results_json(tmp_path):
+    from surgkit.demo import run_demo
+
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(tmp_path, size="tiny", steps=("surgkit.metrics.demo:demo_step", "tests.test_demo:_interrupt_step"),
+                 parallel=False)  # fmt: skip
+    partial = json.loads((tmp_path / "results.json").read_text())
+    assert partial["complete"] is False
+    assert list(partial["steps"]) == ["metrics"] and partial["steps"]["metrics"]["status"] == "ok"
+    assert partial["steps"]["metrics"]["metrics"]

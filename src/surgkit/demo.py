@@ -194,9 +194,13 @@ def run_step(spec: str, ctx: DemoContext, exclude_pids: tuple[int, ...] = ()) ->
 
 
 def _run_steps(
-    specs: tuple[str, ...], ctx: DemoContext, parallel: bool
+    specs: tuple[str, ...], ctx: DemoContext, parallel: bool, on_step: Callable | None = None
 ) -> tuple[list[DemoSection], dict[str, Any]]:
-    """Run ``specs``: the world steps first, then the two lanes side by side (:mod:`surgkit.demo_lanes`)."""
+    """Run ``specs``: the world steps first, then the two lanes side by side (:mod:`surgkit.demo_lanes`).
+
+    ``on_step(sections, schedule)`` is called with the sections finished so far after each step of
+    the main lane.
+    """
     from surgkit.demo_lanes import SECOND_LANE_THREADS, WORLD_STEPS, SecondLane, split_lanes
     from surgkit.utils.progress import console
 
@@ -223,6 +227,8 @@ def _run_steps(
                 )
             console.rule(f"[bold]{step_name(spec)}")
             done[spec] = run_step(spec, ctx, (lane.pid,) if lane is not None and lane.pid else ())
+            if on_step is not None:
+                on_step([done[s] for s in specs if s in done], schedule)
         if lane is not None:
             if lane.proc is None:  # pragma: no cover - split_lanes guarantees a model step in the main lane
                 lane.start()
@@ -271,33 +277,42 @@ def run_demo(
     ctx = DemoContext(workdir=workdir, size=size, seed=seed, device=device)
     t_all, cpu_all, load_start = time.perf_counter(), tree_cpu_seconds(), load_average()
     parallel = default_parallel() if parallel is None else parallel
-    sections, schedule = _run_steps(tuple(steps or DEMO_STEPS), ctx, parallel)
 
-    results = {
-        "surgkit_version": __version__,
-        "size": size,
-        "seed": seed,
-        "device": device,
-        "seconds": round(time.perf_counter() - t_all, 2),
-        # CPU seconds (user + system, workers included) are the machine-load-independent measure
-        "cpu_seconds": round(tree_cpu_seconds() - cpu_all, 2),
-        "load_avg": {"start": load_start, "end": load_average()},
-        # which steps ran side by side; in parallel mode the step seconds of the two lanes overlap
-        "schedule": schedule,
-        "steps": {
-            s.key: {
-                "title": s.title,
-                "status": s.status,
-                "seconds": round(s.seconds, 2),
-                "cpu_seconds": round(s.cpu_seconds, 2),
-                "load_avg": s.load_avg,
-                "metrics": s.metrics,
-                "notes": s.notes,
-            }
-            for s in sections
-        },
-    }
-    results["learning"] = learning_summary(results["steps"])
+    def results_of(sections: list[DemoSection], schedule: dict[str, Any], complete: bool) -> dict[str, Any]:
+        results = {
+            "surgkit_version": __version__,
+            "size": size,
+            "seed": seed,
+            "device": device,
+            "seconds": round(time.perf_counter() - t_all, 2),
+            # CPU seconds (user + system, workers included) are the machine-load-independent measure
+            "cpu_seconds": round(tree_cpu_seconds() - cpu_all, 2),
+            # False while the demo runs (results.json is rewritten after each step) or when it was stopped
+            "complete": complete,
+            "load_avg": {"start": load_start, "end": load_average()},
+            # which steps ran side by side; in parallel mode the step seconds of the two lanes overlap
+            "schedule": schedule,
+            "steps": {
+                s.key: {
+                    "title": s.title,
+                    "status": s.status,
+                    "seconds": round(s.seconds, 2),
+                    "cpu_seconds": round(s.cpu_seconds, 2),
+                    "load_avg": s.load_avg,
+                    "metrics": s.metrics,
+                    "notes": s.notes,
+                }
+                for s in sections
+            },
+        }
+        results["learning"] = learning_summary(results["steps"])
+        return results
+
+    def write_partial(sections: list[DemoSection], schedule: dict[str, Any]) -> None:
+        write_json(workdir / "results.json", results_of(sections, schedule, complete=False))
+
+    sections, schedule = _run_steps(tuple(steps or DEMO_STEPS), ctx, parallel, on_step=write_partial)
+    results = results_of(sections, schedule, complete=True)
     write_json(workdir / "results.json", results)
     write_report(workdir / "report.html", sections, results)
     for row in results["learning"]:
