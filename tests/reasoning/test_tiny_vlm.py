@@ -176,3 +176,29 @@ def test_trl_builds_grpo_reference_model_of_a_clip_vlm(clip_model):
     assert isinstance(ref, ClipQwen2VLForConditionalGeneration)
     assert not any(p.requires_grad for p in ref.model.visual.clip.parameters())
     assert "auto_map" not in json.loads((folder / "config.json").read_text())
+
+
+def test_megabatch_buckets_sort_within_random_chunks_of_k_batches():
+    rng = random.Random(1)
+    lengths = [rng.choice([20, 60, 100]) + rng.randrange(10) for _ in range(203)]
+    s = LengthBucketSampler(lengths, batch_size=16, seed=3, megabatch=4)
+    e0, e1 = list(s), list(s)
+    assert sorted(e0) == sorted(e1) == list(range(203)) and e0 != e1
+    batches = [e0[k : k + 16] for k in range(0, 203, 16)]
+    assert [len(b) for b in batches] == [16] * 12 + [11]  # one partial batch, last
+    # oracle: the same permutation cut into chunks of 4 x 16, each sorted by length and cut into batches
+    g = torch.Generator().manual_seed(3)
+    perm = torch.randperm(203, generator=g).tolist()
+    want = []
+    for c in range(0, 203, 64):
+        chunk = sorted(perm[c : c + 64], key=lambda i: lengths[i])
+        want += [sorted(chunk[k : k + 16]) for k in range(0, len(chunk), 16)]
+    assert sorted(sorted(b) for b in batches) == sorted(want)
+    shuffled = list(range(203))
+    rng.shuffle(shuffled)
+    random_batches = [shuffled[k : k + 16] for k in range(0, 203, 16)]
+    whole = LengthBucketSampler(lengths, 16, 3).batches(0)
+    eff = [padding_efficiency(lengths, b) for b in (random_batches, batches, whole)]
+    assert eff[0] < eff[1] < eff[2]
+    with pytest.raises(ValueError, match="megabatch"):
+        LengthBucketSampler(lengths, 16, megabatch=0)

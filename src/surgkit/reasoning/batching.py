@@ -6,6 +6,11 @@ random order) and cut into batches, and the **batches** are shuffled each epoch:
 example once per epoch. The cost: a batch holds examples of similar length, which often share a task; the
 batch order stays random (the usual bucketing of fairseq/ESPnet). transformers' ``group_by_length``
 differs: its few mega-batches run long to short, so the task mix drifts through an epoch.
+
+``megabatch=k`` sorts only within chunks of ``k`` random batches (a random permutation cut into chunks of
+``k x batch_size``, each sorted by length and cut into batches): every batch is drawn from a random
+``k``-batch sample of the data, so its task mix stays close to random batches' while padding shrinks
+(on the demo's chains, batches of 64: 74 % real tokens at random, 86 % with ``k = 4``, 99.6 % fully sorted).
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ class LengthBucketSampler(Sampler[int]):
     order; a partial batch (if any) comes last so that the loader's batch boundaries stay aligned.
     Epoch ``e`` draws from ``seed + e`` (deterministic, resumable)."""
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0):
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, megabatch: int | None = None):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if megabatch is not None and megabatch < 1:
+            raise ValueError("megabatch must be >= 1 (or None: sort the whole epoch)")
         self.lengths = [int(n) for n in lengths]
         self.batch_size = batch_size
         self.seed = seed
+        self.megabatch = megabatch
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -34,13 +42,23 @@ class LengthBucketSampler(Sampler[int]):
 
     def batches(self, epoch: int) -> list[list[int]]:
         g = torch.Generator().manual_seed(self.seed + epoch)
-        tie = torch.rand(len(self.lengths), generator=g).tolist()
-        order = sorted(range(len(self.lengths)), key=lambda i: (self.lengths[i], tie[i]))
-        n_full = len(order) // self.batch_size
-        full = [order[k * self.batch_size : (k + 1) * self.batch_size] for k in range(n_full)]
-        rest = order[n_full * self.batch_size :]
-        shuffled = [full[k] for k in torch.randperm(n_full, generator=g).tolist()]
-        return shuffled + ([rest] if rest else [])
+        n, bs = len(self.lengths), self.batch_size
+        if self.megabatch is None:
+            tie = torch.rand(n, generator=g).tolist()
+            chunks = [sorted(range(n), key=lambda i: (self.lengths[i], tie[i]))]
+        else:
+            perm = torch.randperm(n, generator=g).tolist()
+            size = self.megabatch * bs
+            chunks = [sorted(perm[c : c + size], key=lambda i: self.lengths[i]) for c in range(0, n, size)]
+        full, rest = [], []
+        for chunk in chunks:
+            n_full = len(chunk) // bs
+            full += [chunk[k * bs : (k + 1) * bs] for k in range(n_full)]
+            rest += chunk[n_full * bs :]
+        order = torch.randperm(len(full), generator=g).tolist()
+        shuffled = [full[k] for k in order]
+        tail = [rest[k : k + bs] for k in range(0, len(rest), bs)]
+        return shuffled + tail
 
     def __iter__(self) -> Iterator[int]:
         epoch, self.epoch = self.epoch, self.epoch + 1

@@ -72,6 +72,7 @@ class SFTSettings:
     image_cache: str | None = None  # folder of the resized copies (default OUT/image_cache; stages may share)
     # batches of similar length in random order (reasoning.batching): less padding
     group_by_length: bool = False
+    length_megabatch: int | None = None  # with group_by_length: sort only within chunks of k random batches
     # launch options (--report-to/--mixed-precision; see surgkit.utils.launch.LaunchOptions): trackers, None =
     # TensorBoard when installed (train_log.jsonl is always written); precision no|fp16|bf16|auto, None = the
     # accelerate-launch config's, else auto (bf16 on GPUs that support it)
@@ -389,7 +390,9 @@ def _quiet(trainer, out: Path, name: str, settings: Any) -> None:
     use_surgkit_logging(trainer, cb)
 
 
-def lean_sft_trainer(completion_logits_only: bool = True, lengths: list[int] | None = None):
+def lean_sft_trainer(
+    completion_logits_only: bool = True, lengths: list[int] | None = None, megabatch: int | None = None
+):
     """``SFTTrainer`` whose loss computes logits only over the completion span (:func:`completion_loss`)
     and/or, with ``lengths``, whose batches are of similar length
     (:class:`~surgkit.reasoning.batching.LengthBucketSampler`)."""
@@ -408,7 +411,9 @@ def lean_sft_trainer(completion_logits_only: bool = True, lengths: list[int] | N
                 return super()._get_train_sampler(train_dataset)
             from surgkit.reasoning.batching import LengthBucketSampler
 
-            return LengthBucketSampler(lengths, self.args.per_device_train_batch_size, self.args.seed)
+            return LengthBucketSampler(
+                lengths, self.args.per_device_train_batch_size, self.args.seed, megabatch
+            )
 
     return LeanSFTTrainer
 
@@ -503,7 +508,7 @@ def sft(
         weight_decay=settings.weight_decay,
     )
     lengths = example_lengths(rows, processor.tokenizer) if settings.group_by_length else None
-    trainer = lean_sft_trainer(settings.completion_logits_only, lengths)(
+    trainer = lean_sft_trainer(settings.completion_logits_only, lengths, settings.length_megabatch)(
         model=model,
         args=args,
         train_dataset=_with_images(rows, processor, _image_cache(settings, out)),
