@@ -13,6 +13,7 @@ Rules (strict by design; no substring credit anywhere):
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -116,6 +117,7 @@ def normalize(s: str) -> str:
     return s.rstrip(" .,:;!").strip()
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a pure function of the text; answers and labels repeat a lot
 def label_key(s: str) -> str:
     """Comparison key: normalised form without spaces."""
     return normalize(s).replace(" ", "")
