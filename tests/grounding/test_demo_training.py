@@ -136,3 +136,52 @@ def test_demo_step_tiny(tmp_path):
         "tiny-CLIP (trained) V/T (%)",
         "tiny-CLIP (trained) Z/V (%)",
     ]
+
+
+def _write_corpus(world, surgeries=(2,), frames=3):
+    """A pretraining corpus in the layout of surgkit.synth.corpus (surgery002 shares video02's number)."""
+    import cv2
+    import numpy as np
+
+    lines = []
+    for s in surgeries:
+        for f in range(frames):
+            image = f"images/surgery{s:03d}_{f * 25:06d}.png"
+            (world / "corpus" / "images").mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(world / "corpus" / image), np.full((64, 96, 3), 40 * f, np.uint8))
+            rec = {"image": image, "surgery": f"surgery{s:03d}", "frame": f * 25, "seconds": float(f),
+                   "caption": "Cholecystectomy, preparation: the hook dissects the gallbladder.",
+                   "phase": "Preparation", "triplets": ["hook,dissect,gallbladder"], "instruments": ["hook"]}  # fmt: skip
+            lines.append(json.dumps(rec))
+    (world / "corpus" / "captions.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_training_adds_the_corpus_and_never_a_heldout_video(tmp_path):
+    """Corpus keyframes are trained on (recorded); the held-out video whose number a corpus surgery
+    shares stays out of training and benchmarkable; without the corpus option they are left out."""
+    from surgkit.grounding.api import bench
+    from surgkit.grounding.captions import load_pairs
+    from surgkit.grounding.train_clip import TrainSettings, train_clip
+
+    world = write_mini_world(tmp_path / "w", videos=(1, 2), frames=3)
+    _write_corpus(world)
+    pairs, sources = load_pairs(world)
+    corpus = [p for p in pairs if p.corpus]
+    assert len(corpus) == 3 and {p.frame.video for p in corpus} == {"surgery002"} and "corpus" in sources[-1]
+    assert all(p.instruments == {"hook"} for p in corpus)
+    settings = TrainSettings(size="test", steps=2, batch_size=4, save_every=100)
+    with_corpus = train_clip(world, tmp_path / "a", settings, progress=False)
+    own = sum(not p.corpus and p.frame.video in ("video01", "VID01") for p in pairs)
+    assert with_corpus["pairs"] == own + 3 and with_corpus["corpus_pairs"] == 3
+    assert with_corpus["corpus_surgeries"] == 1 and with_corpus["train_videos"] == ["video01"]
+    record = json.loads((tmp_path / "a" / "surgkit_training.json").read_text())
+    assert record["corpus_pairs"] == 3 and record["settings"]["corpus"] is True
+    without = train_clip(world, tmp_path / "b", TrainSettings(size="test", steps=2, batch_size=4, save_every=100,
+                                                              corpus=False), progress=False)  # fmt: skip
+    assert without["pairs"] == own and without["corpus_pairs"] == 0
+    with pytest.raises(LeakageError, match="video01"):
+        bench(str(tmp_path / "a"), "synth", world, "instrument", tmp_path / "r", progress=False)
+    s = bench(
+        str(tmp_path / "a"), "synth", world, "instrument", tmp_path / "r", videos=["video02"], progress=False
+    )
+    assert set(s["videos"]) == {"video02"}

@@ -36,6 +36,7 @@ def test_world_manifest(tiny_world):
         "vlm",
         "copesd",
         "jigsaws",
+        "corpus",
     }
     assert [v["name"] for v in on_disk["videos"]] == ["video01", "video02"]
     assert len(on_disk["trials"]) == 6

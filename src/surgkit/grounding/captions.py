@@ -69,6 +69,7 @@ class Pair:
     texts: frozenset[str]
     captions: dict[str, list[Caption]]
     seconds: float = 0.0  # time in the video (batches of neighbouring frames share the scene)
+    corpus: bool = False  # a pretraining keyframe of a surgery that is none of the world's videos
 
 
 def make_captions(
@@ -112,12 +113,13 @@ def positives(captions: Sequence[Caption], pairs: Sequence[Pair]) -> np.ndarray:
 
 
 def make_pair(
-    frame: GroundingFrame, instruments: Iterable[str] = (), world: Sequence[str] = (), seconds: float = 0.0
-) -> Pair:
+    frame: GroundingFrame, instruments: Iterable[str] = (), world: Sequence[str] = (), seconds: float = 0.0,
+    corpus: bool = False,
+) -> Pair:  # fmt: skip
     trip = {triplet_names(c) for c in frame.triplets}
     inst = {normalise_label(i) for i in instruments} | {t[0] for t in trip}
     caps = make_captions(inst, trip, world)
-    return Pair(frame, frozenset(inst), frozenset(trip), frozenset(world), caps, float(seconds))
+    return Pair(frame, frozenset(inst), frozenset(trip), frozenset(world), caps, float(seconds), corpus)
 
 
 def _caption_file(world: Path) -> Path | None:
@@ -127,8 +129,11 @@ def _caption_file(world: Path) -> Path | None:
     return None
 
 
-def _caption_records(path: Path, fps: float = 25.0) -> list[Pair]:
-    """``vlm/captions.jsonl``: one record per frame; ``frame`` is the 25-fps video frame number."""
+def _caption_records(path: Path, fps: float = 25.0, corpus: bool = False) -> list[Pair]:
+    """``vlm/captions.jsonl``: one record per frame; ``frame`` is the 25-fps video frame number.
+
+    ``corpus``: the world's pretraining corpus (``corpus/captions.jsonl``, :mod:`surgkit.synth.corpus`),
+    whose records name a ``surgery`` (none of the world's videos) instead of a ``video``."""
     from surgkit.utils.inputs import as_dict, as_int, as_list, as_str, get, read_jsonl
 
     index = {n: TRIPLET_COMPONENTS[k] for k, n in enumerate(TRIPLET_NAMES)}
@@ -143,7 +148,8 @@ def _caption_records(path: Path, fps: float = 25.0) -> list[Pair]:
         unknown = [t for t in names if t not in index]
         if unknown:
             raise SurgkitError(f"{path}:{line}: unknown triplet {unknown[0]!r}")
-        frame = GroundingFrame(as_str(get(rec, "video", path), path, "video", line),
+        key = "surgery" if corpus else "video"
+        frame = GroundingFrame(as_str(get(rec, key, path), path, key, line),
                                as_int(rec.get("frame", line), path, "frame", line), (path.parent / image).resolve(),
                                triplets=[index[t] for t in names], source=f"{path}:{line}")  # fmt: skip
         inst = [
@@ -151,15 +157,17 @@ def _caption_records(path: Path, fps: float = 25.0) -> list[Pair]:
             for i in as_list(rec.get("instruments", []), path, "instruments", line)
         ]
         caption = as_str(get(rec, "caption", path), path, "caption", line)
-        pairs.append(make_pair(frame, inst, [caption], frame.frame / fps))
+        pairs.append(make_pair(frame, inst, [caption], frame.frame / fps, corpus=corpus))
     return pairs
 
 
-def load_pairs(world: str | Path) -> tuple[list[Pair], list[str]]:
+def load_pairs(world: str | Path, corpus: bool = True) -> tuple[list[Pair], list[str]]:
     """Training pairs of a synthetic world root and where they came from.
 
     Pairs come from the world's ``vlm/captions.jsonl`` (its sentence plus captions derived from the
-    record's labels) and from the 1-fps CholecT50 frames (derived captions only).
+    record's labels), from the 1-fps CholecT50 frames (derived captions only) and, with ``corpus``,
+    from the pretraining corpus ``corpus/captions.jsonl`` (keyframes of surgeries that are none of the
+    world's videos; :mod:`surgkit.synth.corpus`), marked ``Pair.corpus``.
     """
     from surgkit.grounding.frames import frames_from_triplets
 
@@ -178,6 +186,13 @@ def load_pairs(world: str | Path) -> tuple[list[Pair], list[str]]:
         frames = [f for f in frames_from_triplets(ds, keep_empty=True) if f.image is not None]
         pairs += [make_pair(f, seconds=f.frame) for f in frames]  # 1-fps frame index = seconds
         sources.append(f"cholect50 1-fps frames with captions from their triplets ({len(frames)} pairs)")
+    corpus_file = world / "corpus" / "captions.jsonl"
+    if corpus and corpus_file.is_file():
+        extra = _caption_records(corpus_file, corpus=True)
+        pairs += extra
+        sources.append(
+            f"corpus/captions.jsonl (pretraining keyframes of other surgeries, {len(extra)} pairs)"
+        )
     if not pairs:
         raise SurgkitError(f"{world}: no image-caption pairs (expected vlm/captions.jsonl or cholect50/)")
     return pairs, sources

@@ -143,10 +143,16 @@ def demo_step(ctx: DemoContext) -> DemoSection:
         "train_loss_first": result["loss_first"],
         "train_loss_last": result["loss_last_mean"],
         "train_pairs": result["pairs"],
+        "train_corpus_pairs": result["corpus_pairs"],
+        "train_corpus_surgeries": result["corpus_surgeries"],
+        "train_videos": result["train_videos"],
     }  # fmt: skip
+    trained_on = f"{result['pairs'] - result['corpus_pairs']} of the world's training videos" + (
+        f" and {result['corpus_pairs']} keyframes of the world's pretraining corpus ({result['corpus_surgeries']} "
+        "other surgeries)" if result["corpus_pairs"] else "")  # fmt: skip
     summary = (
-        f"A {cfg['clip']}-size CLIP trained for {cfg['steps']} steps on {result['pairs']} image-caption pairs of the "
-        f"world's training videos reaches, zero-shot on the held-out test video(s) {', '.join(videos)}: instrument "
+        f"A {cfg['clip']}-size CLIP trained for {cfg['steps']} steps on {result['pairs']} image-caption pairs "
+        f"({trained_on}) reaches, zero-shot on the held-out test video(s) {', '.join(videos)}: instrument "
         f"accuracy {ti['accuracy']:.3f} (best constant prediction {ti['best_constant_accuracy']:.3f}), τ-AC "
         f"{ti['tau_ac']:.3f} (uniform heatmap {ti['tau_ac_uniform']:.3f}), τ-AA {ti['tau_aa']:.3f} (uniform "
         f"{ti['tau_aa_uniform']:.3f}); triplet accuracy {tt['accuracy']:.3f} (best constant "
@@ -163,8 +169,10 @@ def demo_step(ctx: DemoContext) -> DemoSection:
         "predicted instrument's box).",
         "Training captions name instruments, instrument sets, triplets and the world's sentences in phrases "
         "unlike the benchmark templates; the benchmark prompts are never trained on.",
-        f"Training used only the world's train videos ({', '.join(result['train_videos'])}); the benchmark "
-        "refuses those videos by default (leakage guard).",
+        f"Training used only the world's train videos ({', '.join(result['train_videos'])}) and its pretraining "
+        f"corpus (corpus/: {result['corpus_pairs']} 1-fps keyframes of {result['corpus_surgeries']} surgeries drawn "
+        "from their own random streams, none of the world's videos); the benchmark refuses the train videos by "
+        "default (leakage guard). The training recipe was chosen on the val video(s), never on the test video.",
     ]
     return DemoSection(
         key="grounding",

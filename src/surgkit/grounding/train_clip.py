@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from surgkit.errors import SurgkitError
-from surgkit.grounding.captions import INSTRUMENT_PHRASES, load_pairs, positives, tokenizer_corpus
+from surgkit.grounding.captions import ACTION_PHRASES, INSTRUMENT_PHRASES, load_pairs, positives, tokenizer_corpus
 from surgkit.grounding.frames import video_number
 from surgkit.grounding.prompts import normalise_label
 from surgkit.utils.io import to_json
@@ -59,6 +59,8 @@ class TrainSettings:
     loss: str = "softmax"  # softmax (CLIP InfoNCE, multi-positive) or sigmoid (SigLIP, one label per pair)
     local: float = 0.0  # share of batches made of neighbouring frames of one video (same scene, other tools)
     presence: float = 1.0  # weight of the instrument-presence term (every instrument caption vs every image)
+    action_presence: float = 0.0  # weight of the triplet-presence term (every action caption vs every image)
+    corpus: bool = True  # also train on the world's pretraining corpus (corpus/, surgeries that are no video)
 
 
 CAPTION_KINDS: dict[str, float] = {"instrument": 0.6, "scene": 0.2, "action": 0.2, "world": 0.0}
@@ -240,15 +242,18 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
         raise SurgkitError(f"unknown CLIP size '{s.size}' (choose from {', '.join(SIZES)})")
     if not 0.0 <= s.flip <= 1.0:
         raise SurgkitError(f"flip must be a share in [0, 1], got {s.flip}")
-    if s.presence < 0 or not 0.0 <= s.local <= 1.0:
+    if s.presence < 0 or s.action_presence < 0 or not 0.0 <= s.local <= 1.0:
         raise SurgkitError(f"presence must be >= 0 and local a share in [0, 1] (got {s.presence}, {s.local})")
     if s.loss not in ("softmax", "sigmoid", "both"):
         raise SurgkitError(f"unknown loss '{s.loss}' (softmax, sigmoid or both)")
     out = Path(out)
-    pairs, source = load_pairs(world)
-    train_v, held_v = training_videos(Path(world), [p.frame.video for p in pairs], s.holdout)
+    pairs, source = load_pairs(world, corpus=s.corpus)
+    train_v, held_v = training_videos(Path(world), [p.frame.video for p in pairs if not p.corpus], s.holdout)
     train_nums = {video_number(v) for v in train_v}
-    keep = [k for k, p in enumerate(pairs) if video_number(p.frame.video) in train_nums]
+    # the train videos' frames, then the corpus (surgeries that are none of the world's videos)
+    keep = [k for k, p in enumerate(pairs) if not p.corpus and video_number(p.frame.video) in train_nums]
+    keep += [k for k, p in enumerate(pairs) if p.corpus]
+    corpus_pairs = sum(pairs[k].corpus for k in keep)
     if s.max_pairs is not None:
         keep = keep[: s.max_pairs]
     if not keep:
@@ -257,12 +262,14 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
     tokenizer = build_tokenizer(tokenizer_corpus(pairs), vocab_size=600)
     clip = build_clip(tokenizer, s.size, seed=s.seed)
     pre = official_preprocess(None, int(clip.config.vision_config.image_size))
-    model = _Trained(clip, bias=s.presence > 0 or s.loss != "softmax").train()
-    pixels = torch.cat([pre([pairs[k].frame.load_image()])[0] for k in keep])
+    model = _Trained(clip, bias=s.presence > 0 or s.action_presence > 0 or s.loss != "softmax").train()
+    pixels = torch.cat([pre([pairs[k].frame.load_image()])[0].half() for k in keep])  # half: memory
     names = presence_names()
     presence_texts = [[p.format(i=n) for n in names] for p in INSTRUMENT_PHRASES]
+    actions = sorted({t for k in keep for t in pairs[k].triplets if t[1] != "null verb"})
+    action_texts = [[p.format(i=i, v=v, t=t) for i, v, t in actions] for p in ACTION_PHRASES]
     texts_list = sorted({c.text for k in keep for caps in pairs[k].captions.values() for c in caps}
-                        | {t for row in presence_texts for t in row})  # fmt: skip
+                        | {t for row in presence_texts + action_texts for t in row})  # fmt: skip
     texts = {c: j for j, c in enumerate(texts_list)}
     enc = tokenizer(texts_list, padding=True, truncation=True, max_length=77, return_tensors="pt")
 
@@ -307,7 +314,7 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
             idx, cap_ids, pos, flips = _batch(pairs, keep, texts, s, step)
             counts = batch_counts(len(idx), world)
             mine = split_global_batch(np.arange(len(idx)), world, rank, 1)[0].indices  # this process's part
-            x = pixels[idx[mine]]
+            x = pixels[idx[mine]].float()
             if flips[mine].any():
                 x = torch.where(torch.as_tensor(flips[mine])[:, None, None, None], x.flip(-1), x)
             ids = torch.as_tensor(cap_ids)[mine]
@@ -315,6 +322,11 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
                 int(np.random.default_rng([s.seed, step, 1]).integers(len(presence_texts)))
             ]
             pid = torch.as_tensor([texts[t] for t in phrase]) if s.presence > 0 else None
+            n_inst = 0 if pid is None else len(pid)
+            if s.action_presence > 0 and actions:  # the triplet phrases ride along with the instrument ones
+                row = action_texts[int(np.random.default_rng([s.seed, step, 2]).integers(len(action_texts)))]
+                aid = torch.as_tensor([texts[t] for t in row])
+                pid = aid if pid is None else torch.cat([pid, aid])
             with acc.autocast():
                 out_ = model(pixel_values=x.to(dev), input_ids=enc["input_ids"][ids].to(dev),
                              attention_mask=enc["attention_mask"][ids].to(dev),
@@ -329,10 +341,17 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
                 loss = batch_loss(s.loss, img, txt, scale, bias, torch.as_tensor(pos).to(dev))
                 if pid is not None:  # every process computes the same phrase embeddings: count them once
                     p_txt = counted_once(acc, out_["presence"].float())
-                    labels = torch.tensor([[n in pairs[keep[i]].instruments for n in names] for i in idx],
-                                          dtype=torch.float32)  # fmt: skip
                     logits = scale * F.normalize(img, dim=-1) @ F.normalize(p_txt, dim=-1).T + bias
-                    loss = loss + s.presence * F.binary_cross_entropy_with_logits(logits, labels.to(dev))
+                    if n_inst:
+                        labels = torch.tensor([[n in pairs[keep[i]].instruments for n in names] for i in idx],
+                                              dtype=torch.float32)  # fmt: skip
+                        loss = loss + s.presence * F.binary_cross_entropy_with_logits(
+                            logits[:, :n_inst], labels.to(dev))  # fmt: skip
+                    if len(pid) > n_inst:
+                        labels = torch.tensor([[a in pairs[keep[i]].triplets for a in actions] for i in idx],
+                                              dtype=torch.float32)  # fmt: skip
+                        loss = loss + s.action_presence * F.binary_cross_entropy_with_logits(
+                            logits[:, n_inst:], labels.to(dev))  # fmt: skip
             opt.zero_grad()
             acc.backward(loss * world)  # DDP averages: the update is d(loss)/d(weights) of the whole batch
             norm = grad_norm(acc, model.parameters())
@@ -351,6 +370,8 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
         "train_videos": train_v,
         "heldout_videos": held_v,
         "pairs": len(keep),
+        "corpus_pairs": corpus_pairs,
+        "corpus_surgeries": len({pairs[k].frame.video for k in keep if pairs[k].corpus}),
         "captions": len(texts_list),
         "caption_source": source,
         "caption_kinds": CAPTION_KINDS,

@@ -16,8 +16,8 @@ def synth(
     videos: int = typer.Option(None, help="Number of cholecystectomy videos (overrides the preset)."),
     layouts: str = typer.Option(
         "all",
-        help="Comma-separated layouts: truth, cholec80, cholect50, endoscapes, boxes, masks, vqla, vlm, copesd, jigsaws "
-        "(or all).",
+        help="Comma-separated layouts: truth, cholec80, cholect50, endoscapes, boxes, masks, vqla, vlm, copesd, jigsaws, "
+        "corpus (pretraining keyframes of extra surgeries; docs/synth.md) (or all).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder."),
     resume: bool = typer.Option(

@@ -22,7 +22,7 @@ PALETTE = np.array([[255, 80, 80], [80, 255, 80], [80, 160, 255]], np.float32)
 
 WORLD_ENTRIES = {
     "cholec80", "cholec80_boxes", "cholect50", "copesd", "endoscapes", "endovis18_vqla", "jigsaws",
-    "masks", "truth", "vlm", MANIFEST, ".synth", LOCK_NAME,
+    "masks", "truth", "vlm", "corpus", MANIFEST, ".synth", LOCK_NAME,
 }  # fmt: skip
 
 

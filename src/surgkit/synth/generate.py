@@ -30,6 +30,7 @@ _NOT_DRAWING = {"cli.py", "demo.py"}  # modules that do not change what a world 
 
 def writer_classes() -> dict[str, type]:
     """Layout name -> writer class, in writing order."""
+    from surgkit.synth.corpus import CorpusWriter
     from surgkit.synth.writers.cholec80 import BoxesWriter, Cholec80Writer
     from surgkit.synth.writers.cholect50 import CholecT50Writer
     from surgkit.synth.writers.copesd import CopesdWriter
@@ -51,6 +52,7 @@ def writer_classes() -> dict[str, type]:
         VlmWriter,
         CopesdWriter,
         JigsawsWriter,
+        CorpusWriter,
     )
     return {c.name: c for c in classes}
 
@@ -66,6 +68,7 @@ LAYOUTS: tuple[str, ...] = (
     "vlm",
     "copesd",
     "jigsaws",
+    "corpus",
 )
 
 
@@ -194,13 +197,17 @@ def generate_world(
     }
     done = _resume_state(out, config, overwrite, resume)
     writers = [writer_classes()[n](out, world, splits) for n in names]
-    active = {kind: [w for w in writers if kind in w.kinds] for kind in ("lap", "bench")}
-    summaries: dict[str, list[dict]] = {"lap": [], "bench": []}
+    active = {kind: [w for w in writers if kind in w.kinds] for kind in ("lap", "bench", "corpus")}
+    summaries: dict[str, list[dict]] = {"lap": [], "bench": [], "corpus": []}
     jobs: list[VideoJob] = []
     if active["lap"]:
         jobs += [VideoJob("lap", i, world.lap_name(i)) for i in range(pr.lap_videos)]
     if active["bench"]:
         jobs += [VideoJob("bench", k, spec.name) for k, spec in enumerate(world.trials())]
+    if active["corpus"]:  # pretraining keyframes of extra surgeries, after the world's videos
+        from surgkit.synth.corpus import corpus_size, surgery_name
+
+        jobs += [VideoJob("corpus", k, surgery_name(k)) for k in range(corpus_size(pr))]
     jobs = [dataclasses.replace(job, replay=job.name in done) for job in jobs]
     workers = default_workers() if workers is None else max(1, int(workers))
     frames_done, t0 = 0, time.perf_counter()
@@ -223,7 +230,8 @@ def generate_world(
                         w.merge_state(state)
                 write_text(out / STATE_DIR / "done" / f"{job.name}.done", "")
                 bar.advance(overall)
-                frames_done += summary["frames"]
+                if job.kind != "corpus":  # world.json counts the videos' frames (the corpus has its own)
+                    frames_done += summary["frames"]
                 summaries[job.kind].append(summary)
         finally:
             close = getattr(results, "close", None)
@@ -254,5 +262,5 @@ def _in_process(world, jobs, active, plan_of, write_video, on_frames):
         plan = plan_of(world, job)
         for w in active[job.kind]:
             w.replay = job.replay
-        write_video(world, active[job.kind], plan, on_frames)
+        write_video(world, active[job.kind], plan, on_frames, keyframes_only=job.kind == "corpus")
         yield plan.summary(), None

@@ -46,19 +46,38 @@ class WorldSpec:
 
 
 def plan_of(world: World, job: VideoJob):
+    if job.kind == "corpus":  # a pretraining surgery: none of the world's videos (surgkit.synth.corpus)
+        from surgkit.synth.corpus import corpus_plan, corpus_surgeons
+
+        return corpus_plan(world, job.index, corpus_surgeons(world))
     return world.lap_plan(job.index) if job.kind == "lap" else world.bench_plan(world.trials()[job.index])
 
 
+def _frames(world: World, plan, keyframes_only: bool):
+    """(t, rgb, truth) of every frame, or of the corpus keyframes only (rendered directly, no video)."""
+    if not keyframes_only:
+        yield from ((t, *item) for t, item in enumerate(world.render(plan)))
+        return
+    from surgkit.synth.corpus import keyframes
+
+    renderer = world.render(plan)
+    for t in keyframes(plan):
+        yield (t, *renderer.render(t))
+
+
 def write_video(
-    world: World, writers: Sequence[Any], plan, on_frames: Callable[[int], None] | None = None
-) -> None:
-    """Stream one video through ``writers`` (begin, every frame, end); drop their partial files on failure."""
+    world: World, writers: Sequence[Any], plan, on_frames: Callable[[int], None] | None = None,
+    keyframes_only: bool = False,
+) -> None:  # fmt: skip
+    """Stream one video through ``writers`` (begin, every frame, end); drop their partial files on failure.
+
+    ``keyframes_only``: a corpus surgery, whose writers receive its keyframes only."""
     started = []
     try:
         for w in writers:
             w.begin(plan)
             started.append(w)
-        for t, (rgb, truth) in enumerate(world.render(plan)):
+        for t, rgb, truth in _frames(world, plan, keyframes_only):
             for w in writers:
                 w.frame(t, rgb, truth)
             if on_frames is not None and t % 50 == 49:
@@ -115,7 +134,7 @@ def run_job(spec: WorldSpec, job: VideoJob) -> tuple[dict[str, Any], list[dict[s
         if queue is not None:
             queue.put(n)
 
-    write_video(world, writers, plan, progress)
+    write_video(world, writers, plan, progress, keyframes_only=job.kind == "corpus")
     return plan.summary(), [w.video_state() for w in writers]
 
 
