@@ -30,7 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from surgkit.errors import SurgkitError
-from surgkit.grounding.captions import ACTION_PHRASES, INSTRUMENT_PHRASES, load_pairs, positives, tokenizer_corpus
+from surgkit.grounding.captions import (
+    ACTION_PHRASES,
+    INSTRUMENT_PHRASES,
+    load_pairs,
+    positives,
+    tokenizer_corpus,
+)
 from surgkit.grounding.frames import video_number
 from surgkit.grounding.prompts import normalise_label
 from surgkit.utils.io import to_json
