@@ -173,6 +173,14 @@ def train_clip_cmd(
         "softmax", help="softmax (CLIP InfoNCE, multi-positive), sigmoid (SigLIP) or both."
     ),
     presence: float = typer.Option(1.0, help="Weight of the instrument-presence term (0 = off)."),
+    action_presence: float = typer.Option(
+        0.0, help="Weight of the triplet-presence term (every action phrase vs every image; 0 = off)."
+    ),
+    corpus: bool = typer.Option(
+        True,
+        "--corpus/--no-corpus",
+        help="Also train on the world's pretraining corpus (corpus/, other surgeries).",
+    ),
     flip: float = typer.Option(0.0, help="Share of training images mirrored left-right."),
     local: float = typer.Option(0.0, help="Share of batches made of neighbouring frames of one video."),
     seed: int = typer.Option(0, help="Seed."),
@@ -186,9 +194,11 @@ def train_clip_cmd(
     from surgkit.grounding.train_clip import TrainSettings, train_clip
 
     settings = TrainSettings(size=size, steps=steps, batch_size=batch_size, lr=lr, holdout=holdout, loss=loss,
-                             presence=presence, flip=flip, local=local, seed=seed, device=device)  # fmt: skip
+                             presence=presence, action_presence=action_presence, corpus=corpus, flip=flip,
+                             local=local, seed=seed, device=device)  # fmt: skip
     result = train_clip(world, out, settings, launch=launch)
-    typer.echo(f"{result['out']}  (held-out videos: {', '.join(result['heldout_videos'])})")
+    extra = f", corpus pairs: {result['corpus_pairs']}" if result["corpus_pairs"] else ""
+    typer.echo(f"{result['out']}  (held-out videos: {', '.join(result['heldout_videos'])}{extra})")
 
 
 def register(app: typer.Typer) -> None:
