@@ -54,11 +54,16 @@ def test_multi_positive_targets_follow_caption_meaning():
     pos = positives([grasper_cap, hook_cap, scene_cap], [both, hook, both])
     # rows: images, columns: captions
     assert pos.tolist() == [[True, True, True], [False, True, False], [True, True, True]]
-    for kind in ("instrument", "scene", "action"):
+    for kind in ("instrument", "scene", "action", "verb"):
         for cap in both.captions[kind]:
-            assert "image showing" not in cap.text and not cap.text.startswith(
-                "I use"
-            )  # no benchmark template
+            assert "image showing" not in cap.text and not cap.text.startswith(("I use", "I am performing"))
+    # verb captions are true of every frame where some instrument performs the verb (17: grasper retract,
+    # 60: hook dissect), never of a frame where it is absent
+    verbs = {c.meaning[1] for c in both.captions["verb"]}
+    assert verbs == {"retract", "dissect"} and {c.meaning[1] for c in hook.captions["verb"]} == {"dissect"}
+    retract = next(c for c in both.captions["verb"] if c.meaning == ("verb", "retract"))
+    dissect = next(c for c in hook.captions["verb"] if c.meaning == ("verb", "dissect"))
+    assert positives([retract, dissect], [both, hook]).tolist() == [[True, True], [False, True]]
 
 
 def test_contrastive_loss_with_a_positive_matrix():

@@ -1,12 +1,15 @@
 """Image-caption pairs of the synthetic world for the embedded tiny CLIP (:mod:`surgkit.grounding.train_clip`).
 
-Every training frame gets captions of four kinds, none of them a benchmark template:
+Every training frame gets captions of five kinds, none of them a benchmark template:
 
 * ``instrument``: one visible instrument in a varied phrase ("the hook in the field of view",
   "a grasper is visible", ...);
 * ``scene``: the set of visible instruments ("grasper and hook", "no instrument");
 * ``action``: one triplet ("the hook is used to dissect the gallbladder", "dissect the gallbladder
   with the hook");
+* ``verb``: one action performed in the frame, without instrument or target ("the action is to
+  retract"): true of every frame where some instrument performs it (what a verb prompt's heatmap, ARS,
+  should find: the acting instrument);
 * ``world``: the world's own sentence from ``vlm/captions.jsonl``.
 
 Each caption carries its *meaning* (an instrument, a set of instruments, a triplet, or its exact
@@ -29,7 +32,7 @@ from surgkit.grounding.frames import GroundingFrame, triplet_names
 from surgkit.grounding.prompts import instrument_prompts, normalise_label, triplet_prompts, verb_prompts
 from surgkit.vocab import CHOLEC80_TOOLS, INSTRUMENTS, TRIPLET_COMPONENTS, TRIPLET_NAMES
 
-KINDS = ("instrument", "scene", "action", "world")
+KINDS = ("instrument", "scene", "action", "verb", "world")
 INSTRUMENT_PHRASES = (
     "a {i} is visible",
     "the {i} in the field of view",
@@ -48,6 +51,7 @@ INSTRUMENT_PHRASES = (
 )
 ACTION_PHRASES = ("the {i} is used to {v} the {t}", "{v} the {t} with the {i}")
 IDLE_PHRASE = "the {i} is idle in the field of view"
+VERB_PHRASES = ("the action is to {v}", "an instrument is used to {v}", "the surgeon's task here: {v}", "{v}")
 
 Names = tuple[str, str, str]
 
@@ -91,6 +95,8 @@ def make_captions(
             out["action"] += [
                 Caption(p.format(i=i, v=v, t=t), "action", ("action", (i, v, t))) for p in ACTION_PHRASES
             ]
+    for v in sorted({v for _, v, _ in triplets} - {"null verb"}):
+        out["verb"] += [Caption(p.format(v=v), "verb", ("verb", v)) for p in VERB_PHRASES]
     out["world"] = [Caption(w, "world", ("text", w)) for w in world]
     return out
 
@@ -104,6 +110,8 @@ def consistent(caption: Caption, pair: Pair) -> bool:
         return frozenset(value) == pair.instruments
     if kind == "action":
         return value in pair.triplets
+    if kind == "verb":
+        return any(t[1] == value for t in pair.triplets)
     return value in pair.texts
 
 
