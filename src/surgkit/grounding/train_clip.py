@@ -187,10 +187,11 @@ def _batch(
         rng.random() < s.local
     ):  # the frames of one video nearest to a random moment: the scene cannot tell them apart
         centre = pairs[keep[rng.integers(len(keep))]]
-        same = [
+        same = [  # one video (or one corpus surgery: surgery002 is not video02)
             j
             for j, k in enumerate(keep)
-            if video_number(pairs[k].frame.video) == video_number(centre.frame.video)
+            if (pairs[k].corpus, video_number(pairs[k].frame.video))
+            == (centre.corpus, video_number(centre.frame.video))
         ]
         near = sorted(same, key=lambda j: (abs(pairs[keep[j]].seconds - centre.seconds), j))
         idx = np.asarray(near[:size])
@@ -251,7 +252,10 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
     if not 0.0 <= s.flip <= 1.0:
         raise SurgkitError(f"flip must be a share in [0, 1], got {s.flip}")
     if s.presence < 0 or s.action_presence < 0 or not 0.0 <= s.local <= 1.0:
-        raise SurgkitError(f"presence must be >= 0 and local a share in [0, 1] (got {s.presence}, {s.local})")
+        raise SurgkitError(
+            f"presence and action_presence must be >= 0 and local a share in [0, 1] (got {s.presence}, "
+            f"{s.action_presence}, {s.local})"
+        )
     if s.loss not in ("softmax", "sigmoid", "both"):
         raise SurgkitError(f"unknown loss '{s.loss}' (softmax, sigmoid or both)")
     out = Path(out)
@@ -261,9 +265,9 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
     # the train videos' frames, then the corpus (surgeries that are none of the world's videos)
     keep = [k for k, p in enumerate(pairs) if not p.corpus and video_number(p.frame.video) in train_nums]
     keep += [k for k, p in enumerate(pairs) if p.corpus]
-    corpus_pairs = sum(pairs[k].corpus for k in keep)
     if s.max_pairs is not None:
         keep = keep[: s.max_pairs]
+    corpus_pairs = sum(pairs[k].corpus for k in keep)
     if not keep:
         raise SurgkitError(f"{world}: no training frames")
     seed_everything(s.seed)
