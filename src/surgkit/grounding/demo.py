@@ -27,7 +27,7 @@ from surgkit.errors import SurgkitError
 
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"clip": "test", "steps": 12, "batch_size": 16, "max_frames": 6, "batch": 6},
-    "demo": {"clip": "tiny", "steps": 600, "batch_size": 32, "max_frames": None, "batch": 16},
+    "demo": {"clip": "tiny", "steps": 1200, "batch_size": 32, "max_frames": None, "batch": 16},
 }
 
 

@@ -36,7 +36,7 @@ CORPUS_FORMAT = "surgkit-synth-corpus/1"
 CORPUS_INDEX_BASE = 1000  # plan indices of corpus surgeries (benchmark videos use 0..lap_videos-1)
 CORPUS_EVERY_SECONDS = 1.0
 # surgeries per preset (a preset not listed gets twice its number of videos)
-CORPUS_SURGERIES: dict[str, int] = {"tiny": 2, "demo": 24, "small": 40, "full": 80}
+CORPUS_SURGERIES: dict[str, int] = {"tiny": 2, "demo": 48, "small": 40, "full": 80}
 STREAM_SURGEONS, STREAM_PLANS, STREAM_CAPTIONS = 20, 21, 22
 
 
