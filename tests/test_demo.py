@@ -121,3 +121,37 @@ def test_a_stopped_demo_leaves_the_finished_steps_in_results_json(tmp_path):
     assert partial["complete"] is False
     assert list(partial["steps"]) == ["metrics"] and partial["steps"]["metrics"]["status"] == "ok"
     assert partial["steps"]["metrics"]["metrics"]
+
+
+def test_main_lane_steps_back_for_the_second_lane():
+    """Every process of the main lane gets a higher nice value; the second lane's subtree keeps its own."""
+    import os
+    import subprocess
+    import sys
+
+    from surgkit.demo_lanes import MainLanePriority
+
+    script = (
+        "import subprocess, sys, time\n"
+        "kids = [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']) for _ in range(2)]\n"
+        "print(' '.join(str(k.pid) for k in kids), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    root = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        worker, lane = (int(x) for x in root.stdout.readline().split())
+        nice = {pid: os.getpriority(os.PRIO_PROCESS, pid) for pid in (root.pid, worker, lane)}
+        priority = MainLanePriority(lane, increment=5, root=root.pid)
+        priority.lower()
+        assert os.getpriority(os.PRIO_PROCESS, root.pid) == min(19, nice[root.pid] + 5)
+        assert os.getpriority(os.PRIO_PROCESS, worker) == min(19, nice[worker] + 5)
+        assert os.getpriority(os.PRIO_PROCESS, lane) == nice[lane]  # the second lane keeps its priority
+        assert set(priority.before) == {root.pid, worker}
+        priority.restore()  # back where the OS allows it (raising priority needs privileges); never raises
+        assert priority.before == {}
+        assert os.getpriority(os.PRIO_PROCESS, lane) == nice[lane]
+    finally:
+        for pid in (worker, lane):
+            os.kill(pid, 9)
+        root.kill()
+        root.wait()

@@ -201,7 +201,14 @@ def _run_steps(
     ``on_step(sections, schedule)`` is called with the sections finished so far after each step of
     the main lane.
     """
-    from surgkit.demo_lanes import SECOND_LANE_THREADS, WORLD_STEPS, SecondLane, split_lanes
+    from surgkit.demo_lanes import (
+        MAIN_LANE_NICE,
+        SECOND_LANE_THREADS,
+        WORLD_STEPS,
+        MainLanePriority,
+        SecondLane,
+        split_lanes,
+    )
     from surgkit.utils.progress import console
 
     main, second = split_lanes(specs, parallel)
@@ -214,11 +221,15 @@ def _run_steps(
         schedule["lanes"].append([step_name(s) for s in second])
         schedule["second_lane_torch_threads"] = SECOND_LANE_THREADS
         schedule["second_lane_log"] = str(lane.log)
+        schedule["main_lane_nice_increment"] = MAIN_LANE_NICE
     done: dict[str, DemoSection] = {}
+    priority = None
     try:
         for spec in main:
             if lane is not None and lane.proc is None and step_name(spec) not in WORLD_STEPS:
                 lane.start()
+                priority = MainLanePriority(lane.pid)
+                priority.lower()
                 console.print(
                     f"[bold]{', '.join(schedule['lanes'][1])}[/] run in a second process beside "
                     f"{', '.join(n for n in schedule['lanes'][0] if n not in WORLD_STEPS)} "
@@ -243,6 +254,8 @@ def _run_steps(
                 )
             ctx.artifacts.update({k: v for k, v in artifacts.items() if k not in ctx.artifacts})
     finally:
+        if priority is not None:
+            priority.restore()
         if lane is not None:
             lane.stop()
     return [done[s] for s in specs], schedule

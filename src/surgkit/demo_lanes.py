@@ -7,7 +7,8 @@ through most of the second chain (the reasoning step is single-threaded: its tin
 slower on two threads). With ``parallel`` (the default on a machine with two or more CPUs) the
 steps of :data:`SECOND_LANE` run in a child process on :data:`SECOND_LANE_THREADS` torch thread
 beside the first lane; the report keeps the usual step order and ``results.json`` records the
-schedule.
+schedule. The second lane is the longer chain, so the main lane's processes step back
+(:class:`MainLanePriority`, ``nice`` + :data:`MAIN_LANE_NICE`) while it runs.
 
 The child is ``python -m surgkit.demo_lanes REQUEST``: it reads the request (steps, the context
 after the world steps, the main process's identity), dies with the main process
@@ -35,6 +36,10 @@ from surgkit.errors import SurgkitError
 WORLD_STEPS = ("synth", "data", "metrics")  # everything else needs their output
 SECOND_LANE = ("grounding", "reasoning")
 SECOND_LANE_THREADS = 1
+# The second lane is the longer chain (grounding + reasoning on one thread); while it runs, the main
+# lane's processes step back by this many nice levels so that it keeps a whole core (the numbers do not
+# depend on it; only who waits).
+MAIN_LANE_NICE = 10
 LANE_FOLDER = ".demo-lane"  # request and result files of the child, inside the working folder
 
 
@@ -56,6 +61,48 @@ def split_lanes(specs: tuple[str, ...], parallel: bool) -> tuple[tuple[str, ...]
     if not second or all(step_name(s) in WORLD_STEPS for s in main):
         return tuple(specs), ()
     return main, second
+
+
+class MainLanePriority:
+    """Lower the priority (``nice``) of this process and its descendants, the second lane excepted.
+
+    CPU time then goes to the second lane first: on 2 cores it keeps one core whole while the main lane's
+    worker processes share the other. Processes started later inherit the lower priority from their
+    parent (the fork server included). ``restore`` puts back the old values where the OS allows it
+    (raising priority again needs privileges; without them the demo's processes stay lowered, which
+    changes nothing but their share of the CPU).
+    """
+
+    def __init__(
+        self, lane_pid: int | None, increment: int = MAIN_LANE_NICE, root: int | None = None
+    ) -> None:
+        self.lane_pid, self.increment = lane_pid, increment
+        self.root = os.getpid() if root is None else root
+        self.before: dict[int, int] = {}
+
+    def _pids(self) -> list[int]:
+        from surgkit.utils.cputime import descendant_pids
+
+        return [self.root, *descendant_pids(self.root, exclude=(self.lane_pid,) if self.lane_pid else ())]
+
+    def lower(self) -> None:
+        if not hasattr(os, "setpriority"):  # pragma: no cover - non-POSIX
+            return
+        for pid in self._pids():
+            try:
+                old = os.getpriority(os.PRIO_PROCESS, pid)
+                os.setpriority(os.PRIO_PROCESS, pid, min(19, old + self.increment))
+                self.before[pid] = old
+            except OSError:  # a process that ended meanwhile, or one we may not touch
+                continue
+
+    def restore(self) -> None:
+        for pid, old in self.before.items():
+            try:
+                os.setpriority(os.PRIO_PROCESS, pid, old)
+            except OSError:  # ended, or lowering nice again needs privileges
+                continue
+        self.before = {}
 
 
 def _section_to_json(section: Any) -> dict[str, Any]:

@@ -49,6 +49,28 @@ def _proc_table() -> dict[int, tuple[int, float]]:
     return table
 
 
+def descendant_pids(root: int | None = None, exclude: tuple[int, ...] = ()) -> list[int]:
+    """Live descendants of ``root`` (default: this process), without the subtrees of ``exclude``."""
+    if not sys.platform.startswith("linux") or not os.path.isdir("/proc"):
+        return []
+    table = _proc_table()
+    return _subtree(table, os.getpid() if root is None else root, exclude)
+
+
+def _subtree(table: dict[int, tuple[int, float]], root: int, exclude: tuple[int, ...]) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = [], [p for p in children.get(root, []) if p not in exclude]
+    while todo:
+        pid = todo.pop()
+        if pid in exclude:
+            continue
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
 def descendants_cpu_seconds(root: int | None = None, exclude: tuple[int, ...] = ()) -> float:
     """CPU seconds of the live descendants of ``root`` (default: this process) and of their reaped children.
 
@@ -56,19 +78,8 @@ def descendants_cpu_seconds(root: int | None = None, exclude: tuple[int, ...] = 
     """
     if not sys.platform.startswith("linux") or not os.path.isdir("/proc"):
         return 0.0
-    root = os.getpid() if root is None else root
     table = _proc_table()
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    total, todo = 0.0, [p for p in children.get(root, []) if p not in exclude]
-    while todo:
-        pid = todo.pop()
-        if pid in exclude:
-            continue
-        total += table[pid][1]
-        todo.extend(children.get(pid, []))
-    return total
+    return sum(table[pid][1] for pid in _subtree(table, os.getpid() if root is None else root, exclude))
 
 
 def tree_cpu_seconds(exclude: tuple[int, ...] = ()) -> float:
