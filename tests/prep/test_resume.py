@@ -29,8 +29,14 @@ def _videos(root: Path, count: int, frames: int) -> Path:
     return root
 
 
+# Frames per video: the manifest is saved at most every 0.25 s during a video (Manifest.save throttle), so a
+# video must take longer than that for the kill to find one half done (with 150 frames the idle machine
+# sometimes finished every video between two saves and the test could not kill the run mid-video).
+FRAMES = 400
+
+
 def test_sigkill_then_rerun_is_identical_and_skips_finished(tmp_path):
-    src = _videos(tmp_path / "in", 5, 150)
+    src = _videos(tmp_path / "in", 5, FRAMES)
     args = ["prep", "frames", str(src), "-o", str(tmp_path / "out"), "--format", "png", "--chunk-size", "10",
             "--workers", "1", "-q"]  # fmt: skip
     code = f"from surgkit.cli import main; main({args!r})"
@@ -55,27 +61,28 @@ def test_sigkill_then_rerun_is_identical_and_skips_finished(tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed; make it longer"
     finished = sorted(v for v, e in state.items() if e["status"] == "done")
-    stamps = {v: (tmp_path / "out" / v / "00075.png").stat().st_mtime_ns for v in finished}
+    middle = f"{FRAMES // 2:05d}.png"
+    stamps = {v: (tmp_path / "out" / v / middle).stat().st_mtime_ns for v in finished}
 
     resumed = extract(src, tmp_path / "out", fmt="png", chunk_size=10, workers=1, progress=False)
     assert resumed.ok and sorted(resumed.skipped) == finished
     assert not set(resumed.computed_items) & set(finished)  # no frame of a finished video recomputed
     partial = [v for v, e in state.items() if e["status"] != "done" and e["chunks_done"]]
     for v in partial:  # resumed from its checkpoint, not from frame 0
-        assert resumed.computed_items.get(v, 0) <= 150 - 10 * len(state[v]["chunks_done"])
+        assert resumed.computed_items.get(v, 0) <= FRAMES - 10 * len(state[v]["chunks_done"])
     manifest = json.loads(manifest_path.read_text())["videos"]
     for v, e in manifest.items():
-        assert e["status"] == "done" and e["num_items"] == 150
-        assert e["computed_items"] == 150, f"{v}: {e['computed_items']} frames computed for 150"
+        assert e["status"] == "done" and e["num_items"] == FRAMES
+        assert e["computed_items"] == FRAMES, f"{v}: {e['computed_items']} frames computed for {FRAMES}"
     for v in finished:
         assert manifest[v]["runs"] == 1
-        assert (tmp_path / "out" / v / "00075.png").stat().st_mtime_ns == stamps[v]
+        assert (tmp_path / "out" / v / middle).stat().st_mtime_ns == stamps[v]
 
     clean = extract(src, tmp_path / "clean", fmt="png", chunk_size=10, workers=1, progress=False)
     assert clean.ok
     assert _tree(tmp_path / "out") == _tree(tmp_path / "clean")
     seq = [json.loads((tmp_path / d / "vid0" / "sequence.json").read_text()) for d in ("out", "clean")]
-    assert seq[0]["source_index"] == seq[1]["source_index"] == list(range(150))
+    assert seq[0]["source_index"] == seq[1]["source_index"] == list(range(FRAMES))
 
 
 def test_chunk_checkpoint_resume_decodes_but_does_not_rewrite(tmp_path):
