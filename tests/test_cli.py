@@ -56,3 +56,16 @@ def test_every_command_has_help(run_cli):
         code, out, err = run_cli(*path, "--help")
         assert code == 0, (path, err)
         assert "Usage: surgkit " + " ".join(path) in " ".join(out.split()), path
+
+
+def test_ctrl_c_says_interrupted_and_exits_130(run_cli, tmp_path, monkeypatch):
+    """typer turns KeyboardInterrupt into a silent exit 130; the user gets one line saying why it stopped."""
+    import surgkit.demo
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(surgkit.demo, "run_demo", interrupted)
+    code, out, err = run_cli("demo", "--size", "tiny", "-o", tmp_path / "demo")
+    assert code == 130
+    assert "error: interrupted" in err and "Traceback" not in err

@@ -89,6 +89,10 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"{where}{e.strerror or e}")
     except KeyboardInterrupt:
         _fail("interrupted", code=130)
+    except SystemExit as e:
+        if e.code == 130:  # typer turns Ctrl-C into a silent exit 130: say what happened
+            _fail("interrupted", code=130)
+        raise
 
 
 if __name__ == "__main__":
