@@ -201,14 +201,7 @@ def _run_steps(
     ``on_step(sections, schedule)`` is called with the sections finished so far after each step of
     the main lane.
     """
-    from surgkit.demo_lanes import (
-        MAIN_LANE_NICE,
-        SECOND_LANE_THREADS,
-        WORLD_STEPS,
-        MainLanePriority,
-        SecondLane,
-        split_lanes,
-    )
+    from surgkit.demo_lanes import MAIN_LANE_NICE, SECOND_LANE_THREADS, WORLD_STEPS, SecondLane, split_lanes
     from surgkit.utils.progress import console
 
     main, second = split_lanes(specs, parallel)
@@ -223,13 +216,10 @@ def _run_steps(
         schedule["second_lane_log"] = str(lane.log)
         schedule["main_lane_nice_increment"] = MAIN_LANE_NICE
     done: dict[str, DemoSection] = {}
-    priority = None
     try:
         for spec in main:
             if lane is not None and lane.proc is None and step_name(spec) not in WORLD_STEPS:
                 lane.start()
-                priority = MainLanePriority(lane.pid)
-                priority.lower()
                 console.print(
                     f"[bold]{', '.join(schedule['lanes'][1])}[/] run in a second process beside "
                     f"{', '.join(n for n in schedule['lanes'][0] if n not in WORLD_STEPS)} "
@@ -240,9 +230,7 @@ def _run_steps(
             done[spec] = run_step(spec, ctx, (lane.pid,) if lane is not None and lane.pid else ())
             if on_step is not None:
                 on_step([done[s] for s in specs if s in done], schedule)
-        if lane is not None:
-            if lane.proc is None:  # pragma: no cover - split_lanes guarantees a model step in the main lane
-                lane.start()
+        if lane is not None:  # started before the main lane's first model step (split_lanes guarantees one)
             with console.status(f"waiting for {', '.join(schedule['lanes'][1])} (output: {lane.log})"):
                 sections, artifacts = lane.collect()
             for spec, section in zip(second, sections, strict=True):
@@ -254,8 +242,6 @@ def _run_steps(
                 )
             ctx.artifacts.update({k: v for k, v in artifacts.items() if k not in ctx.artifacts})
     finally:
-        if priority is not None:
-            priority.restore()
         if lane is not None:
             lane.stop()
     return [done[s] for s in specs], schedule

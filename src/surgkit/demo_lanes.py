@@ -27,7 +27,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -127,14 +126,15 @@ def section_from_json(d: dict[str, Any]) -> Any:
 
 
 class SecondLane:
-    """The child process running :data:`SECOND_LANE`'s steps; ``start`` it, later ``collect`` its sections."""
+    """The child process running :data:`SECOND_LANE`'s steps: ``start`` it (the main lane then steps back,
+    :class:`MainLanePriority`), later ``collect`` its sections, and always ``stop``."""
 
     def __init__(self, specs: tuple[str, ...], ctx: Any, name: str = "grounding+reasoning") -> None:
         self.specs, self.ctx, self.name = specs, ctx, name
         self.folder = Path(ctx.workdir) / LANE_FOLDER
         self.log = Path(ctx.workdir) / "logs" / f"{name}.log"
         self.proc: subprocess.Popen | None = None
-        self.started = 0.0
+        self.priority: MainLanePriority | None = None
 
     @property
     def pid(self) -> int | None:
@@ -173,7 +173,8 @@ class SecondLane:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        self.started = time.perf_counter()
+        self.priority = MainLanePriority(self.proc.pid)
+        self.priority.lower()
 
     def collect(self) -> tuple[list[Any], dict[str, Any]]:
         """Wait for the child; its sections (failed ones when it died) and the artifacts it published."""
@@ -199,7 +200,10 @@ class SecondLane:
         )
 
     def stop(self) -> None:
-        """Kill the child (the main process is failing or was interrupted)."""
+        """Give the main lane its priority back; kill the child if it still runs (failure or interrupt)."""
+        if self.priority is not None:
+            self.priority.restore()
+            self.priority = None
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()

@@ -61,7 +61,7 @@ def _subtree(table: dict[int, tuple[int, float]], root: int, exclude: tuple[int,
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in table.items():
         children.setdefault(ppid, []).append(pid)
-    found, todo = [], [p for p in children.get(root, []) if p not in exclude]
+    found, todo = [], list(children.get(root, []))
     while todo:
         pid = todo.pop()
         if pid in exclude:
