@@ -190,3 +190,64 @@ def test_training_adds_the_corpus_and_never_a_heldout_video(tmp_path):
         str(tmp_path / "a"), "synth", world, "instrument", tmp_path / "r", videos=["video02"], progress=False
     )
     assert set(s["videos"]) == {"video02"}
+
+
+def test_action_vocabulary_all_holds_every_triplet_also_unseen():
+    from surgkit.grounding.frames import triplet_names
+    from surgkit.grounding.train_clip import action_text, action_vocabulary
+    from surgkit.vocab import NULL_TRIPLETS, TRIPLET_COMPONENTS
+
+    every = action_vocabulary("all", [])
+    assert len(every) == len(set(every)) == len(TRIPLET_COMPONENTS) - len(NULL_TRIPLETS) == 94
+    assert ("grasper", "retract", "cystic plate") in every  # a combination the world never shows
+    assert not any(v == "null verb" for _, v, _ in every)
+    assert set(every) == {
+        triplet_names(c) for k, c in enumerate(TRIPLET_COMPONENTS) if k not in NULL_TRIPLETS
+    }
+    idle = action_vocabulary("all-idle", [])
+    assert len(idle) == 100 and set(idle) - set(every) == {
+        triplet_names(TRIPLET_COMPONENTS[k]) for k in NULL_TRIPLETS
+    }
+    assert action_text("{v} the {t} with the {i}", ("grasper", "null verb", "null target")) == (
+        "the grasper is idle in the field of view"
+    )
+    assert action_text("{v} the {t} with the {i}", ("hook", "dissect", "gallbladder")) == (
+        "dissect the gallbladder with the hook"
+    )
+    with pytest.raises(SurgkitError, match="unknown action vocabulary"):
+        action_vocabulary("most", [])
+
+
+def test_action_term_softmax_against_hand_computation():
+    from surgkit.grounding.train_clip import action_term
+
+    logits = torch.tensor([[2.0, 0.5, -1.0, 0.0], [0.3, 0.1, 0.2, 0.4], [1.0, 1.0, 1.0, 1.0]])
+    labels = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 1.0], [0, 0, 0, 0]])  # the third frame has no triplet
+    p0 = torch.softmax(logits[0], 0)
+    p1 = torch.softmax(logits[1], 0)
+    want = -(torch.log(p0[0]) + 0.5 * (torch.log(p1[1]) + torch.log(p1[3]))) / 2
+    assert torch.allclose(action_term("softmax", logits, labels), want)
+    assert torch.allclose(
+        action_term("bce", logits, labels), F.binary_cross_entropy_with_logits(logits, labels)
+    )
+    assert action_term("softmax", logits, torch.zeros_like(labels)) == 0
+    with pytest.raises(SurgkitError, match="unknown action loss"):
+        action_term("hinge", logits, labels)
+
+
+def test_train_clip_refuses_an_unknown_action_term_before_any_work(tmp_path):
+    from surgkit.grounding.train_clip import TrainSettings, train_clip
+
+    world = write_mini_world(tmp_path / "w", videos=(1, 2), frames=3)
+    for bad in ({"action_vocab": "most"}, {"action_loss": "hinge"}):
+        with pytest.raises(SurgkitError, match="unknown action"):
+            train_clip(world, tmp_path / "clip", TrainSettings(size="test", steps=2, **bad), progress=False)
+        assert not (tmp_path / "clip").exists()
+
+
+def test_demo_recipe_trains_the_triplet_term_over_every_triplet():
+    from surgkit.grounding.demo import ACTION_TERM
+    from surgkit.grounding.train_clip import TrainSettings
+
+    s = TrainSettings(**ACTION_TERM)
+    assert s.action_presence > 0 and s.action_vocab == "all-idle" and s.action_loss == "softmax"

@@ -176,6 +176,13 @@ def train_clip_cmd(
     action_presence: float = typer.Option(
         0.0, help="Weight of the triplet-presence term (every action phrase vs every image; 0 = off)."
     ),
+    action_vocab: str = typer.Option(
+        "seen",
+        help="Triplets of that term: seen (in the training frames), all (CholecT50's 94) or all-idle (100).",
+    ),
+    action_loss: str = typer.Option(
+        "bce", help="That term's loss: bce (per triplet) or softmax (over the triplets)."
+    ),
     corpus: bool = typer.Option(
         True,
         "--corpus/--no-corpus",
@@ -194,7 +201,8 @@ def train_clip_cmd(
     from surgkit.grounding.train_clip import TrainSettings, train_clip
 
     settings = TrainSettings(size=size, steps=steps, batch_size=batch_size, lr=lr, holdout=holdout, loss=loss,
-                             presence=presence, action_presence=action_presence, corpus=corpus, flip=flip,
+                             presence=presence, action_presence=action_presence, action_vocab=action_vocab,
+                             action_loss=action_loss, corpus=corpus, flip=flip,
                              local=local, seed=seed, device=device)  # fmt: skip
     result = train_clip(world, out, settings, launch=launch)
     extra = f", corpus pairs: {result['corpus_pairs']}" if result["corpus_pairs"] else ""

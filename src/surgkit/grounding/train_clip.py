@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from surgkit.errors import SurgkitError
 from surgkit.grounding.captions import (
     ACTION_PHRASES,
+    IDLE_PHRASE,
     INSTRUMENT_PHRASES,
     load_pairs,
     positives,
@@ -66,6 +67,10 @@ class TrainSettings:
     local: float = 0.0  # share of batches made of neighbouring frames of one video (same scene, other tools)
     presence: float = 1.0  # weight of the instrument-presence term (every instrument caption vs every image)
     action_presence: float = 0.0  # weight of the triplet-presence term (every action caption vs every image)
+    action_vocab: str = (
+        "seen"  # its triplets: seen (in training frames), all (CholecT50's 94), all-idle (100)
+    )
+    action_loss: str = "bce"  # that term: bce (each triplet present or not) or softmax (over the vocabulary)
     corpus: bool = True  # also train on the world's pretraining corpus (corpus/, surgeries that are no video)
 
 
@@ -80,6 +85,43 @@ def presence_names() -> list[str]:
     than left at its random initial embedding, where zero-shot argmax can pick it."""
     names = [normalise_label(i) for i in (*CHOLEC80_TOOLS, *INSTRUMENTS)]
     return list(dict.fromkeys(names))
+
+
+def action_vocabulary(vocab: str, pairs) -> list[tuple[str, str, str]]:
+    """Triplets of the triplet-presence term: ``seen`` in the training frames, ``all`` non-null
+    CholecT50 triplets (the ones no training frame shows are then learned as absent, not left where
+    the text tower happens to put them) or ``all-idle`` (also the six null triplets, "the grasper is
+    idle": every frame with an instrument then has a positive)."""
+    from surgkit.grounding.frames import triplet_names
+    from surgkit.vocab import NULL_TRIPLETS, TRIPLET_COMPONENTS
+
+    if vocab == "seen":
+        return sorted({t for p in pairs for t in p.triplets if t[1] != "null verb"})
+    if vocab in ("all", "all-idle"):
+        null = set() if vocab == "all-idle" else set(NULL_TRIPLETS)
+        return sorted(triplet_names(c) for k, c in enumerate(TRIPLET_COMPONENTS) if k not in null)
+    raise SurgkitError(f"unknown action vocabulary '{vocab}' (seen, all or all-idle)")
+
+
+def action_text(phrase: str, triplet: tuple[str, str, str]) -> str:
+    """A training phrase of a triplet; a null triplet (idle instrument) reads :data:`IDLE_PHRASE`."""
+    i, v, t = triplet
+    return IDLE_PHRASE.format(i=i) if v == "null verb" else phrase.format(i=i, v=v, t=t)
+
+
+def action_term(kind: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The triplet-presence loss: ``bce`` (mean binary cross-entropy over images x triplets) or
+    ``softmax`` (-Σ_t y_t/|y| log softmax(logits)_t, y the frame's triplets, averaged over the frames
+    with at least one triplet of the vocabulary)."""
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(logits, labels)
+    if kind != "softmax":
+        raise SurgkitError(f"unknown action loss '{kind}' (bce or softmax)")
+    has = labels.sum(1) > 0
+    if not has.any():
+        return logits.sum() * 0.0
+    y = labels[has] / labels[has].sum(1, keepdim=True)
+    return -(y * logits[has].log_softmax(dim=1)).sum(1).mean()
 
 
 def training_videos(world: Path, videos: list[str], holdout: float) -> tuple[list[str], list[str]]:
@@ -258,6 +300,8 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
         )
     if s.loss not in ("softmax", "sigmoid", "both"):
         raise SurgkitError(f"unknown loss '{s.loss}' (softmax, sigmoid or both)")
+    action_vocabulary(s.action_vocab, [])  # refuses an unknown vocabulary or action loss before any work
+    action_term(s.action_loss, torch.zeros(1, 1), torch.ones(1, 1))
     out = Path(out)
     pairs, source = load_pairs(world, corpus=s.corpus)
     train_v, held_v = training_videos(Path(world), [p.frame.video for p in pairs if not p.corpus], s.holdout)
@@ -278,8 +322,8 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
     pixels = torch.cat([pre([pairs[k].frame.load_image()])[0].half() for k in keep])  # half: memory
     names = presence_names()
     presence_texts = [[p.format(i=n) for n in names] for p in INSTRUMENT_PHRASES]
-    actions = sorted({t for k in keep for t in pairs[k].triplets if t[1] != "null verb"})
-    action_texts = [[p.format(i=i, v=v, t=t) for i, v, t in actions] for p in ACTION_PHRASES]
+    actions = action_vocabulary(s.action_vocab, [pairs[k] for k in keep])
+    action_texts = [[action_text(p, a) for a in actions] for p in ACTION_PHRASES]
     texts_list = sorted({c.text for k in keep for caps in pairs[k].captions.values() for c in caps}
                         | {t for row in presence_texts + action_texts for t in row})  # fmt: skip
     texts = {c: j for j, c in enumerate(texts_list)}
@@ -362,8 +406,8 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
                     if len(pid) > n_inst:
                         labels = torch.tensor([[a in pairs[keep[i]].triplets for a in actions] for i in idx],
                                               dtype=torch.float32)  # fmt: skip
-                        loss = loss + s.action_presence * F.binary_cross_entropy_with_logits(
-                            logits[:, n_inst:], labels.to(dev))  # fmt: skip
+                        loss = loss + s.action_presence * action_term(s.action_loss, logits[:, n_inst:],
+                                                                      labels.to(dev))  # fmt: skip
             opt.zero_grad()
             acc.backward(loss * world)  # DDP averages: the update is d(loss)/d(weights) of the whole batch
             norm = grad_norm(acc, model.parameters())
