@@ -79,10 +79,14 @@ def test_demo_step_selection():
 def test_header_says_which_steps_ran_side_by_side():
     from surgkit.report.html import render_report
 
-    parallel = {"mode": "parallel", "lanes": [["synth", "video"], ["grounding", "reasoning"]],
+    parallel = {"mode": "parallel", "lanes": [["synth", "data", "video", "skill"], ["grounding", "reasoning"]],
                 "second_lane_torch_threads": 1}  # fmt: skip
     html = render_report([], {"schedule": parallel})
-    assert "grounding, reasoning ran in a second process (1 torch thread) beside synth, video" in html
+    # the world steps run before the second process starts: they do not overlap it
+    assert (
+        "grounding, reasoning ran in a second process (1 torch thread) beside video, skill (after synth, data)"
+        in html
+    )
     assert "second process" not in render_report(
         [], {"schedule": {"mode": "sequential", "lanes": [["synth"]]}}
     )

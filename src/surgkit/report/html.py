@@ -118,12 +118,17 @@ def _timing(section: Any) -> str:
 
 def _schedule_note(schedule: dict[str, Any]) -> str:
     """Which steps ran side by side (their step times overlap), from ``results.json``'s ``schedule``."""
+    from surgkit.demo_lanes import WORLD_STEPS
+
     lanes = schedule.get("lanes") or []
     if schedule.get("mode") != "parallel" or len(lanes) < 2:
         return ""
+    first = [n for n in lanes[0] if n in WORLD_STEPS]  # these ran before the second process started
+    beside = [n for n in lanes[0] if n not in WORLD_STEPS]
+    after = f" (after {', '.join(first)})" if first else ""
     return html.escape(
         f" · {', '.join(lanes[1])} ran in a second process ({schedule.get('second_lane_torch_threads', 1)} torch "
-        f"thread) beside {', '.join(lanes[0])}: their step times overlap"
+        f"thread) beside {', '.join(beside)}{after}: their step times overlap"
     )
 
 
