@@ -173,6 +173,9 @@ def demo_step(ctx: DemoContext) -> DemoSection:
         "predicted instrument's box).",
         "Training captions name instruments, instrument sets, triplets and the world's sentences in phrases "
         "unlike the benchmark templates; the benchmark prompts are never trained on.",
+        f"Triplet term ({', '.join(f'{k}={v}' for k, v in ACTION_TERM.items())}): every frame is also contrasted "
+        "with the training phrases of all 100 CholecT50 triplets (softmax, target spread over its own triplets), "
+        "so combinations no frame shows are learned as absent.",
         f"Training used only the world's train videos ({', '.join(result['train_videos'])}) and its pretraining "
         f"corpus (corpus/: {result['corpus_pairs']} 1-fps keyframes of {result['corpus_surgeries']} surgeries drawn "
         "from their own random streams, none of the world's videos); the benchmark refuses the train videos by "
