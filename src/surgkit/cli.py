@@ -93,6 +93,11 @@ def main(argv: list[str] | None = None) -> None:
         if e.code == 130:  # typer turns Ctrl-C into a silent exit 130: say what happened
             _fail("interrupted", code=130)
         raise
+    finally:
+        if "torch.distributed" in sys.modules:  # under torchrun / accelerate launch: leave the group cleanly
+            from surgkit.utils.distributed import shutdown
+
+            shutdown()
 
 
 if __name__ == "__main__":

@@ -89,3 +89,6 @@ def run(out: Path, batch_size: int = 7, grad_accum: int = 1, steps: int = 4, rep
 if __name__ == "__main__":
     out = Path(sys.argv[1])
     run(out, *map(int, sys.argv[2:5]), *sys.argv[5:6])
+    from surgkit.utils.distributed import shutdown
+
+    shutdown()

@@ -69,3 +69,22 @@ def test_two_processes_train_and_evaluate_like_one(tmp_path, accum):
     # only the main process logged: one line per step plus the eval line
     lines = (tmp_path / "two" / "train_log.jsonl").read_text().splitlines()
     assert [json.loads(s)["step"] for s in lines] == [1, 2, 3, 4, 4]
+
+
+def test_the_cli_leaves_a_launch_s_process_group_on_exit(tmp_path, monkeypatch):
+    """A process that exits with a live gloo group can abort in teardown after its work is done (seen: a
+    two-process run reported SIGABRT, 'terminate called without an active exception'); every command
+    therefore destroys the group on the way out, on success and on error."""
+    import torch.distributed as dist
+
+    from surgkit.cli import main
+    from surgkit.utils.distributed import shutdown
+
+    shutdown()  # nothing to do without a group
+    for argv, code in ((["--version"], 0), (["data", "check", "--root", str(tmp_path / "absent")], 2)):
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store-{code}", rank=0, world_size=1)
+        assert dist.is_initialized()
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == code
+        assert not dist.is_initialized()

@@ -23,6 +23,8 @@ SCRIPT = """
 import json, sys
 from surgkit.video.finetune import FinetuneSettings, finetune
 finetune(FinetuneSettings.from_dict(json.load(open(sys.argv[1]))), progress=False)
+from surgkit.utils.distributed import shutdown
+shutdown()
 """
 
 

@@ -179,6 +179,18 @@ def mean_over_processes(accelerator: Any, value: float, weight: float = 1.0) -> 
     return float(t[0] / t[1]) if float(t[1]) else float("nan")
 
 
+def shutdown() -> None:
+    """Destroy this process's default process group, if a launch created one.
+
+    A process that exits with a live gloo/NCCL group can abort in teardown ("terminate called without an
+    active exception", SIGABRT) after its work is done, so the launcher reports a failed run; PyTorch asks
+    every script to call ``destroy_process_group`` before it exits."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def barrier() -> None:
     """Wait for every process of a distributed launch (no-op in a single process)."""
     import torch.distributed as dist
