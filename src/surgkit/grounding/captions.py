@@ -76,6 +76,12 @@ class Pair:
     corpus: bool = False  # a pretraining keyframe of a surgery that is none of the world's videos
 
 
+def action_text(phrase: str, triplet: Names) -> str:
+    """A training phrase of a triplet; a null triplet (idle instrument) reads :data:`IDLE_PHRASE`."""
+    i, v, t = triplet
+    return IDLE_PHRASE.format(i=i) if v == "null verb" else phrase.format(i=i, v=v, t=t)
+
+
 def make_captions(
     instruments: Iterable[str], triplets: Iterable[Names], world: Sequence[str] = ()
 ) -> dict[str, list[Caption]]:
@@ -88,13 +94,9 @@ def make_captions(
         ]
     scene = " and ".join(names) if names else "no instrument"
     out["scene"] = [Caption(scene, "scene", ("scene", tuple(names)))]
-    for i, v, t in sorted(set(triplets)):
-        if v == "null verb":
-            out["action"].append(Caption(IDLE_PHRASE.format(i=i), "action", ("action", (i, v, t))))
-        else:
-            out["action"] += [
-                Caption(p.format(i=i, v=v, t=t), "action", ("action", (i, v, t))) for p in ACTION_PHRASES
-            ]
+    for trip in sorted(set(triplets)):
+        phrases = dict.fromkeys(action_text(p, trip) for p in ACTION_PHRASES)  # an idle one reads once
+        out["action"] += [Caption(text, "action", ("action", trip)) for text in phrases]
     for v in sorted({v for _, v, _ in triplets} - {"null verb"}):
         out["verb"] += [Caption(p.format(v=v), "verb", ("verb", v)) for p in VERB_PHRASES]
     out["world"] = [Caption(w, "world", ("text", w)) for w in world]

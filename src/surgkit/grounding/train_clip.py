@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from surgkit.errors import SurgkitError
 from surgkit.grounding.captions import (
     ACTION_PHRASES,
-    IDLE_PHRASE,
     INSTRUMENT_PHRASES,
+    action_text,
     load_pairs,
     positives,
     tokenizer_corpus,
@@ -67,9 +67,7 @@ class TrainSettings:
     local: float = 0.0  # share of batches made of neighbouring frames of one video (same scene, other tools)
     presence: float = 1.0  # weight of the instrument-presence term (every instrument caption vs every image)
     action_presence: float = 0.0  # weight of the triplet-presence term (every action caption vs every image)
-    action_vocab: str = (
-        "seen"  # its triplets: seen (in training frames), all (CholecT50's 94), all-idle (100)
-    )
+    action_vocab: str = "seen"  # its triplets: seen, all (CholecT50's 94) or all-idle (100)
     action_loss: str = "bce"  # that term: bce (each triplet present or not) or softmax (over the vocabulary)
     corpus: bool = True  # also train on the world's pretraining corpus (corpus/, surgeries that are no video)
 
@@ -87,6 +85,10 @@ def presence_names() -> list[str]:
     return list(dict.fromkeys(names))
 
 
+ACTION_VOCABS = ("seen", "all", "all-idle")
+ACTION_LOSSES = ("bce", "softmax")
+
+
 def action_vocabulary(vocab: str, pairs) -> list[tuple[str, str, str]]:
     """Triplets of the triplet-presence term: ``seen`` in the training frames, ``all`` non-null
     CholecT50 triplets (the ones no training frame shows are then learned as absent, not left where
@@ -101,12 +103,6 @@ def action_vocabulary(vocab: str, pairs) -> list[tuple[str, str, str]]:
         null = set() if vocab == "all-idle" else set(NULL_TRIPLETS)
         return sorted(triplet_names(c) for k, c in enumerate(TRIPLET_COMPONENTS) if k not in null)
     raise SurgkitError(f"unknown action vocabulary '{vocab}' (seen, all or all-idle)")
-
-
-def action_text(phrase: str, triplet: tuple[str, str, str]) -> str:
-    """A training phrase of a triplet; a null triplet (idle instrument) reads :data:`IDLE_PHRASE`."""
-    i, v, t = triplet
-    return IDLE_PHRASE.format(i=i) if v == "null verb" else phrase.format(i=i, v=v, t=t)
 
 
 def action_term(kind: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -300,8 +296,9 @@ def train_clip(world: str | Path, out: str | Path, settings: TrainSettings | Non
         )
     if s.loss not in ("softmax", "sigmoid", "both"):
         raise SurgkitError(f"unknown loss '{s.loss}' (softmax, sigmoid or both)")
-    action_vocabulary(s.action_vocab, [])  # refuses an unknown vocabulary or action loss before any work
-    action_term(s.action_loss, torch.zeros(1, 1), torch.ones(1, 1))
+    if s.action_vocab not in ACTION_VOCABS or s.action_loss not in ACTION_LOSSES:
+        raise SurgkitError(f"unknown action vocabulary '{s.action_vocab}' or action loss '{s.action_loss}' "
+                           f"(vocabularies: {', '.join(ACTION_VOCABS)}; losses: {', '.join(ACTION_LOSSES)})")  # fmt: skip
     out = Path(out)
     pairs, source = load_pairs(world, corpus=s.corpus)
     train_v, held_v = training_videos(Path(world), [p.frame.video for p in pairs if not p.corpus], s.holdout)
